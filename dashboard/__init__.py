@@ -1,0 +1,1 @@
+"""Streamlit dashboard, read-only over the SQL storage. Arrives with the dashboard issue."""

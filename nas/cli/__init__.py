@@ -1,0 +1,67 @@
+"""The ``swiftnas`` command line.
+
+Each command group lives in its own module and is registered here. Heavy imports (torch, timm,
+Optuna, Ray) happen inside the commands, so ``swiftnas --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .space import space_app
+
+app = typer.Typer(
+    name="swiftnas",
+    help="Hardware-aware architecture search for SwiftFormer-style mobile vision transformers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(space_app, name="space")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"swiftnas {version('swiftnas')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Hardware-aware architecture search for SwiftFormer-style mobile vision transformers."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: swiftnas errors become one line on stderr and exit code 2."""
+    from search_spaces.errors import SwiftNASError
+
+    try:
+        app(args=argv, prog_name="swiftnas", standalone_mode=False)
+    except SwiftNASError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        return 130
+    except typer.TyperException as exc:  # usage errors (bad option values, unknown commands)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return int(getattr(exc, "exit_code", 2) or 2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

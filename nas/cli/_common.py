@@ -1,0 +1,41 @@
+"""Helpers shared by the command modules: output formats, consoles, loading architectures."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from search_spaces import ArchConfig
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def print_json(data: Any) -> None:
+    # Plain print, not rich: JSON must stay machine-readable (no wrapping, no colour).
+    print(json.dumps(data, indent=2))
+
+
+def load_arch(spec: str) -> ArchConfig:
+    """An architecture from a preset name (``xs``) or a path to an ArchConfig JSON file."""
+    from search_spaces import PRESETS, ArchConfig, SearchSpaceError, get_preset
+
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise SearchSpaceError(
+                f"Architecture file {spec!r} does not exist. Pass a path to an ArchConfig JSON "
+                f"file or a preset name ({', '.join(PRESETS)})."
+            )
+        return ArchConfig.from_json(path.read_text())
+    return get_preset(spec)

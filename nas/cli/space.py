@@ -1,0 +1,147 @@
+"""``swiftnas space``: look at the search space, the presets and random samples."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+
+from ._common import OutputFormat, console, err_console, load_arch, print_json
+
+if TYPE_CHECKING:
+    from search_spaces import ArchConfig
+
+space_app = typer.Typer(
+    help="Inspect the SwiftFormer search space, its presets and random samples.",
+    no_args_is_help=True,
+)
+
+
+def _row(name: str, arch: ArchConfig) -> dict[str, Any]:
+    from search_spaces import arch_stats
+
+    stats = arch_stats(arch)
+    return {
+        "name": name,
+        "key": arch.key(),
+        "params": stats.params,
+        "macs": stats.macs,
+        "params_m": round(stats.params_m, 3),
+        "macs_g": round(stats.macs_g, 3),
+        "arch": arch.to_dict(),
+    }
+
+
+def _arch_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("name", "res", "depths", "widths", "mlp", "attn blocks", "params (M)", "MACs (G)"):
+        table.add_column(col, justify="right" if col in ("params (M)", "MACs (G)") else "left")
+    for row in rows:
+        arch = row["arch"]
+        stages = arch["stages"]
+        table.add_row(
+            row["name"],
+            str(arch["resolution"]),
+            " ".join(str(s["depth"]) for s in stages),
+            " ".join(str(s["width"]) for s in stages),
+            " ".join(f"{s['mlp_ratio']:g}" for s in stages),
+            " | ".join(",".join(map(str, s["attn"])) or "-" for s in stages),
+            f"{row['params_m']:.2f}",
+            f"{row['macs_g']:.3f}",
+        )
+    return table
+
+
+def _rows_with_progress(named: list[tuple[str, ArchConfig]]) -> list[dict[str, Any]]:
+    from rich.progress import track
+
+    if len(named) <= 8:
+        return [_row(n, a) for n, a in named]
+    return [
+        _row(n, a)
+        for n, a in track(named, description="Counting params and MACs", console=err_console,
+                          transient=True)
+    ]
+
+
+@space_app.command("presets")
+def presets(
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """List the SwiftFormer presets (timm's swiftformer_xs/s/l1/l3) with params and MACs."""
+    from search_spaces import PRESETS
+
+    rows = _rows_with_progress(list(PRESETS.items()))
+    if fmt is OutputFormat.json:
+        print_json(rows)
+    else:
+        console.print(_arch_table(rows, "SwiftFormer presets (timm-identical)"))
+
+
+@space_app.command("sample")
+def sample(
+    n: int = typer.Option(5, "--n", min=1, help="Number of architectures to sample."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same samples)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """Sample architectures uniformly from the default space, with params and MACs.
+
+    ``--format json`` prints a list; each item's ``arch`` object is a valid ArchConfig JSON file.
+    """
+    from search_spaces import SwiftFormerSpace
+
+    archs = SwiftFormerSpace().sample_random(n, seed=seed)
+    rows = _rows_with_progress([(f"#{i}", a) for i, a in enumerate(archs)])
+    if fmt is OutputFormat.json:
+        print_json(rows)
+    else:
+        console.print(_arch_table(rows, f"{n} random architectures (seed {seed})"))
+
+
+@space_app.command("show")
+def show(
+    arch: str = typer.Argument(
+        None, help="A preset name (xs, s, l1, l3) or an ArchConfig JSON file. "
+        "Without it, the space's choices are shown.", show_default=False,
+    ),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """Show the default search space's choices, or one architecture stage by stage."""
+    from search_spaces import SwiftFormerSpace
+
+    space = SwiftFormerSpace()
+    if arch is None:
+        data = space.describe()
+        if fmt is OutputFormat.json:
+            print_json(data)
+            return
+        table = Table(title=f"Default SwiftFormer space: {data['size']:.3e} architectures")
+        for col in ("stage", "depths", "widths", "mlp ratios", "attention count", "stride"):
+            table.add_column(col)
+        for i, st in enumerate(data["stages"]):
+            table.add_row(
+                str(i), ", ".join(map(str, st["depths"])), ", ".join(map(str, st["widths"])),
+                ", ".join(f"{m:g}" for m in st["mlp_ratios"]),
+                ", ".join(map(str, st["attn_counts"])), ", ".join(map(str, st["attn_strides"])),
+            )
+        console.print(table)
+        console.print(f"resolutions: {', '.join(map(str, data['resolutions']))}")
+        return
+    config = load_arch(arch)
+    row = _row(arch, config)
+    row["in_default_space"] = space.contains(config)
+    if fmt is OutputFormat.json:
+        print_json(row)
+        return
+    table = Table(title=f"{arch}: {row['params_m']:.2f} M params, {row['macs_g']:.3f} GMACs at "
+                        f"{config.resolution} px")
+    for col in ("stage", "depth", "width", "mlp ratio", "blocks"):
+        table.add_column(col)
+    for i, st in enumerate(config.stages):
+        kinds = " ".join("A" if k == "attn" else "c" for k in st.block_kinds())
+        table.add_row(str(i), str(st.depth), str(st.width), f"{st.mlp_ratio:g}", kinds)
+    console.print(table)
+    console.print(f"key: {row['key']}")
+    console.print("blocks: c = conv encoder, A = efficient additive attention")
+    console.print(f"in default space: {row['in_default_space']}")

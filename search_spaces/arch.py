@@ -1,0 +1,284 @@
+"""What one candidate is: :class:`ArchConfig`, a frozen, validated SwiftFormer architecture.
+
+An architecture has four stages (as every SwiftFormer does). Stage ``i`` has ``depth`` blocks of
+``width`` channels; each block is either a conv block (timm ``ConvEncoder``) or an attention block
+(timm ``Block`` with ``EfficientAdditiveAttention``); ``attn`` lists the indices of the attention
+blocks. Stages 1-3 start with a stride-2 downsampling conv, the stem reduces by 4, so the network
+reduces by 32 and the input ``resolution`` must be a multiple of 32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidArchError
+
+NUM_STAGES = 4
+ARCH_FORMAT_VERSION = 1  # bump when to_dict()'s layout changes; from_dict() reads older versions
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a SwiftFormer."""
+
+    depth: int  # number of blocks, >= 1
+    width: int  # channels of every block in the stage
+    mlp_ratio: float  # hidden width of each block's MLP = int(width * mlp_ratio)
+    attn: tuple[int, ...] = ()  # indices of blocks using efficient additive attention
+    index: int = field(default=0, compare=False, repr=False)  # position, for error messages only
+
+    def __post_init__(self) -> None:
+        where = f"stages[{self.index}]"
+        if not _is_int(self.depth) or self.depth < 1:
+            raise InvalidArchError(
+                f"{where}.depth", self.depth, "must be an integer >= 1",
+                "Every stage needs at least one block: use depth 1 or more.",
+            )
+        if not _is_int(self.width) or self.width < 2:
+            raise InvalidArchError(
+                f"{where}.width", self.width, "must be an integer >= 2",
+                "Use a channel count such as 48, 64 or 128.",
+            )
+        if self.index == 0 and self.width % 2:
+            raise InvalidArchError(
+                f"{where}.width", self.width,
+                "must be even (the stem's first conv has width // 2 channels)",
+                f"Use {self.width - 1} or {self.width + 1}.",
+            )
+        ratio = self.mlp_ratio
+        if (
+            isinstance(ratio, bool)
+            or not isinstance(ratio, int | float)
+            or not math.isfinite(ratio)
+        ):
+            raise InvalidArchError(
+                f"{where}.mlp_ratio", ratio, "must be a finite number",
+                "Use a ratio such as 3.0 or 4.0.",
+            )
+        if int(self.width * ratio) < 1:
+            raise InvalidArchError(
+                f"{where}.mlp_ratio", ratio,
+                f"gives an MLP hidden width int({self.width} * {ratio}) < 1",
+                "Use a ratio such as 3.0 or 4.0.",
+            )
+        object.__setattr__(self, "mlp_ratio", float(ratio))
+        attn = self.attn
+        if isinstance(attn, str | bytes) or not isinstance(attn, Iterable):
+            raise InvalidArchError(
+                f"{where}.attn", attn, "must be a list of block indices",
+                f"Use e.g. [{self.depth - 1}] for attention in the last block, or [] for none.",
+            )
+        attn = tuple(attn)
+        for i in attn:
+            if not _is_int(i) or not 0 <= i < self.depth:
+                raise InvalidArchError(
+                    f"{where}.attn", list(attn),
+                    f"must hold block indices in 0..{self.depth - 1} (the stage has depth "
+                    f"{self.depth})",
+                    f"Remove index {i!r} or increase `{where}.depth`.",
+                )
+        if len(set(attn)) != len(attn):
+            raise InvalidArchError(
+                f"{where}.attn", list(attn), "must not repeat a block index",
+                "List each attention block once.",
+            )
+        object.__setattr__(self, "attn", tuple(sorted(attn)))
+
+    @property
+    def hidden_width(self) -> int:
+        return int(self.width * self.mlp_ratio)
+
+    def block_kinds(self) -> tuple[str, ...]:
+        """``"conv"`` or ``"attn"`` for each block, in order."""
+        return tuple("attn" if j in self.attn else "conv" for j in range(self.depth))
+
+    def key(self) -> str:
+        attn = ".".join(str(i) for i in self.attn) or "-"
+        return f"d{self.depth}w{self.width}m{self.mlp_ratio:g}a{attn}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "width": self.width,
+            "mlp_ratio": self.mlp_ratio,
+            "attn": list(self.attn),
+        }
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A SwiftFormer architecture: four :class:`StageConfig` plus the input resolution.
+
+    Construction validates every field and raises :class:`~search_spaces.errors.InvalidArchError`
+    (a ``ValueError``) naming the field, the received value and the fix. Two configs that build
+    the same network compare equal and have the same :meth:`key`.
+    """
+
+    stages: tuple[StageConfig, ...]
+    resolution: int = 224  # square input side in pixels, multiple of 32
+
+    def __post_init__(self) -> None:
+        stages = self.stages
+        if isinstance(stages, str | bytes | Mapping) or not isinstance(stages, Iterable):
+            raise InvalidArchError(
+                "stages", stages, f"must be a list of {NUM_STAGES} stages",
+                "Pass one {depth, width, mlp_ratio, attn} entry per stage.",
+            )
+        stages = tuple(stages)
+        if len(stages) != NUM_STAGES:
+            raise InvalidArchError(
+                "stages", len(stages), f"must have exactly {NUM_STAGES} stages",
+                "SwiftFormer has four stages (strides 4, 8, 16, 32); give one entry per stage.",
+            )
+        normalised = []
+        for i, stage in enumerate(stages):
+            if isinstance(stage, StageConfig):
+                stage = StageConfig(stage.depth, stage.width, stage.mlp_ratio, stage.attn, index=i)
+            elif isinstance(stage, Mapping):
+                stage = _stage_from_mapping(stage, i)
+            else:
+                raise InvalidArchError(
+                    f"stages[{i}]", stage, "must be a StageConfig or a mapping",
+                    "Use {'depth': 3, 'width': 48, 'mlp_ratio': 4.0, 'attn': [2]}.",
+                )
+            normalised.append(stage)
+        object.__setattr__(self, "stages", tuple(normalised))
+        res = self.resolution
+        if not _is_int(res) or res < 32 or res % 32:
+            near = max(32, 32 * round(res / 32)) if isinstance(res, int | float) else 224
+            raise InvalidArchError(
+                "resolution", res, "must be a positive multiple of 32 (the network reduces by 32)",
+                f"Use {near}.",
+            )
+
+    # -- convenience views -------------------------------------------------------------------
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(s.depth for s in self.stages)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(s.width for s in self.stages)
+
+    @property
+    def mlp_ratios(self) -> tuple[float, ...]:
+        return tuple(s.mlp_ratio for s in self.stages)
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.depths)
+
+    @property
+    def num_attn_blocks(self) -> int:
+        return sum(len(s.attn) for s in self.stages)
+
+    # -- identity and serialisation ---------------------------------------------------------
+    def key(self) -> str:
+        """Canonical string: equal for equal architectures, used to cache and dedupe."""
+        return f"r{self.resolution}_" + "_".join(s.key() for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": ARCH_FORMAT_VERSION,
+            "resolution": self.resolution,
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchConfig:
+        if not isinstance(data, Mapping):
+            raise InvalidArchError(
+                "arch", type(data).__name__, "must be a JSON object",
+                'Use {"resolution": 224, "stages": [...]} as written by `swiftnas space sample '
+                "--format json`.",
+            )
+        version = data.get("format_version", ARCH_FORMAT_VERSION)
+        if version != ARCH_FORMAT_VERSION:
+            raise InvalidArchError(
+                "format_version", version, f"is not supported (this swiftnas reads "
+                f"{ARCH_FORMAT_VERSION})", "Upgrade swiftnas or re-export the architecture.",
+            )
+        unknown = set(data) - {"format_version", "resolution", "stages"}
+        if unknown:
+            raise InvalidArchError(
+                "arch", sorted(unknown), "has unknown fields",
+                "Allowed fields are format_version, resolution and stages.",
+            )
+        if "stages" not in data:
+            raise InvalidArchError(
+                "stages", None, "is missing", "Add a list of four stage objects.",
+            )
+        return cls(stages=data["stages"], resolution=data.get("resolution", 224))
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidArchError(
+                "arch", text[:60], f"is not valid JSON ({exc.msg} at line {exc.lineno})",
+                "Check the file; `swiftnas space sample --format json` writes a valid example.",
+            ) from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_lists(
+        cls,
+        *,
+        depths: Iterable[int],
+        widths: Iterable[int],
+        mlp_ratios: Iterable[float] | float = 4.0,
+        attn: Iterable[Iterable[int]] | None = None,
+        resolution: int = 224,
+    ) -> ArchConfig:
+        """Build from timm-style per-stage lists; ``attn=None`` means attention in each last block
+        (the SwiftFormer paper's placement)."""
+        depths, widths = list(depths), list(widths)
+        ratios = (
+            [mlp_ratios] * len(depths) if isinstance(mlp_ratios, int | float) else list(mlp_ratios)
+        )
+        attn_lists = [[d - 1] for d in depths] if attn is None else [list(a) for a in attn]
+        if not len(depths) == len(widths) == len(ratios) == len(attn_lists):
+            raise InvalidArchError(
+                "stages", {"depths": depths, "widths": widths, "mlp_ratios": ratios},
+                "lists must all have the same length", f"Give {NUM_STAGES} values for each.",
+            )
+        stages = [
+            {"depth": d, "width": w, "mlp_ratio": m, "attn": a}
+            for d, w, m, a in zip(depths, widths, ratios, attn_lists, strict=True)
+        ]
+        return cls(stages=tuple(stages), resolution=resolution)  # type: ignore[arg-type]
+
+
+def _stage_from_mapping(data: Mapping[str, Any], index: int) -> StageConfig:
+    allowed = {"depth", "width", "mlp_ratio", "attn"}
+    unknown = set(data) - allowed
+    missing = {"depth", "width"} - set(data)
+    if unknown or missing:
+        problem = f"has unknown fields {sorted(unknown)}" if unknown else (
+            f"is missing {sorted(missing)}")
+        raise InvalidArchError(
+            f"stages[{index}]", dict(data), problem,
+            "Each stage needs depth and width, optionally mlp_ratio (default 4.0) and attn "
+            "(default: the last block).",
+        )
+    depth = data["depth"]
+    attn = data.get("attn")
+    if attn is None:
+        attn = [depth - 1] if _is_int(depth) and depth >= 1 else []
+    return StageConfig(
+        depth=depth, width=data["width"], mlp_ratio=data.get("mlp_ratio", 4.0),
+        attn=tuple(attn) if isinstance(attn, list | tuple) else attn,  # others fail validation
+        index=index,
+    )

@@ -1,0 +1,141 @@
+"""The one place that turns an :class:`ArchConfig` into a PyTorch model.
+
+:class:`SwiftFormerNAS` subclasses timm's ``SwiftFormer`` and reuses its blocks, so it keeps timm's
+whole interface (``forward_features``, ``forward_head``, ``forward_intermediates``,
+``reset_classifier``, distillation head, ...) and its state_dict key names (``stem.*``,
+``stages.{i}.downsample.*``, ``stages.{i}.blocks.{j}.*``, ``norm``, ``head``, ``head_dist``).
+Only the stage construction differs: each stage has its own MLP ratio and any set of blocks may
+use attention. For the presets the result is weight-compatible with timm's models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _torchvision_compat
+
+_torchvision_compat.ensure_torchvision_importable()
+
+import torch  # noqa: E402
+from timm.layers import Linear  # noqa: E402
+from timm.models.swiftformer import (  # noqa: E402
+    Block,
+    ConvEncoder,
+    Embedding,
+    Stage,
+    SwiftFormer,
+)
+from torch import nn  # noqa: E402
+
+from .arch import ArchConfig, StageConfig  # noqa: E402
+
+__all__ = ["SwiftFormerNAS", "build_model"]
+
+
+class _ArchStage(Stage):
+    """timm's ``Stage`` (same forward, same names) with blocks chosen by a :class:`StageConfig`."""
+
+    def __init__(
+        self,
+        stage: StageConfig,
+        *,
+        downsample: nn.Module | None,
+        block_drop_path: list[float],
+        drop_rate: float,
+        layer_scale_init_value: float,
+    ) -> None:
+        nn.Module.__init__(self)  # timm's __init__ hard-codes "attention in the last block"
+        self.grad_checkpointing = False
+        self.downsample = downsample if downsample is not None else nn.Identity()  # type: ignore[assignment]
+        blocks: list[nn.Module] = []
+        for kind, dpr in zip(stage.block_kinds(), block_drop_path, strict=True):
+            if kind == "attn":
+                blocks.append(Block(
+                    stage.width,
+                    mlp_ratio=stage.mlp_ratio,
+                    drop_rate=drop_rate,
+                    drop_path=dpr,
+                    layer_scale_init_value=layer_scale_init_value,
+                ))
+            else:
+                blocks.append(ConvEncoder(
+                    dim=stage.width, hidden_dim=stage.hidden_width, kernel_size=3, drop_path=dpr,
+                ))
+        self.blocks = nn.Sequential(*blocks)
+
+
+class SwiftFormerNAS(SwiftFormer):
+    """A SwiftFormer built from an :class:`ArchConfig` (timm interface and key names)."""
+
+    def __init__(
+        self,
+        arch: ArchConfig,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        layer_scale_init_value: float = 1e-5,
+        global_pool: str = "avg",
+    ) -> None:
+        nn.Module.__init__(self)
+        if global_pool not in ("", "avg"):
+            raise ValueError(f"`global_pool` must be '' or 'avg', but got {global_pool!r}.")
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.global_pool = global_pool
+        self.feature_info = []
+        widths = arch.widths
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, widths[0] // 2, 3, 2, 1),
+            nn.BatchNorm2d(widths[0] // 2),
+            nn.ReLU(),
+            nn.Conv2d(widths[0] // 2, widths[0], 3, 2, 1),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        )
+        # Stochastic depth grows linearly over all blocks, as in timm.
+        total = arch.num_blocks
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        stages: list[nn.Module] = []
+        prev_width, first_block = widths[0], 0
+        for i, stage in enumerate(arch.stages):
+            downsample = (
+                Embedding(prev_width, stage.width, patch_size=3, stride=2, padding=1)
+                if i > 0 else None
+            )
+            stages.append(_ArchStage(
+                stage,
+                downsample=downsample,
+                block_drop_path=rates[first_block:first_block + stage.depth],
+                drop_rate=proj_drop_rate,
+                layer_scale_init_value=layer_scale_init_value,
+            ))
+            first_block += stage.depth
+            prev_width = stage.width
+            self.feature_info.append(
+                dict(num_chs=stage.width, reduction=2 ** (i + 2), module=f"stages.{i}")
+            )
+        self.stages = nn.Sequential(*stages)
+        self.num_features = self.head_hidden_size = out_chs = widths[-1]
+        self.norm = nn.BatchNorm2d(out_chs)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = Linear(out_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_dist = Linear(out_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.distilled_training = False
+        self._initialize_weights()
+
+
+def build_model(arch: ArchConfig, **kwargs: Any) -> SwiftFormerNAS:
+    """Build ``arch`` with random weights. ``kwargs`` go to :class:`SwiftFormerNAS`
+    (``num_classes``, ``drop_path_rate``, ...)."""
+    if not isinstance(arch, ArchConfig):
+        raise TypeError(f"build_model expects an ArchConfig, but got {type(arch).__name__}.")
+    return SwiftFormerNAS(arch, **kwargs)
+
+
+def example_input(arch: ArchConfig, *, batch_size: int = 1) -> torch.Tensor:
+    """A random input of the right shape for ``arch``."""
+    return torch.randn(batch_size, 3, arch.resolution, arch.resolution)

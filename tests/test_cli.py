@@ -1,0 +1,85 @@
+"""The command line: help, output formats and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+from search_spaces import PRESETS, ArchConfig
+
+
+def _swiftnas() -> list[str]:
+    exe = shutil.which("swiftnas", path=str(Path(sys.executable).parent))
+    assert exe, "the swiftnas console script is not installed (pip install -e .)"
+    return [exe]
+
+
+def test_console_script_help_and_one_line_error() -> None:
+    ok = subprocess.run([*_swiftnas(), "--help"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0
+    assert "space" in ok.stdout
+    bad = subprocess.run(
+        [*_swiftnas(), "space", "show", "nosuchpreset"], capture_output=True, text=True,
+        check=False,
+    )
+    assert bad.returncode != 0
+    lines = bad.stderr.strip().splitlines()
+    assert lines == ["error: Unknown preset 'nosuchpreset'. Available presets: xs, s, l1, l3."]
+
+
+@pytest.mark.parametrize("args", [["space"], ["space", "sample"], ["space", "show"],
+                                  ["space", "presets"]])
+def test_every_command_has_help(args, capsys) -> None:
+    assert main([*args, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_presets_json_has_timm_params(capsys) -> None:
+    assert main(["space", "presets", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"]: r["params"] for r in rows} == {
+        "xs": 3_475_360, "s": 6_092_128, "l1": 12_057_920, "l3": 28_494_736,
+    }
+    assert ArchConfig.from_dict(rows[0]["arch"]) == PRESETS["xs"]
+
+
+def test_sample_json_is_reproducible_and_loadable(capsys) -> None:
+    assert main(["space", "sample", "--n", "3", "--seed", "5", "--format", "json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["space", "sample", "--n", "3", "--seed", "5", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == first
+    assert len(first) == 3
+    for row in first:
+        arch = ArchConfig.from_dict(row["arch"])
+        assert arch.key() == row["key"]
+        assert row["params"] > 0 and row["macs"] > 0
+
+
+def test_show_reads_arch_json_and_reports_invalid_files(tmp_path, capsys) -> None:
+    good = tmp_path / "arch.json"
+    good.write_text(PRESETS["s"].to_json())
+    assert main(["space", "show", str(good), "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["params"] == 6_092_128 and row["in_default_space"] is True
+
+    bad = tmp_path / "bad.json"
+    data = json.loads(PRESETS["s"].to_json())
+    data["stages"][0]["width"] = 47
+    bad.write_text(json.dumps(data))
+    assert main(["space", "show", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`stages[0].width`" in err and "got 47" in err
+
+    assert main(["space", "show", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_non_zero(capsys) -> None:
+    assert main(["space", "sample", "--n", "0"]) == 2
+    assert main(["space", "sample", "--format", "xml"]) == 2
