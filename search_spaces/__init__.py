@@ -11,7 +11,12 @@ from .errors import (  # noqa: E402
     SwiftNASError,
     UnknownPresetError,
 )
-from .model import SwiftFormerNAS, build_model, example_input  # noqa: E402
+from .model import (  # noqa: E402
+    SwiftFormerNAS,
+    build_model,
+    create_timm_model,
+    example_input,
+)
 from .presets import PRESETS, TIMM_NAMES, get_preset  # noqa: E402
 from .space import (  # noqa: E402
     RandomSuggester,
@@ -39,6 +44,7 @@ __all__ = [
     "attention_indices",
     "build_model",
     "count_macs",
+    "create_timm_model",
     "ensure_torchvision_importable",
     "example_input",
     "get_preset",

@@ -28,8 +28,9 @@ from timm.models.swiftformer import (  # noqa: E402
 from torch import nn  # noqa: E402
 
 from .arch import ArchConfig, StageConfig  # noqa: E402
+from .errors import SearchSpaceError  # noqa: E402
 
-__all__ = ["SwiftFormerNAS", "build_model"]
+__all__ = ["SwiftFormerNAS", "build_model", "create_timm_model", "example_input"]
 
 
 class _ArchStage(Stage):
@@ -134,6 +135,25 @@ def build_model(arch: ArchConfig, **kwargs: Any) -> SwiftFormerNAS:
     if not isinstance(arch, ArchConfig):
         raise TypeError(f"build_model expects an ArchConfig, but got {type(arch).__name__}.")
     return SwiftFormerNAS(arch, **kwargs)
+
+
+def create_timm_model(name: str, **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name, pretrained=False, **kwargs)`` with a clear error for unknown
+    names. Never downloads weights."""
+    import timm
+
+    if kwargs.pop("pretrained", False):
+        raise SearchSpaceError("swiftnas never downloads weights: pretrained=True is not allowed.")
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as exc:
+        if "Unknown model" not in str(exc):
+            raise
+        close = timm.list_models(f"*{name[:6]}*")[:5]
+        raise SearchSpaceError(
+            f"timm has no model {name!r}. Check the spelling"
+            + (f"; similar names: {', '.join(close)}." if close else "; see timm.list_models().")
+        ) from None
 
 
 def example_input(arch: ArchConfig, *, batch_size: int = 1) -> torch.Tensor:

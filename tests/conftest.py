@@ -6,6 +6,8 @@ import pytest
 import torch
 from hypothesis import settings
 
+import search_spaces  # noqa: F401  (first: makes `import timm` work, see _torchvision_compat)
+
 # One thread: CI has 2 cores and pytest-xdist is not used; more threads only add contention.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -33,7 +33,8 @@ def test_console_script_help_and_one_line_error() -> None:
     assert lines == ["error: Unknown preset 'nosuchpreset'. Available presets: xs, s, l1, l3."]
 
 
-@pytest.mark.parametrize("args", [["space"], ["space", "sample"], ["space", "show"],
+@pytest.mark.parametrize("args", [["space"], ["space", "sample"], ["space", "show"], ["proxy"],
+                                  ["proxy", "evaluate"], ["proxy", "score"], ["proxy", "list"],
                                   ["space", "presets"]])
 def test_every_command_has_help(args, capsys) -> None:
     assert main([*args, "--help"]) == 0
@@ -83,3 +84,26 @@ def test_show_reads_arch_json_and_reports_invalid_files(tmp_path, capsys) -> Non
 def test_usage_errors_exit_non_zero(capsys) -> None:
     assert main(["space", "sample", "--n", "0"]) == 2
     assert main(["space", "sample", "--format", "xml"]) == 2
+
+
+def test_proxy_evaluate_on_nas_bench_macro_json(capsys) -> None:
+    args = ["proxy", "evaluate", "--benchmark", "nas-bench-macro", "--sample", "6",
+            "--proxy", "act_units", "--proxy", "params", "--format", "json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["networks"] == 6
+    assert set(out["proxies"]) == {"act_units", "params"}
+    assert -1 <= out["proxies"]["act_units"]["spearman"] <= 1
+
+
+def test_proxy_score_and_errors(capsys) -> None:
+    assert main(["proxy", "score", "--arch", "xs", "--proxy", "act_units", "--resolution", "64",
+                 "--batch-size", "4", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["scores"]["act_units"] > 0 and out["settings"]["resolution"] == 64
+    assert main(["proxy", "score", "--arch", "xs", "--proxy", "nope"]) == 2
+    assert "Available proxies" in capsys.readouterr().err
+    assert main(["proxy", "score"]) == 2
+    assert "exactly one of --arch" in capsys.readouterr().err
+    assert main(["proxy", "evaluate", "--benchmark", "missing.jsonl"]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from .proxy import proxy_app
 from .space import space_app
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(space_app, name="space")
+app.add_typer(proxy_app, name="proxy")
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,216 @@
+"""Reproduce the proxy-quality numbers in the README.
+
+    python benchmarks/proxy_quality.py reference   # 300 reference networks: each proxy vs accuracy
+                                                   # and vs the reference scores, network by network
+    python benchmarks/proxy_quality.py full        # all 3,969 distinct NAS-Bench-Macro networks:
+                                                   # default score vs the free baselines
+    python benchmarks/proxy_quality.py swiftformer # 100 SwiftFormer candidates: rank fidelity of
+                                                   # each proxy at 64/96/128 px vs 224 px, speed
+    python benchmarks/proxy_quality.py speed       # default score of SwiftFormer-XS, one core
+
+Each part writes ``benchmarks/results/proxy_<part>.json`` and prints a table. Ground truth comes
+from ``shared/data/proxy/``; nothing here is tuned on the numbers it reports except where said
+(the default score's one weight was fitted on the 300 reference networks; ``full`` reports it on
+the 3,669 networks outside them as well as on all 3,969).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nas import nas_bench_macro as nbm  # noqa: E402
+from nas.proxies.evaluate import (  # noqa: E402
+    ModelSpec,
+    nas_bench_macro_specs,
+    run_evaluation,
+    summarise,
+)
+
+RESULTS = ROOT / "benchmarks" / "results"
+REFERENCE_CSV = nbm.default_data_path().parent / "nbm_proxy_scores_300.csv"
+REFERENCE_PROXIES = {"naswot": "naswot", "swap": "swap", "grad_norm": "grad_norm",
+                     "synflow": "synflow", "meco": "meco", "act_units": "relu_units"}
+FULL_PROXIES = ["score", "swap", "naswot", "grad_norm", "synflow", "act_units", "depth", "params",
+                "macs"]
+
+
+def _progress(total: int):  # type: ignore[no-untyped-def]
+    start, done = time.perf_counter(), [0]
+
+    def on_row(_row) -> None:  # type: ignore[no-untyped-def]
+        done[0] += 1
+        if done[0] % 25 == 0 or done[0] == total:
+            rate = done[0] / (time.perf_counter() - start)
+            print(f"  {done[0]}/{total} networks, {rate:.2f}/s", file=sys.stderr, flush=True)
+
+    return on_row
+
+
+def _write(part: str, data: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"proxy_{part}.json"
+    path.write_text(json.dumps(data, indent=2))
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def part_reference(args: argparse.Namespace) -> None:
+    rows = list(csv.DictReader(REFERENCE_CSV.open()))
+    specs = [ModelSpec(r["arch"], "nas-bench-macro", float(r["mean_acc"]), nbm.INPUT_SIZE,
+                       nbm.NUM_CLASSES) for r in rows]
+    proxies = [*REFERENCE_PROXIES, "score"]
+    result = {}
+    for seed in args.seeds:
+        evaluated = run_evaluation(specs, proxies, batch_size=64, seed=seed, workers=args.workers,
+                                   on_row=_progress(len(specs)))
+        by_name = {r.name: r for r in evaluated}
+        for q in summarise(evaluated, proxies):
+            entry: dict = {"spearman_vs_accuracy": q.spearman, "kendall_vs_accuracy": q.kendall,
+                           "seconds_per_network": q.seconds_per_network, "failures": q.failures}
+            if q.proxy in REFERENCE_PROXIES:
+                ref_col = REFERENCE_PROXIES[q.proxy]
+                ref_col = f"{ref_col}_s{seed}" if f"{ref_col}_s{seed}" in rows[0] else ref_col
+                ours = [by_name[r["arch"]].scores[q.proxy] for r in rows]
+                ref = [float(r[ref_col]) for r in rows]
+                acc = [float(r["mean_acc"]) for r in rows]
+                entry["reference_spearman_vs_accuracy"] = float(spearmanr(ref, acc)[0])
+                entry["spearman_vs_reference_scores"] = float(spearmanr(ours, ref)[0])
+            result.setdefault(f"seed{seed}", {})[q.proxy] = entry
+    print(f"{'proxy':<10} {'seed':>4} {'rho(acc)':>9} {'ref rho':>8} {'rho(ref)':>9} {'s/net':>7}")
+    for seed_key, per_proxy in result.items():
+        for name, e in per_proxy.items():
+            print(f"{name:<10} {seed_key[4:]:>4} {e['spearman_vs_accuracy']:>9.3f} "
+                  f"{e.get('reference_spearman_vs_accuracy', float('nan')):>8.3f} "
+                  f"{e.get('spearman_vs_reference_scores', float('nan')):>9.3f} "
+                  f"{e['seconds_per_network']:>7.3f}")
+    _write("reference", result)
+
+
+def part_full(args: argparse.Namespace) -> None:
+    specs = nas_bench_macro_specs(sample=args.sample, seed=0)
+    reference = {r["arch"] for r in csv.DictReader(REFERENCE_CSV.open())}
+    print(f"scoring {len(specs)} distinct networks with {FULL_PROXIES}", file=sys.stderr)
+    rows = run_evaluation(specs, FULL_PROXIES, batch_size=64, seed=0, workers=args.workers,
+                          on_row=_progress(len(specs)))
+    held_out = [r for r in rows if r.name not in reference]
+    result = {"networks": len(rows), "held_out_networks": len(held_out), "proxies": {}}
+    print(f"{'proxy':<10} {'rho all':>8} {'tau all':>8} {'rho held-out':>13} {'fail':>5}")
+    for q_all, q_out in zip(summarise(rows, FULL_PROXIES), summarise(held_out, FULL_PROXIES),
+                            strict=True):
+        result["proxies"][q_all.proxy] = {
+            "spearman": q_all.spearman, "kendall": q_all.kendall,
+            "spearman_held_out": q_out.spearman, "kendall_held_out": q_out.kendall,
+            "failures": q_all.failures, "seconds_per_network": q_all.seconds_per_network,
+        }
+        print(f"{q_all.proxy:<10} {q_all.spearman:>8.3f} {q_all.kendall:>8.3f} "
+              f"{q_out.spearman:>13.3f} {q_all.failures:>5}")
+    scores_path = RESULTS / "proxy_full_scores.csv"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with scores_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["code", "mean_acc", *FULL_PROXIES])
+        for r in rows:
+            writer.writerow([r.name, r.accuracy, *(r.scores.get(p, "") for p in FULL_PROXIES)])
+    _write("full", result)
+
+
+def _swiftformer_scores(archs, proxies, resolution, batch_size, seed):  # type: ignore[no-untyped-def]
+    import torch
+
+    from nas.proxies import ProxyBatch, compute_proxies
+    from search_spaces import build_model
+
+    out = {p: [] for p in proxies}
+    seconds = []
+    for arch in archs:
+        torch.manual_seed(seed)
+        model = build_model(arch)
+        batch = ProxyBatch.gaussian(input_size=(3, resolution, resolution), num_classes=1000,
+                                    batch_size=batch_size, seed=seed)
+        start = time.perf_counter()
+        scores = compute_proxies(proxies, model, batch, model_name=arch.key())
+        seconds.append(time.perf_counter() - start)
+        for p in proxies:
+            out[p].append(scores[p])
+        if len(seconds) % 20 == 0:
+            print(f"    {len(seconds)}/{len(archs)}", file=sys.stderr, flush=True)
+    return out, float(np.mean(seconds))
+
+
+def part_swiftformer(args: argparse.Namespace) -> None:
+    import torch
+
+    from search_spaces import SwiftFormerSpace
+
+    torch.set_num_threads(1)
+    proxies = ["score", "swap", "naswot", "grad_norm", "synflow", "act_units"]
+    archs = SwiftFormerSpace().sample_random(args.candidates, seed=0)
+    settings = [(224, args.batch_size), (64, 32), (96, 16), (96, 32), (128, 32)]
+    scores, seconds = {}, {}
+    for resolution, batch_size in settings:
+        print(f"  {len(archs)} candidates at {resolution} px, batch {batch_size}", file=sys.stderr,
+              flush=True)
+        scores[(resolution, batch_size)], seconds[(resolution, batch_size)] = _swiftformer_scores(
+            archs, proxies, resolution, batch_size, seed=0)
+    base_key = settings[0]
+    result = {"candidates": len(archs), "reference_setting": {"resolution": base_key[0],
+              "batch_size": base_key[1]}, "settings": []}
+    print(f"{'res':>4} {'batch':>5} {'s/cand':>7} {'speed-up':>8}  " +
+          " ".join(f"{p:>9}" for p in proxies))
+    for key in settings:
+        fidelity = {p: float(spearmanr(scores[key][p], scores[base_key][p])[0]) for p in proxies}
+        speedup = seconds[base_key] / seconds[key]
+        result["settings"].append({"resolution": key[0], "batch_size": key[1],
+                                   "seconds_per_candidate": seconds[key], "speedup": speedup,
+                                   "rank_fidelity_spearman": fidelity})
+        print(f"{key[0]:>4} {key[1]:>5} {seconds[key]:>7.3f} {speedup:>8.1f}  " +
+              " ".join(f"{fidelity[p]:>9.3f}" for p in proxies))
+    _write("swiftformer", result)
+
+
+def part_speed(args: argparse.Namespace) -> None:
+    import torch
+
+    from nas.proxies import DEFAULT_SETTINGS, score_arch
+    from search_spaces import PRESETS
+
+    torch.set_num_threads(1)
+    score_arch(PRESETS["xs"])  # warm-up
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        score_arch(PRESETS["xs"])
+        times.append(time.perf_counter() - start)
+    result = {"model": "swiftformer_xs", "settings": DEFAULT_SETTINGS.__dict__,
+              "median_seconds": float(np.median(times)), "runs": times}
+    print(f"default score of SwiftFormer-XS ({DEFAULT_SETTINGS}): median "
+          f"{result['median_seconds']:.3f} s on one core")
+    _write("speed", result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["reference", "full", "swiftformer", "speed"])
+    parser.add_argument("--workers", type=int, default=2, help="processes (one thread each)")
+    parser.add_argument("--sample", type=int, default=None, help="full: score only N networks")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="reference: seeds")
+    parser.add_argument("--candidates", type=int, default=100, help="swiftformer: candidates")
+    parser.add_argument("--batch-size", type=int, default=16, help="swiftformer: batch at 224 px")
+    args = parser.parse_args()
+    {"reference": part_reference, "full": part_full, "swiftformer": part_swiftformer,
+     "speed": part_speed}[args.part](args)
+
+
+if __name__ == "__main__":
+    main()
