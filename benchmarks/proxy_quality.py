@@ -7,6 +7,7 @@
     python benchmarks/proxy_quality.py swiftformer # 100 SwiftFormer candidates: rank fidelity of
                                                    # each proxy at 64/96/128 px vs 224 px, speed
     python benchmarks/proxy_quality.py speed       # default score of SwiftFormer-XS, one core
+    python benchmarks/proxy_quality.py report      # markdown tables of the stored results
 
 Each part writes ``benchmarks/results/proxy_<part>.json`` and prints a table. Ground truth comes
 from ``shared/data/proxy/``; nothing here is tuned on the numbers it reports except where said
@@ -65,11 +66,11 @@ def _write(part: str, data: dict) -> None:
 
 
 def part_reference(args: argparse.Namespace) -> None:
-    rows = list(csv.DictReader(REFERENCE_CSV.open()))
+    rows = list(csv.DictReader(REFERENCE_CSV.open()))[:: args.every]
     specs = [ModelSpec(r["arch"], "nas-bench-macro", float(r["mean_acc"]), nbm.INPUT_SIZE,
                        nbm.NUM_CLASSES) for r in rows]
-    proxies = [*REFERENCE_PROXIES, "score"]
-    result = {}
+    proxies = args.proxies or [*REFERENCE_PROXIES, "score"]
+    result: dict = {"networks": len(rows)}
     for seed in args.seeds:
         evaluated = run_evaluation(specs, proxies, batch_size=64, seed=seed, workers=args.workers,
                                    on_row=_progress(len(specs)))
@@ -88,12 +89,14 @@ def part_reference(args: argparse.Namespace) -> None:
             result.setdefault(f"seed{seed}", {})[q.proxy] = entry
     print(f"{'proxy':<10} {'seed':>4} {'rho(acc)':>9} {'ref rho':>8} {'rho(ref)':>9} {'s/net':>7}")
     for seed_key, per_proxy in result.items():
+        if not seed_key.startswith("seed"):
+            continue
         for name, e in per_proxy.items():
             print(f"{name:<10} {seed_key[4:]:>4} {e['spearman_vs_accuracy']:>9.3f} "
                   f"{e.get('reference_spearman_vs_accuracy', float('nan')):>8.3f} "
                   f"{e.get('spearman_vs_reference_scores', float('nan')):>9.3f} "
                   f"{e['seconds_per_network']:>7.3f}")
-    _write("reference", result)
+    _write("reference" + (f"_{'_'.join(proxies)}" if args.proxies else ""), result)
 
 
 def part_full(args: argparse.Namespace) -> None:
@@ -155,7 +158,7 @@ def part_swiftformer(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     proxies = ["score", "swap", "naswot", "grad_norm", "synflow", "act_units"]
     archs = SwiftFormerSpace().sample_random(args.candidates, seed=0)
-    settings = [(224, args.batch_size), (64, 32), (96, 16), (96, 32), (128, 32)]
+    settings = [(224, args.batch_size), (64, 32), (96, 32), (128, 32)]
     scores, seconds = {}, {}
     for resolution, batch_size in settings:
         print(f"  {len(archs)} candidates at {resolution} px, batch {batch_size}", file=sys.stderr,
@@ -198,18 +201,67 @@ def part_speed(args: argparse.Namespace) -> None:
     _write("speed", result)
 
 
+def part_report(args: argparse.Namespace) -> None:
+    """Markdown tables of the stored results (what the README shows)."""
+    def load(name: str) -> dict | None:
+        path = RESULTS / f"proxy_{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    ref = load("reference") or load("reference_naswot_swap_synflow_grad_norm_act_units_score")
+    if ref:
+        print(f"On the {ref.get('networks', 300)} reference networks (seed 0, batch 64, 32 px):\n")
+        print("| proxy | Spearman vs accuracy | reference Spearman | Spearman vs reference "
+              "scores | s / network |")
+        print("|---|---|---|---|---|")
+        for name, e in ref["seed0"].items():
+            print(f"| {name} | {e['spearman_vs_accuracy']:.3f} | "
+                  f"{e.get('reference_spearman_vs_accuracy', float('nan')):.3f} | "
+                  f"{e.get('spearman_vs_reference_scores', float('nan')):.3f} | "
+                  f"{e['seconds_per_network']:.3f} |")
+    full = load("full")
+    if full:
+        print(f"\nOn all {full['networks']} distinct NAS-Bench-Macro networks "
+              f"({full['held_out_networks']} of them outside the 300 used to fit the score):\n")
+        print("| proxy | Spearman | Kendall | Spearman, held-out | failures |")
+        print("|---|---|---|---|---|")
+        for name, e in full["proxies"].items():
+            print(f"| {name} | {e['spearman']:.3f} | {e['kendall']:.3f} | "
+                  f"{e['spearman_held_out']:.3f} | {e['failures']} |")
+    sf = load("swiftformer")
+    if sf:
+        names = list(sf["settings"][0]["rank_fidelity_spearman"])
+        print(f"\nSwiftFormer space, {sf['candidates']} random candidates: Spearman of each "
+              f"proxy's ranking vs the same proxy at {sf['reference_setting']['resolution']} px "
+              f"(batch {sf['reference_setting']['batch_size']}):\n")
+        print("| px | batch | s / candidate | speed-up | " + " | ".join(names) + " |")
+        print("|---|---|---|---|" + "---|" * len(names))
+        for s in sf["settings"]:
+            print(f"| {s['resolution']} | {s['batch_size']} | {s['seconds_per_candidate']:.2f} | "
+                  f"{s['speedup']:.1f}x | " + " | ".join(
+                      f"{s['rank_fidelity_spearman'][n]:.3f}" for n in names) + " |")
+    speed = load("speed")
+    if speed:
+        print(f"\nDefault score of SwiftFormer-XS at {speed['settings']['resolution']} px, batch "
+              f"{speed['settings']['batch_size']}: median {speed['median_seconds']:.2f} s on one "
+              "core.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["reference", "full", "swiftformer", "speed"])
+    parser.add_argument("part", choices=["reference", "full", "swiftformer", "speed", "report"])
     parser.add_argument("--workers", type=int, default=2, help="processes (one thread each)")
     parser.add_argument("--sample", type=int, default=None, help="full: score only N networks")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="reference: seeds")
+    parser.add_argument("--proxies", nargs="+", default=None, help="reference: proxies")
+    parser.add_argument("--every", type=int, default=1,
+                        help="reference: use every k-th of the 300 networks")
     parser.add_argument("--candidates", type=int, default=100, help="swiftformer: candidates")
-    parser.add_argument("--batch-size", type=int, default=16, help="swiftformer: batch at 224 px")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="swiftformer: batch at 224 px (16 saturates SWAP: 2^16 patterns)")
     args = parser.parse_args()
     {"reference": part_reference, "full": part_full, "swiftformer": part_swiftformer,
-     "speed": part_speed}[args.part](args)
+     "speed": part_speed, "report": part_report}[args.part](args)
 
 
 if __name__ == "__main__":

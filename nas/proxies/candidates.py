@@ -21,7 +21,7 @@ from ._base import ProxyBatch, ProxyError, compute_proxies
 
 @dataclass(frozen=True)
 class ProxySettings:
-    resolution: int = 96  # proxy input side in pixels (not the candidate's deployment resolution)
+    resolution: int = 64  # proxy input side in pixels (not the candidate's deployment resolution)
     batch_size: int = 32  # Gaussian inputs per pass; SWAP needs >= 32 to avoid saturating
     seed: int = 0  # seeds the weights, inputs and labels: same seed, same score
     num_classes: int = 1000
