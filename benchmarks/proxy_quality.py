@@ -218,6 +218,29 @@ def part_report(args: argparse.Namespace) -> None:
                   f"{e.get('reference_spearman_vs_accuracy', float('nan')):.3f} | "
                   f"{e.get('spearman_vs_reference_scores', float('nan')):.3f} | "
                   f"{e['seconds_per_network']:.3f} |")
+    scores_csv = RESULTS / "proxy_full_scores.csv"
+    if not ref and scores_csv.exists():
+        # The full run scores the 300 reference networks too (same seed, batch, input).
+        ours = {r["code"]: r for r in csv.DictReader(scores_csv.open())}
+        rows = [r for r in csv.DictReader(REFERENCE_CSV.open()) if r["arch"] in ours]
+        acc = [float(r["mean_acc"]) for r in rows]
+        print(f"On the {len(rows)} reference networks (seed 0, batch 64, 32 px), taken from the "
+              "full run:\n")
+        print("| proxy | Spearman vs accuracy | reference Spearman | Spearman vs reference "
+              "scores |")
+        print("|---|---|---|---|")
+        for name in ["naswot", "swap", "synflow", "grad_norm", "act_units", "score"]:
+            mine = [float(ours[r["arch"]][name]) for r in rows]
+            line = f"| {name} | {spearmanr(mine, acc)[0]:.3f} |"
+            col = REFERENCE_PROXIES.get(name)
+            if col:
+                col = f"{col}_s0" if f"{col}_s0" in rows[0] else col
+                ref_scores = [float(r[col]) for r in rows]
+                line += (f" {spearmanr(ref_scores, acc)[0]:.3f} |"
+                         f" {spearmanr(mine, ref_scores)[0]:.3f} |")
+            else:
+                line += " - | - |"
+            print(line)
     full = load("full")
     if full:
         print(f"\nOn all {full['networks']} distinct NAS-Bench-Macro networks "
