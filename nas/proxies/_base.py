@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -138,7 +138,6 @@ class Proxy:
     description: str
     needs_backward: bool = False
     free: bool = False  # computable from the architecture alone (no data, no gradients)
-    aliases: tuple[str, ...] = field(default=())
 
 
 _REGISTRY: dict[str, Proxy] = {}

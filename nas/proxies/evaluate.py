@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +188,3 @@ def summarise(rows: Sequence[EvaluationRow], proxies: Sequence[str]) -> list[Pro
         out.append(ProxyQuality(name, len(ok), len(rows) - len(ok), rho, tau, secs))
     return out
 
-
-def elapsed(start: float) -> float:
-    return time.perf_counter() - start
