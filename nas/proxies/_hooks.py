@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -46,6 +46,17 @@ def on_activation_inputs(
     ]
     try:
         yield len(modules)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def forward_hooks(modules: Iterable[nn.Module], hook: Callable[..., None]) -> Iterator[None]:
+    """Register ``hook`` as a forward hook on each module for the duration of the block."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        yield
     finally:
         for h in handles:
             h.remove()

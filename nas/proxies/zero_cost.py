@@ -17,7 +17,7 @@ from torch import nn
 from search_spaces.stats import count_macs
 
 from ._base import ProxyContext, register_proxy
-from ._hooks import on_activation_inputs, strip_batch_norm, weighted_layers
+from ._hooks import forward_hooks, on_activation_inputs, strip_batch_norm, weighted_layers
 
 
 @register_proxy(
@@ -114,14 +114,9 @@ def meco(ctx: ProxyContext) -> float:
         values.append(float(torch.linalg.eigvalsh(corr)[0]))
 
     # Every module, containers included, as in the authors' code: block outputs count too.
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        model.train()
-        with torch.no_grad():
-            model(ctx.batch.inputs[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    model.train()
+    with forward_hooks(model.modules(), hook), torch.no_grad():
+        model(ctx.batch.inputs[:1])
     return float(sum(values))
 
 
@@ -148,14 +143,9 @@ def depth(ctx: ProxyContext) -> float:
         nonlocal calls
         calls += 1
 
-    handles = [m.register_forward_hook(hook) for m in weighted_layers(model)]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(ctx.batch.inputs[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    model.eval()
+    with forward_hooks(weighted_layers(model), hook), torch.no_grad():
+        model(ctx.batch.inputs[:1])
     return float(calls)
 
 
