@@ -10,6 +10,8 @@ import sys
 
 import typer
 
+from .db import db_app
+from .latency import latency_app
 from .proxy import proxy_app
 from .space import space_app
 
@@ -22,6 +24,8 @@ app = typer.Typer(
 )
 app.add_typer(space_app, name="space")
 app.add_typer(proxy_app, name="proxy")
+app.add_typer(latency_app, name="latency")
+app.add_typer(db_app, name="db")
 
 
 def _version_callback(value: bool) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from search_spaces import ArchConfig
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one-line messages stay one line
 
 
 class OutputFormat(StrEnum):

@@ -1,0 +1,169 @@
+"""Latency predictor accuracy and speed on the shipped calibration data.
+
+    python benchmarks/latency_accuracy.py fit-default   # fit + leave-one-family-out CV, write the
+                                                        # shipped default predictor and results
+    python benchmarks/latency_accuracy.py swiftformer   # presets XS/S/L1/L3 vs published numbers
+    python benchmarks/latency_accuracy.py speed         # cached prediction, feature extraction
+    python benchmarks/latency_accuracy.py report        # print results/latency_accuracy.json
+
+Protocol (the same as the baselines in ``shared/data/latency/README.md``): the headline groups are
+the published modern protocols with at least 10 rows that name a timm model (coreml-model-zoo's
+iOS 13 CPU/GPU tables are fitted but not in the headline). Our leave-one-family-out is stricter
+than the baselines': a family is removed from *every* group before refitting, not only from the
+group being predicted. Baselines are fitted per group on the same rows, LOFO inside the group.
+
+The SwiftFormer numbers below are the published ones, used only to score predictions; nothing
+from the SwiftFormer paper's own models enters the fit (the calibration file holds no SwiftFormer
+rows; the SwiftFormer group is calibrated on the *other* models of that paper's table).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import search_spaces  # noqa: F401  (before timm)
+from latency_models import (
+    DEFAULT_PREDICTOR_PATH,
+    FeatureCache,
+    LatencyPredictor,
+    calibration_csv,
+    evaluate_rows,
+    fit_predictor,
+    read_measurements,
+    user_cache_dir,
+)
+from latency_models.measurements import Measurement
+from search_spaces import SwiftFormerSpace, get_preset
+
+RESULTS = Path(__file__).with_name("results") / "latency_accuracy.json"
+PUBLISHED_SWIFTFORMER_IPHONE14_MS = {"xs": 0.7, "s": 0.8, "l1": 1.1, "l3": 1.9}  # scoring only
+MIN_HEADLINE_ROWS = 10
+
+
+def headline_groups(rows: list[Measurement]) -> list[str]:
+    counts: dict[str, int] = {}
+    for m in rows:
+        counts[m.group] = counts.get(m.group, 0) + 1
+    return sorted(g for g, n in counts.items()
+                  if n >= MIN_HEADLINE_ROWS and "coreml-model-zoo" not in g)
+
+
+def _save(key: str, value: object) -> None:
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data[key] = value
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def baselines(rows: list[Measurement], cache: FeatureCache, groups: list[str]) -> dict:
+    """Per-group log-linear on log MACs + log params, and MACs-proportional; LOFO in group."""
+    feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+             for m in rows]
+    log_macs = np.log([f.total("macs") for f in feats])
+    log_params = np.log([f.params for f in feats])
+    y = np.array([m.latency_ms for m in rows])
+    loglin: list[float | None] = [None] * len(rows)
+    prop: list[float | None] = [None] * len(rows)
+    for g in groups:
+        members = [i for i, m in enumerate(rows) if m.group == g]
+        for fam in {rows[i].family_name for i in members}:
+            train = [i for i in members if rows[i].family_name != fam]
+            test = [i for i in members if rows[i].family_name == fam]
+            a = np.c_[np.ones(len(train)), log_macs[train], log_params[train]]
+            coef = np.linalg.lstsq(a, np.log(y[train]), rcond=None)[0]
+            ratio = float(np.median(y[train] / np.exp(log_macs[train])))
+            for i in test:
+                loglin[i] = float(np.exp(coef @ [1.0, log_macs[i], log_params[i]]))
+                prop[i] = ratio * float(np.exp(log_macs[i]))
+    return {
+        "log-linear on log MACs + log params, per group": evaluate_rows(
+            rows, loglin, groups=groups)["overall"],
+        "latency proportional to MACs, one scale per group": evaluate_rows(
+            rows, prop, groups=groups)["overall"],
+    }
+
+
+def fit_default() -> None:
+    rows = read_measurements(calibration_csv())
+    cache = FeatureCache(user_cache_dir() / "latency_features.json")
+    t0 = time.perf_counter()
+    result = fit_predictor(
+        rows, cache=cache,
+        progress=lambda stage, i, n: print(f"\r{stage} {i}/{n}", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    predictor = result.predictor
+    predictor.training["data"] = "shared/data/latency/calibration.csv"
+    predictor.save(DEFAULT_PREDICTOR_PATH)
+    groups = headline_groups(result.rows)
+    headline = evaluate_rows(result.rows, result.cv_predictions, groups=groups)
+    out = {
+        "protocol": predictor.metrics["protocol"], "headline_groups": groups,
+        "predictor": headline, "baselines": baselines(result.rows, cache, groups),
+        "all_groups": predictor.metrics["overall"], "fit_seconds_with_cv": round(seconds, 1),
+        "training": predictor.training,
+    }
+    _save("cross_validation", out)
+    print(json.dumps({k: out[k] for k in ("predictor", "baselines")}, indent=1, default=str))
+
+
+def swiftformer() -> None:
+    predictor = LatencyPredictor.load(DEFAULT_PREDICTOR_PATH)
+    cache = FeatureCache()
+    out = {}
+    for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
+        p = predictor.predict(device="iPhone 14", arch=get_preset(preset), source="SwiftFormer",
+                              cache=cache)
+        err = 100 * (p.latency_ms - published) / published
+        out[preset] = {"predicted_ms": round(p.latency_ms, 3), "low_ms": round(p.low_ms, 3),
+                       "high_ms": round(p.high_ms, 3), "published_ms": published,
+                       "error_pct": round(err, 1), "group": p.group}
+        print(f"{preset}: predicted {p.latency_ms:.2f} ms [{p.low_ms:.2f}, {p.high_ms:.2f}] "
+              f"published {published} ms ({err:+.1f}%)")
+    _save("swiftformer_iphone14", out)
+
+
+def speed() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    predictor = LatencyPredictor.load(DEFAULT_PREDICTOR_PATH)
+    cache = FeatureCache()
+    archs = SwiftFormerSpace().sample_random(20, seed=0)
+    extract = []
+    for arch in archs:
+        t = time.perf_counter()
+        cache.get(arch=arch)
+        extract.append(time.perf_counter() - t)
+    cached = []
+    for _ in range(5):
+        for arch in archs:
+            t = time.perf_counter()
+            predictor.predict(device="iPhone 14", arch=arch, cache=cache)
+            cached.append(time.perf_counter() - t)
+    out = {"feature_extraction_s_median": round(statistics.median(extract), 3),
+           "feature_extraction_s_max": round(max(extract), 3),
+           "cached_predict_ms_median": round(1000 * statistics.median(cached), 4),
+           "cached_predict_ms_max": round(1000 * max(cached), 4), "candidates": len(archs),
+           "threads": 1}
+    print(out)
+    _save("speed", out)
+
+
+def main() -> None:
+    part = sys.argv[1] if len(sys.argv) > 1 else "report"
+    parts = {"fit-default": fit_default, "swiftformer": swiftformer, "speed": speed,
+             "report": lambda: print(RESULTS.read_text())}
+    if part not in parts:
+        sys.exit(f"unknown part {part!r}; choose from {', '.join(parts)}")
+    parts[part]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Build measured architectures (timm names or swiftnas ArchConfigs) and cache their features.
+
+Features depend only on (architecture, resolution, feature-set version), so they are cached by
+that key: in memory for a process, and in an optional JSON file that survives restarts (the fit
+command uses one under the user's cache directory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from search_spaces import ArchConfig, SwiftNASError, build_model
+
+from .features import FEATURE_SET_VERSION, LatencyFeatures, extract_features
+
+
+class UnknownModelError(SwiftNASError, ValueError):
+    """A timm name that timm 1.0.31 does not know."""
+
+
+def _check_timm_name(name: str) -> None:
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise UnknownModelError(
+            f"unknown timm model {name!r}{hint}; use a name from `timm.list_models()`"
+        )
+
+
+def default_resolution(timm_name: str) -> int:
+    """The input side timm's default pretrained config uses for ``timm_name``."""
+    _check_timm_name(timm_name)
+    cfg = timm.models.get_pretrained_cfg(timm_name)
+    size = cfg.input_size if cfg is not None else (3, 224, 224)
+    return int(size[-1])
+
+
+def build_timm_for_latency(timm_name: str) -> nn.Module:
+    """``timm_name`` with random weights in its deployed form (reparameterised where it can be).
+
+    Built on ``meta`` (no memory, no init cost) when reparameterisation works there; models whose
+    reparameterisation needs real tensors (MobileOne, FastViT, GhostNetV3) are built on CPU.
+    """
+    _check_timm_name(timm_name)
+    from timm.utils.model import reparameterize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.device("meta"):
+            model = timm.create_model(timm_name, pretrained=False)
+        model.eval()
+        try:
+            return reparameterize_model(model)
+        except RuntimeError:
+            model = timm.create_model(timm_name, pretrained=False).eval()
+            return reparameterize_model(model)
+
+
+def build_arch_for_latency(arch: ArchConfig) -> nn.Module:
+    with torch.device("meta"):
+        return build_model(arch).eval()
+
+
+def architecture_key(*, timm_name: str = "", arch: ArchConfig | None = None) -> str:
+    if arch is not None:
+        return f"arch:{arch.key()}"
+    if not timm_name:
+        raise SwiftNASError("a measurement names neither a timm model nor an ArchConfig")
+    return f"timm:{timm_name}"
+
+
+class FeatureCache:
+    """Features by (architecture key, resolution); thread-safe; optionally backed by a JSON file."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        self._items: dict[str, LatencyFeatures] = {}
+        self._dirty = False
+        if self.path is not None and self.path.exists():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("version") == FEATURE_SET_VERSION:
+                    self._items = {k: LatencyFeatures.from_dict(v)
+                                   for k, v in data["items"].items()}
+            except (OSError, ValueError, KeyError, TypeError):
+                self._items = {}  # a damaged cache is only a slower start: rebuild it
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, *, timm_name: str = "", arch: ArchConfig | None = None,
+            resolution: int | None = None) -> LatencyFeatures:
+        if arch is not None:
+            resolution = resolution or arch.resolution
+            if resolution != arch.resolution:
+                arch = dataclasses.replace(arch, resolution=resolution)
+        elif resolution is None:
+            resolution = default_resolution(timm_name)
+        key = f"{architecture_key(timm_name=timm_name, arch=arch)}@{resolution}"
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None:
+            return hit
+        if arch is not None:
+            model = build_arch_for_latency(arch)
+            name = arch.key()
+        else:
+            model = build_timm_for_latency(timm_name)
+            name = timm_name
+        features = extract_features(model, resolution, name=name)
+        with self._lock:
+            self._items[key] = features
+            self._dirty = True
+        return features
+
+    def save(self) -> None:
+        """Write the cache file atomically (write to a temp file, then rename)."""
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            data = {"version": FEATURE_SET_VERSION,
+                    "items": {k: v.to_dict() for k, v in self._items.items()}}
+            self._dirty = False
+        atomic_write_text(self.path, json.dumps(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("SWIFTNAS_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base) / "swiftnas" if base else Path.home() / ".cache" / "swiftnas"

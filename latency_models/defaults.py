@@ -1,0 +1,30 @@
+"""The shipped default predictor and the shipped calibration data."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from search_spaces._paths import shared_data_dir
+
+from .predictor import LatencyPredictor
+
+# Fitted on ../shared/data/latency/calibration.csv by `benchmarks/latency_accuracy.py fit-default`.
+DEFAULT_PREDICTOR_PATH = Path(__file__).with_name("data") / "default_predictor.json"
+# The device searches target when none is given (SwiftFormer's own benchmark phone).
+DEFAULT_DEVICE = "iPhone 14"
+
+
+def calibration_csv() -> Path:
+    """The published calibration measurements (``shared/data/latency/calibration.csv``)."""
+    return shared_data_dir() / "latency" / "calibration.csv"
+
+
+@lru_cache(maxsize=1)
+def load_default_predictor() -> LatencyPredictor:
+    return LatencyPredictor.load(DEFAULT_PREDICTOR_PATH)
+
+
+def load_predictor(path: str | Path | None = None) -> LatencyPredictor:
+    """``path``'s predictor, or the shipped default when ``path`` is None."""
+    return load_default_predictor() if path is None else LatencyPredictor.load(path)

@@ -1,0 +1,215 @@
+"""Measurement files: the calibration CSV's schema, validated row by row.
+
+One row is one published or user-measured Core ML latency of one architecture on one iPhone. The
+architecture is a timm name (``timm_name``) or a swiftnas ``ArchConfig`` (``arch``: inline JSON or
+a path to a JSON file, relative to the CSV). See ``MEASUREMENT_COLUMNS`` for every column.
+
+Rows are grouped by measurement protocol: ``source | device | compute unit``. Numbers from
+different sources are not comparable even on one phone (export path, tool, OS), so a predictor
+calibrates each group on its own scale.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from search_spaces import ArchConfig, SwiftNASError
+
+# column -> meaning; the first three are required, and one of timm_name / arch must be filled.
+MEASUREMENT_COLUMNS: dict[str, str] = {
+    "model": "display name of the measured model (required)",
+    "device": "iPhone model, e.g. 'iPhone 14' (required)",
+    "latency_ms": "measured latency in milliseconds, batch 1, > 0 (required)",
+    "timm_name": "timm architecture name, built with random weights (this or arch)",
+    "arch": "swiftnas ArchConfig as inline JSON or a path to a JSON file (this or timm_name)",
+    "input_resolution": "input side in pixels (empty: the model's default)",
+    "source": "who measured and how; one calibration group per source+device (default 'user')",
+    "compute_unit": "ANE / CPU / GPU / all (empty: Xcode's default)",
+    "os": "iOS version",
+    "family": "architecture family, for leave-one-family-out validation (default: model)",
+    "notes": "free text; 'outlier-prone' marks a likely Neural Engine fallback",
+    "fallback": "yes/no: the model falls off the Neural Engine (default: from notes)",
+}
+REQUIRED_COLUMNS = ("model", "device", "latency_ms")
+DEFAULT_SOURCE = "user"
+FALLBACK_MARKER = "outlier-prone"
+
+
+class MeasurementError(SwiftNASError, ValueError):
+    """A measurement file or row is malformed; the message names the row, column and fix."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    model: str
+    device: str
+    latency_ms: float
+    timm_name: str = ""
+    arch: ArchConfig | None = None
+    input_resolution: int | None = None  # None: the model's default
+    source: str = DEFAULT_SOURCE
+    compute_unit: str = ""
+    os: str = ""
+    family: str = ""
+    notes: str = ""
+    fallback: bool = False  # a likely Neural Engine fallback (modelled as its own effect)
+    origin: str = field(default="", compare=False)  # "file.csv:12", for messages
+
+    @property
+    def group(self) -> str:
+        return group_key(self.source, self.device, self.compute_unit)
+
+    @property
+    def family_name(self) -> str:
+        return self.family or self.model
+
+    @property
+    def architecture(self) -> str:
+        """The timm name or the ArchConfig key: what features are computed from."""
+        return self.arch.key() if self.arch is not None else self.timm_name
+
+
+def group_key(source: str, device: str, compute_unit: str = "") -> str:
+    unit = compute_unit.strip() or "default"
+    return f"{source.strip()} | {device.strip()} | {unit}"
+
+
+def _parse_bool(text: str, where: str) -> bool:
+    value = text.strip().lower()
+    if value in ("yes", "true", "1", "y"):
+        return True
+    if value in ("no", "false", "0", "n", ""):
+        return False
+    raise MeasurementError(f"{where}: column 'fallback' must be yes or no, got {text!r}")
+
+
+def _parse_arch(text: str, base: Path | None, where: str) -> ArchConfig:
+    text = text.strip()
+    try:
+        if text.startswith("{"):
+            return ArchConfig.from_json(text)
+        path = Path(text) if base is None or Path(text).is_absolute() else base / text
+        return ArchConfig.from_json(path.read_text())
+    except OSError as exc:
+        raise MeasurementError(
+            f"{where}: column 'arch' names {text!r}, which cannot be read ({exc.strerror}); "
+            "give inline ArchConfig JSON or a path relative to the CSV"
+        ) from exc
+    except (SwiftNASError, ValueError, json.JSONDecodeError) as exc:
+        raise MeasurementError(f"{where}: column 'arch' is not a valid ArchConfig: {exc}") from exc
+
+
+def parse_row(row: dict[str, str], *, where: str, base: Path | None = None) -> Measurement:
+    """One CSV row -> Measurement, or MeasurementError naming ``where`` and the column."""
+
+    def get(name: str) -> str:
+        return (row.get(name) or "").strip()
+
+    for name in REQUIRED_COLUMNS:
+        if not get(name):
+            raise MeasurementError(f"{where}: column {name!r} is empty; fill it in")
+    raw_latency = get("latency_ms")
+    try:
+        latency = float(raw_latency)
+    except ValueError:
+        raise MeasurementError(
+            f"{where}: column 'latency_ms' must be a number of milliseconds, got {raw_latency!r}"
+        ) from None
+    if not math.isfinite(latency) or latency <= 0:
+        raise MeasurementError(
+            f"{where}: column 'latency_ms' must be a positive number of milliseconds, "
+            f"got {raw_latency!r}"
+        )
+    resolution: int | None = None
+    if get("input_resolution"):
+        try:
+            resolution = int(float(get("input_resolution")))
+        except ValueError:
+            resolution = -1
+        if resolution <= 0:
+            raise MeasurementError(
+                f"{where}: column 'input_resolution' must be a positive number of pixels, "
+                f"got {get('input_resolution')!r}"
+            )
+    arch = _parse_arch(get("arch"), base, where) if get("arch") else None
+    notes = get("notes")
+    fallback = (
+        _parse_bool(get("fallback"), where) if get("fallback") else FALLBACK_MARKER in notes
+    )
+    if arch is not None and resolution is None:
+        resolution = arch.resolution
+    return Measurement(
+        model=get("model"), device=get("device"), latency_ms=latency,
+        timm_name=get("timm_name"), arch=arch, input_resolution=resolution,
+        source=get("source") or DEFAULT_SOURCE, compute_unit=get("compute_unit"),
+        os=get("os"), family=get("family"), notes=notes, fallback=fallback, origin=where,
+    )
+
+
+def read_measurements(path: str | Path) -> list[Measurement]:
+    """All rows of a measurement CSV. Any malformed row raises; nothing is half-read."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise MeasurementError(
+            f"cannot read measurement file {str(path)!r}: {exc.strerror or exc}"
+        ) from exc
+    return parse_measurements(text, name=str(path), base=path.parent)
+
+
+def parse_measurements(text: str, *, name: str = "<csv>", base: Path | None = None
+                       ) -> list[Measurement]:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise MeasurementError(
+            f"{name}: missing column(s) {', '.join(missing)} "
+            f"(found: {', '.join(columns) or 'none'}); "
+            f"the header needs {', '.join(REQUIRED_COLUMNS)} and timm_name or arch"
+        )
+    if "timm_name" not in columns and "arch" not in columns:
+        raise MeasurementError(
+            f"{name}: needs a 'timm_name' or an 'arch' column to know which model was measured"
+        )
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        row = {(k or "").strip(): v for k, v in row.items()}
+        rows.append(parse_row(row, where=f"{name}:{line}", base=base))
+    if not rows:
+        raise MeasurementError(f"{name}: has a header but no measurement rows")
+    return rows
+
+
+def write_measurements(measurements: Iterable[Measurement]) -> str:
+    """CSV text in the calibration schema (ArchConfigs inline as JSON)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(MEASUREMENT_COLUMNS))
+    writer.writeheader()
+    for m in measurements:
+        writer.writerow({
+            "model": m.model, "device": m.device, "latency_ms": repr(m.latency_ms),
+            "timm_name": m.timm_name, "arch": m.arch.to_json() if m.arch else "",
+            "input_resolution": m.input_resolution or "", "source": m.source,
+            "compute_unit": m.compute_unit, "os": m.os, "family": m.family, "notes": m.notes,
+            "fallback": "yes" if m.fallback else "no",
+        })
+    return out.getvalue()
+
+
+def groups_of(measurements: Sequence[Measurement]) -> dict[str, list[Measurement]]:
+    groups: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault(m.group, []).append(m)
+    return groups
+
+
+def with_resolution(m: Measurement, resolution: int) -> Measurement:
+    return replace(m, input_resolution=resolution)

@@ -1,0 +1,520 @@
+"""The learned latency predictor: a shared additive cost model, calibrated per measurement group.
+
+Model (one row = one architecture measured in group g = source | device | compute unit)::
+
+    latency = scale_g * sum_j w[c(g), j] * x_j + offset_g          (x: per-op-type features)
+    latency *= exp(fallback_effect)        for rows flagged as Neural Engine fallbacks
+
+- ``w[c, j] = exp(mu[c, measure(j)] + delta[c, j])``: one non-negative cost per feature, shared by
+  every group of compute class c (ane / gpu / cpu). The ``delta`` are pulled towards zero (ridge,
+  strength ``ridge``), so each operation type costs about the same per MAC, per byte and per op
+  unless the data says otherwise: with a few hundred rows this is what lets the model generalise
+  to families it has never seen.
+- ``scale_g``, ``offset_g``: a per-group calibration. A new device or protocol needs only a handful
+  of measurements to fit these two numbers (``calibrate``); the shared costs stay.
+- Fitting minimises the robust (soft-L1) error of log latency, i.e. relative error, with SciPy's
+  ``least_squares``.
+- Uncertainty: the spread of log residuals in leave-one-family-out cross-validation, per group
+  where the group has enough rows, pooled otherwise; predictions carry a 90% interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+from search_spaces import ArchConfig, SwiftNASError
+
+from .architectures import FeatureCache, atomic_write_text
+from .features import CATEGORIES, FEATURE_SET_VERSION, LatencyFeatures
+from .measurements import DEFAULT_SOURCE, Measurement
+
+ARTIFACT_FORMAT = 1
+COMPUTE_CLASSES = ("ane", "gpu", "cpu")
+# Measures the model uses per category; weight bytes enter once, as a total (weights stream in).
+MODEL_MEASURES = ("macs", "act_bytes", "count")
+# The published protocol preferred for a device when the user names no source: SwiftFormer's own
+# table (the family this tool searches), then the rest by size.
+PREFERRED_SOURCES = ("SwiftFormer",)
+Z90 = 1.6449  # two-sided 90% interval of a normal
+
+
+class PredictorError(SwiftNASError, ValueError):
+    """A predictor file is unreadable, or a prediction was asked for a group it cannot serve."""
+
+
+def compute_class(compute_unit: str) -> str:
+    unit = compute_unit.strip().upper()
+    return {"CPU": "cpu", "GPU": "gpu"}.get(unit, "ane")
+
+
+def model_feature_names() -> list[str]:
+    return [f"{c}.{m}" for c in CATEGORIES for m in MODEL_MEASURES] + ["weight_bytes"]
+
+
+def feature_row(features: LatencyFeatures, names: Sequence[str]) -> np.ndarray:
+    if features.version != FEATURE_SET_VERSION:
+        raise PredictorError(
+            f"features have version {features.version}, this swiftnas computes version "
+            f"{FEATURE_SET_VERSION}; clear the feature cache and recompute"
+        )
+    return np.array([
+        features.total("weight_bytes") if n == "weight_bytes" else features.values[n]
+        for n in names
+    ])
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A predicted latency with its uncertainty (lognormal: median and 90% interval)."""
+
+    latency_ms: float
+    low_ms: float  # 5th percentile
+    high_ms: float  # 95th percentile
+    sigma_log: float  # standard deviation of log latency
+    group: str
+
+    @property
+    def std_ms(self) -> float:
+        """Standard deviation in ms of the lognormal around the median."""
+        s2 = self.sigma_log**2
+        return self.latency_ms * math.sqrt(math.exp(s2) * (math.exp(s2) - 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms, "low_ms": self.low_ms, "high_ms": self.high_ms,
+                "std_ms": self.std_ms, "sigma_log": self.sigma_log, "group": self.group}
+
+
+@dataclass
+class GroupCalibration:
+    scale: float
+    offset_ms: float
+    compute_class: str
+    rows: int
+    families: int
+    sigma_log: float | None = None  # from cross-validation, when the group had enough rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LatencyPredictor:
+    """Fitted predictor; saved as a versioned JSON artifact (``save``/``load``)."""
+
+    feature_names: list[str]
+    feature_scale: list[float]  # features are divided by these before the dot product
+    weights: dict[str, list[float]]  # compute class -> cost per scaled feature (ms)
+    groups: dict[str, GroupCalibration]
+    fallback_log_effect: float
+    pooled_sigma_log: float
+    name: str = "swiftnas-latency"
+    version: str = "1"
+    ridge: float = 0.3
+    feature_set_version: int = FEATURE_SET_VERSION
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # arrays for fast prediction, built lazily
+    _w: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    # ----------------------------------------------------------------- prediction
+    def _weights(self, cls: str) -> np.ndarray:
+        if cls not in self._w:
+            self._w[cls] = np.asarray(self.weights[cls]) / np.asarray(self.feature_scale)
+        return self._w[cls]
+
+    def predict_features(self, features: LatencyFeatures, group: str, *,
+                         fallback: bool = False) -> Latency:
+        cal = self.groups.get(group)
+        if cal is None:
+            raise PredictorError(
+                f"predictor has no calibration for group {group!r}; known groups: "
+                f"{', '.join(sorted(self.groups))}"
+            )
+        x = feature_row(features, self.feature_names)
+        cost = float(x @ self._weights(cal.compute_class))
+        latency = cal.scale * cost + cal.offset_ms
+        if fallback:
+            latency *= math.exp(self.fallback_log_effect)
+        sigma = cal.sigma_log if cal.sigma_log is not None else self.pooled_sigma_log
+        return Latency(latency_ms=latency, low_ms=latency * math.exp(-Z90 * sigma),
+                       high_ms=latency * math.exp(Z90 * sigma), sigma_log=sigma, group=group)
+
+    def predict(self, *, device: str, timm_name: str = "", arch: ArchConfig | None = None,
+                resolution: int | None = None, source: str | None = None,
+                compute_unit: str | None = None, cache: FeatureCache | None = None) -> Latency:
+        """Latency of a timm model or an ArchConfig on ``device`` (see ``resolve_group``)."""
+        group = self.resolve_group(device, source=source, compute_unit=compute_unit)
+        cache = cache if cache is not None else default_feature_cache()
+        features = cache.get(timm_name=timm_name, arch=arch, resolution=resolution)
+        return self.predict_features(features, group)
+
+    # ----------------------------------------------------------------- groups
+    def devices(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for g in sorted(self.groups):
+            out.setdefault(g.split(" | ")[1], []).append(g)
+        return out
+
+    def resolve_group(self, device: str, *, source: str | None = None,
+                      compute_unit: str | None = None) -> str:
+        """The calibration group for ``device``.
+
+        ``source`` matches a group's source case-insensitively as a substring ("swiftformer",
+        "iFormer", "user"). Without one: the user's own measurements for that device (source
+        ``user``, from ``swiftnas latency import``) when there are any, else SwiftFormer's
+        published protocol where it measured that device, else the device's largest group.
+        """
+        by_device = {d.lower(): gs for d, gs in self.devices().items()}
+        candidates = by_device.get(device.strip().lower())
+        if not candidates:
+            raise PredictorError(
+                f"unknown device {device!r}: this predictor is calibrated for "
+                f"{', '.join(sorted(self.devices()))}; to add a device, measure a few exported "
+                "models on it and run `swiftnas latency import FILE` then `swiftnas latency fit`"
+            )
+        if compute_unit:
+            unit = compute_unit.strip().lower()
+            candidates = [g for g in candidates if g.split(" | ")[2].lower() == unit]
+        else:  # the Neural Engine (default / all / ANE) unless asked otherwise
+            candidates = [g for g in candidates
+                          if compute_class(g.split(" | ")[2]) == "ane"] or candidates
+        if source:
+            matches = [g for g in candidates if source.lower() in g.split(" | ")[0].lower()]
+            if len(matches) != 1:
+                known = "; ".join(g.split(" | ")[0] for g in candidates)
+                problem = "matches no" if not matches else "is ambiguous between"
+                raise PredictorError(
+                    f"--source {source!r} {problem} measurement sources for {device} "
+                    f"({known}); pass a longer part of one of them"
+                )
+            return matches[0]
+        user = [g for g in candidates if g.split(" | ")[0] == DEFAULT_SOURCE]
+        if user:
+            return user[0]
+        for preferred in PREFERRED_SOURCES:
+            hits = [g for g in candidates if preferred.lower() in g.lower()]
+            if hits:
+                return hits[0]
+        return max(candidates, key=lambda g: (self.groups[g].rows, g))
+
+    # ----------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": ARTIFACT_FORMAT, "name": self.name, "version": self.version,
+            "feature_set_version": self.feature_set_version, "ridge": self.ridge,
+            "feature_names": self.feature_names, "feature_scale": self.feature_scale,
+            "weights": self.weights, "fallback_log_effect": self.fallback_log_effect,
+            "pooled_sigma_log": self.pooled_sigma_log,
+            "groups": {g: c.to_dict() for g, c in self.groups.items()},
+            "training": self.training, "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencyPredictor:
+        if data.get("format") != ARTIFACT_FORMAT:
+            raise PredictorError(
+                f"predictor artifact format {data.get('format')!r} is not {ARTIFACT_FORMAT}; "
+                "refit it with `swiftnas latency fit`"
+            )
+        if data.get("feature_set_version") != FEATURE_SET_VERSION:
+            raise PredictorError(
+                f"predictor uses feature set {data.get('feature_set_version')!r}, this swiftnas "
+                f"computes {FEATURE_SET_VERSION}; refit it with `swiftnas latency fit`"
+            )
+        return cls(
+            feature_names=list(data["feature_names"]),
+            feature_scale=[float(v) for v in data["feature_scale"]],
+            weights={k: [float(v) for v in w] for k, w in data["weights"].items()},
+            groups={g: GroupCalibration(**c) for g, c in data["groups"].items()},
+            fallback_log_effect=float(data["fallback_log_effect"]),
+            pooled_sigma_log=float(data["pooled_sigma_log"]),
+            name=str(data["name"]), version=str(data["version"]), ridge=float(data["ridge"]),
+            training=dict(data.get("training", {})), metrics=dict(data.get("metrics", {})),
+        )
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyPredictor:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls.from_dict(data)
+        except PredictorError as exc:
+            raise PredictorError(f"{path}: {exc}") from exc
+        except OSError as exc:
+            raise PredictorError(
+                f"cannot read predictor {str(path)!r}: {exc.strerror or exc}; pass a file "
+                "written by `swiftnas latency fit --out`, or omit --predictor for the default"
+            ) from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PredictorError(
+                f"{path} is not a swiftnas latency predictor ({type(exc).__name__}: {exc}); "
+                "refit it with `swiftnas latency fit --out`"
+            ) from exc
+
+
+# --------------------------------------------------------------------- fitting
+@dataclass
+class _Design:
+    x: np.ndarray  # (rows, features), scaled
+    log_y: np.ndarray
+    fallback: np.ndarray
+    group_index: np.ndarray
+    class_index: np.ndarray
+    groups: list[str]
+    classes: list[str]
+
+
+def _design(rows: Sequence[Measurement], features: Sequence[LatencyFeatures],
+            names: Sequence[str], scale: np.ndarray) -> _Design:
+    groups = sorted({m.group for m in rows})
+    classes = [c for c in COMPUTE_CLASSES if any(compute_class(m.compute_unit) == c for m in rows)]
+    return _Design(
+        x=np.array([feature_row(f, names) for f in features]) / scale,
+        log_y=np.log([m.latency_ms for m in rows]),
+        fallback=np.array([m.fallback for m in rows], dtype=float),
+        group_index=np.array([groups.index(m.group) for m in rows]),
+        class_index=np.array([classes.index(compute_class(m.compute_unit)) for m in rows]),
+        groups=groups, classes=classes,
+    )
+
+
+def _solve(d: _Design, measure_index: np.ndarray, ridge: float) -> dict[str, np.ndarray]:
+    nc, nf, ng = len(d.classes), d.x.shape[1], len(d.groups)
+    nm = int(measure_index.max()) + 1
+    sizes = [nc * nm, nc * nf, ng, ng, 1]
+    bounds = np.cumsum([0, *sizes])
+
+    def unpack(p: np.ndarray) -> tuple[np.ndarray, ...]:
+        mu, delta, log_scale, log_offset, phi = (p[bounds[i]:bounds[i + 1]] for i in range(5))
+        return mu.reshape(nc, nm), delta.reshape(nc, nf), log_scale, log_offset, phi
+
+    n = len(d.log_y)
+    rows = np.arange(n)
+    center = np.eye(ng) - 1.0 / ng  # derivative of (v - mean(v))
+
+    def forward(p: np.ndarray) -> tuple[np.ndarray, ...]:
+        mu, delta, log_scale, log_offset, phi = unpack(p)
+        w = np.exp(mu[:, measure_index] + delta)
+        terms = d.x * w[d.class_index]  # (rows, features): cost contributed by each feature
+        scale = np.exp(log_scale[d.group_index])
+        offset = np.exp(log_offset[d.group_index])
+        total = scale * terms.sum(axis=1) + offset
+        return mu, delta, log_scale, log_offset, phi, terms, scale, offset, total
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        _, delta, log_scale, log_offset, phi, _, _, _, total = forward(p)
+        # Ridge on delta (shared cost per measure), and a weak pull of each group's
+        # calibration towards the others' so groups with one or two rows stay identifiable.
+        return np.concatenate([
+            np.log(total) + phi[0] * d.fallback - d.log_y, ridge * delta.ravel(),
+            0.05 * (log_scale - log_scale.mean()), 0.05 * (log_offset - log_offset.mean()),
+        ])
+
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        _, _, _, _, _, terms, scale, offset, total = forward(p)
+        jac = np.zeros((n + nc * nf + 2 * ng, bounds[-1]))
+        dterms = terms * (scale / total)[:, None]  # d log(total) / d delta[c(i), j]
+        for c in range(nc):
+            mine = d.class_index == c
+            jac[:n, bounds[1] + c * nf:bounds[1] + (c + 1) * nf][mine] = dterms[mine]
+            for m in range(nm):
+                jac[:n, bounds[0] + c * nm + m] = np.where(
+                    mine, dterms[:, measure_index == m].sum(axis=1), 0.0)
+        jac[rows, bounds[2] + d.group_index] = scale * terms.sum(axis=1) / total
+        jac[rows, bounds[3] + d.group_index] = offset / total
+        jac[:n, bounds[4]] = d.fallback
+        jac[n:n + nc * nf, bounds[1]:bounds[2]] = ridge * np.eye(nc * nf)
+        jac[n + nc * nf:n + nc * nf + ng, bounds[2]:bounds[3]] = 0.05 * center
+        jac[n + nc * nf + ng:, bounds[3]:bounds[4]] = 0.05 * center
+        return jac
+
+    p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
+                         np.full(ng, -2.0), [1.0]])
+    sol = optimize.least_squares(residuals, p0, jac=jacobian, loss="soft_l1", f_scale=0.3,
+                                max_nfev=4000)
+    mu, delta, log_scale, log_offset, phi = unpack(sol.x)
+    return {"w": np.exp(mu[:, measure_index] + delta), "scale": np.exp(log_scale),
+            "offset": np.exp(log_offset), "phi": phi}
+
+
+def usable(measurements: Iterable[Measurement]) -> tuple[list[Measurement], list[Measurement]]:
+    """(rows naming an architecture, rows naming none: they cannot be used)."""
+    ok: list[Measurement] = []
+    skipped: list[Measurement] = []
+    for m in measurements:
+        (ok if (m.timm_name or m.arch is not None) else skipped).append(m)
+    return ok, skipped
+
+
+@dataclass
+class FitResult:
+    predictor: LatencyPredictor
+    rows: list[Measurement]  # the rows used (naming an architecture)
+    skipped: list[Measurement]  # rows naming no architecture
+    cv_predictions: list[float | None]  # leave-one-family-out prediction per used row
+
+
+def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
+                  ridge: float = 0.3, cross_validate: bool = True,
+                  progress: Callable[[str, int, int], None] | None = None,
+                  name: str = "swiftnas-latency", version: str = "1") -> FitResult:
+    """Fit on every row that names an architecture; optionally leave-one-family-out metrics.
+
+    ``progress(stage, done, total)`` is called as features are built and CV folds fit.
+    """
+    from .evaluation import evaluate_rows  # local: evaluation imports this module
+
+    rows, skipped = usable(measurements)
+    if len(rows) < 3:
+        raise PredictorError(
+            f"need at least 3 measurements that name a timm_name or arch to fit, got {len(rows)}"
+        )
+    features = []
+    for i, m in enumerate(rows):
+        features.append(cache.get(timm_name=m.timm_name, arch=m.arch,
+                                  resolution=m.input_resolution))
+        if progress:
+            progress("features", i + 1, len(rows))
+    cache.save()
+    names = model_feature_names()
+    raw = np.array([feature_row(f, names) for f in features])
+    active = raw.max(axis=0) > 0
+    names = [n for n, a in zip(names, active, strict=True) if a]
+    scale = raw[:, active].mean(axis=0)
+    measure_names = sorted({n.split(".")[-1] for n in names})
+    measure_index = np.array([measure_names.index(n.split(".")[-1]) for n in names])
+
+    def fit_on(idx: Sequence[int]) -> LatencyPredictor:
+        part = [rows[i] for i in idx]
+        d = _design(part, [features[i] for i in idx], names, scale)
+        sol = _solve(d, measure_index, ridge)
+        resid = []
+        groups = {}
+        for gi, g in enumerate(d.groups):
+            members = [m for m in part if m.group == g]
+            groups[g] = GroupCalibration(
+                scale=float(sol["scale"][gi]), offset_ms=float(sol["offset"][gi]),
+                compute_class=compute_class(members[0].compute_unit), rows=len(members),
+                families=len({m.family_name for m in members}))
+        pred = LatencyPredictor(
+            feature_names=list(names), feature_scale=[float(s) for s in scale],
+            weights={c: [float(v) for v in sol["w"][k]] for k, c in enumerate(d.classes)},
+            groups=groups, fallback_log_effect=float(sol["phi"][0]), pooled_sigma_log=0.0,
+            ridge=ridge, name=name, version=version)
+        for i in idx:
+            p = pred.predict_features(features[i], rows[i].group, fallback=rows[i].fallback)
+            resid.append(math.log(p.latency_ms / rows[i].latency_ms))
+        # in-sample spread: optimistic; replaced by the cross-validated one when available
+        pred.pooled_sigma_log = float(np.std(resid))
+        return pred
+
+    predictor = fit_on(range(len(rows)))
+    cv_predictions: list[float | None] = [None] * len(rows)
+    if cross_validate:
+        families = sorted({m.family_name for m in rows})
+        for k, fam in enumerate(families):
+            train = [i for i, m in enumerate(rows) if m.family_name != fam]
+            test = [i for i, m in enumerate(rows) if m.family_name == fam]
+            if len({rows[i].group for i in train}) and train:
+                fold = fit_on(train)
+                for i in test:
+                    if rows[i].group in fold.groups:
+                        cv_predictions[i] = fold.predict_features(
+                            features[i], rows[i].group, fallback=rows[i].fallback).latency_ms
+            if progress:
+                progress("cross-validation", k + 1, len(families))
+        _set_sigmas(predictor, rows, cv_predictions)
+        predictor.metrics = {
+            "protocol": "leave-one-family-out: each family is removed from every group, the "
+                        "model is refitted, and that family's rows are predicted",
+            **evaluate_rows(rows, cv_predictions),
+        }
+    predictor.training = {
+        "rows": len(rows), "skipped_rows_without_architecture": len(skipped),
+        "groups": len(predictor.groups), "families": len({m.family_name for m in rows}),
+        "devices": sorted({m.device for m in rows}),
+        "fallback_rows": sum(m.fallback for m in rows),
+        "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+    }
+    return FitResult(predictor, rows, skipped, cv_predictions)
+
+
+def _set_sigmas(predictor: LatencyPredictor, rows: Sequence[Measurement],
+                cv: Sequence[float | None]) -> None:
+    by_group: dict[str, list[float]] = {}
+    for m, p in zip(rows, cv, strict=True):
+        if p is not None:
+            by_group.setdefault(m.group, []).append(math.log(p / m.latency_ms))
+    pooled = [r for rs in by_group.values() for r in rs]
+    if pooled:
+        predictor.pooled_sigma_log = float(np.sqrt(np.mean(np.square(pooled))))
+    for g, cal in predictor.groups.items():
+        rs = by_group.get(g, [])
+        cal.sigma_log = float(np.sqrt(np.mean(np.square(rs)))) if len(rs) >= 5 else None
+
+
+def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], *,
+              cache: FeatureCache) -> LatencyPredictor:
+    """Refit only the per-group scale and offset of the groups in ``measurements``.
+
+    The shared per-operation costs stay, so a handful of rows calibrates a new device: with one
+    row only the scale is fitted (offset 0), with more both, by least squares on log latency.
+    """
+    rows, _ = usable(measurements)
+    out = LatencyPredictor.from_dict(predictor.to_dict())
+    by_group: dict[str, list[Measurement]] = {}
+    for m in rows:
+        by_group.setdefault(m.group, []).append(m)
+    for g, members in by_group.items():
+        cls = compute_class(members[0].compute_unit)
+        if cls not in out.weights:
+            raise PredictorError(
+                f"group {g!r} runs on {cls}, and the predictor has no {cls} costs; refit with "
+                "`swiftnas latency fit` including these measurements"
+            )
+        w = out._weights(cls)
+        cost = np.array([
+            feature_row(cache.get(timm_name=m.timm_name, arch=m.arch,
+                                  resolution=m.input_resolution), out.feature_names) @ w
+            for m in members])
+        y = np.array([m.latency_ms for m in members])
+        fb = np.exp(out.fallback_log_effect * np.array([m.fallback for m in members]))
+
+        def resid(p: np.ndarray, cost: np.ndarray = cost, y: np.ndarray = y,
+                  fb: np.ndarray = fb) -> np.ndarray:
+            offset = math.exp(p[1]) if len(p) > 1 else 0.0
+            return np.log((math.exp(p[0]) * cost + offset) * fb) - np.log(y)
+
+        p0 = np.array([0.0, -2.0]) if len(members) >= 2 else np.array([0.0])
+        sol = optimize.least_squares(resid, p0)
+        out.groups[g] = GroupCalibration(
+            scale=float(math.exp(sol.x[0])),
+            offset_ms=float(math.exp(sol.x[1])) if len(sol.x) > 1 else 0.0,
+            compute_class=cls, rows=len(members),
+            families=len({m.family_name for m in members}))
+    return out
+
+
+_DEFAULT_CACHE: FeatureCache | None = None
+
+
+def default_feature_cache() -> FeatureCache:
+    """The process-wide in-memory feature cache."""
+    global _DEFAULT_CACHE
+    if _DEFAULT_CACHE is None:
+        _DEFAULT_CACHE = FeatureCache()
+    return _DEFAULT_CACHE

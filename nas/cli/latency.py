@@ -1,0 +1,336 @@
+"""``swiftnas latency``: fit, evaluate, predict; Core ML export; import measurements."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+
+from ._common import OutputFormat, console, err_console, load_arch, print_json
+
+if TYPE_CHECKING:
+    from latency_models import FeatureCache, LatencyPredictor, Measurement
+
+latency_app = typer.Typer(
+    help="iPhone Core ML latency: fit and evaluate the predictor, predict, export Core ML "
+    "packages, import your own measurements.",
+    no_args_is_help=True,
+)
+
+PREDICTOR_HELP = "Predictor file from `swiftnas latency fit --out` (default: the shipped one)."
+SOURCE_HELP = (
+    "Measurement protocol group, matched as part of the source name (e.g. 'SwiftFormer', "
+    "'iFormer', 'user'). Default: your own imported measurements for the device if any, else "
+    "SwiftFormer's published protocol where it measured the device, else the device's largest "
+    "group."
+)
+STORAGE_HELP = "SQLAlchemy URL of the swiftnas storage (default: sqlite:///swiftnas.db)."
+
+
+def _feature_cache() -> FeatureCache:
+    from latency_models import FeatureCache, user_cache_dir
+
+    return FeatureCache(user_cache_dir() / "latency_features.json")
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    for col in ("group", "rows", "MAPE %", "±10 %", "±20 %", "RMSE ms", "Spearman", "Kendall"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for name, m in [*metrics["groups"].items(), ("overall", metrics["overall"])]:
+        if m is None:
+            continue
+        table.add_row(name, str(m["rows"]), _fmt(m["mape"]), _fmt(m["within_10"]),
+                      _fmt(m["within_20"]), _fmt(m["rmse_ms"], 3), _fmt(m["spearman"], 3),
+                      _fmt(m["kendall"], 3), end_section=name == "overall")
+    return table
+
+
+def _stored_measurements(storage: str | None) -> list[Measurement]:
+    if storage is None:
+        return []
+    from nas.storage import open_storage
+
+    return open_storage(storage, create=False).measurements()
+
+
+@latency_app.command("fit")
+def fit(
+    measurements: list[Path] = typer.Option(
+        None, "--measurements", help="Measurement CSV (repeat for several). Default: the shipped "
+        "calibration set (shared/data/latency/calibration.csv)."),
+    storage: str = typer.Option(
+        None, "--storage", help="Also use measurements imported into this storage with "
+        "`swiftnas latency import`."),
+    out: Path = typer.Option(..., "--out", help="Where to write the predictor (JSON)."),
+    cross_validate: bool = typer.Option(
+        True, "--cv/--no-cv", help="Leave-one-family-out cross-validation (slower; gives the "
+        "metrics and the uncertainty)."),
+    ridge: float = typer.Option(0.3, "--ridge", min=0.0, help="Pull of per-op costs towards a "
+                                "shared cost per measure."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """Fit a predictor and print its cross-validated metrics per measurement group."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from latency_models import calibration_csv, fit_predictor, read_measurements
+
+    rows: list[Measurement] = []
+    for path in measurements or [calibration_csv()]:
+        rows += read_measurements(path)
+    stored = _stored_measurements(storage)
+    rows += stored
+    cache = _feature_cache()
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done)
+
+        result = fit_predictor(rows, cache=cache, ridge=ridge, cross_validate=cross_validate,
+                               progress=report)
+    predictor = result.predictor
+    predictor.training["sources"] = [str(p) for p in measurements or [calibration_csv()]]
+    predictor.training["stored_measurements"] = len(stored)
+    predictor.save(out)
+    if result.skipped:
+        err_console.print(f"note: {len(result.skipped)} row(s) name no timm_name or arch and "
+                          "were not used")
+    if fmt is OutputFormat.json:
+        print_json({"predictor": str(out), "training": predictor.training,
+                    "metrics": predictor.metrics})
+        return
+    if predictor.metrics:
+        console.print(_metrics_table("Leave-one-family-out cross-validation",
+                                     predictor.metrics))
+    console.print(f"wrote {out} ({len(result.rows)} rows, {len(predictor.groups)} groups)")
+
+
+def _predictor(path: Path | None) -> LatencyPredictor:
+    from latency_models import load_predictor
+
+    return load_predictor(path)
+
+
+@latency_app.command("predict")
+def predict(
+    predictor_path: Path = typer.Option(None, "--predictor", help=PREDICTOR_HELP),
+    measurements: Path = typer.Option(
+        None, "--measurements", help="CSV of models to predict (calibration schema; "
+        "latency_ms may be empty). Needs --out."),
+    out: Path = typer.Option(None, "--out", help="Output CSV: every input row plus "
+                             "predicted_ms, low_ms, high_ms and group."),
+    model: str = typer.Option(None, "--model", help="A timm model name."),
+    arch: str = typer.Option(None, "--arch", help="An ArchConfig JSON file or a preset name."),
+    device: str = typer.Option(None, "--device", help="iPhone model, e.g. 'iPhone 14' "
+                               "(`swiftnas latency devices` lists them)."),
+    resolution: int = typer.Option(None, "--resolution", min=32, help="Input side in pixels "
+                                   "(default: the arch's or the timm model's)."),
+    source: str = typer.Option(None, "--source", help=SOURCE_HELP),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """Predict latency for one model, or for every row of a CSV."""
+    from latency_models import LatencyPredictor  # noqa: F401  (fail early on a broken install)
+    from search_spaces import SwiftNASError
+
+    predictor = _predictor(predictor_path)
+    if measurements is not None:
+        if out is None:
+            raise typer.BadParameter("--measurements needs --out FILE for the predictions")
+        _predict_csv(predictor, measurements, out, source)
+        return
+    if (model is None) == (arch is None):
+        raise typer.BadParameter("give exactly one of --model TIMM_NAME, --arch ARCH.json, or "
+                                 "--measurements CSV")
+    if device is None:
+        raise typer.BadParameter("--device is required for a single prediction")
+    cfg = load_arch(arch) if arch is not None else None
+    if cfg is not None and resolution is not None and resolution % 32:
+        raise SwiftNASError(f"--resolution must be a multiple of 32 for an ArchConfig, got "
+                            f"{resolution}")
+    p = predictor.predict(device=device, timm_name=model or "", arch=cfg, resolution=resolution,
+                          source=source, cache=_feature_cache())
+    what = model or (cfg.key() if cfg else "")
+    if fmt is OutputFormat.json:
+        print_json({"model": what, "device": device, **p.to_dict(),
+                    "predictor": f"{predictor.name} v{predictor.version}"})
+        return
+    console.print(f"{what} on {device}: [bold]{p.latency_ms:.3f} ms[/] "
+                  f"(90% interval {p.low_ms:.3f}-{p.high_ms:.3f} ms)\ngroup: {p.group}")
+
+
+def _predict_csv(predictor: LatencyPredictor, path: Path, out: Path, source: str | None) -> None:
+    from latency_models import MeasurementError
+    from latency_models.architectures import atomic_write_text
+    from latency_models.measurements import group_key, parse_row
+    from search_spaces import SwiftNASError
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise MeasurementError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip() for f in reader.fieldnames or []]
+    if "device" not in fields or ("timm_name" not in fields and "arch" not in fields):
+        raise MeasurementError(f"{path}: needs a 'device' column and a 'timm_name' or 'arch' "
+                               f"column (found: {', '.join(fields) or 'none'})")
+    cache = _feature_cache()
+    rows_out = []
+    failed = 0
+    for line, row in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "") for k, v in row.items()}
+        filled = dict(row, model=row.get("model") or "?", latency_ms=row.get("latency_ms") or "1")
+        result = {"predicted_ms": "", "low_ms": "", "high_ms": "", "group": ""}
+        try:
+            m = parse_row(filled, where=f"{path}:{line}", base=path.parent)
+            group = m.group if m.group in predictor.groups else predictor.resolve_group(
+                m.device, source=source or None, compute_unit=m.compute_unit or None)
+            if not (m.timm_name or m.arch):
+                raise MeasurementError(f"{path}:{line}: names no timm_name or arch")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                features = cache.get(timm_name=m.timm_name, arch=m.arch,
+                                     resolution=m.input_resolution)
+            p = predictor.predict_features(features, group, fallback=m.fallback)
+            result = {"predicted_ms": f"{p.latency_ms:.4f}", "low_ms": f"{p.low_ms:.4f}",
+                      "high_ms": f"{p.high_ms:.4f}", "group": group}
+        except (SwiftNASError, RuntimeError) as exc:
+            failed += 1
+            where = f"{path}:{line}"
+            msg = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+            err_console.print(f"warning: no prediction: {msg}")
+        _ = group_key  # rows keep their own group when the predictor knows it
+        rows_out.append({**row, **result})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[*fields, "predicted_ms", "low_ms", "high_ms",
+                                             "group"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows_out)
+    cache.save()
+    atomic_write_text(out, buf.getvalue())
+    console.print(f"wrote {out}: {len(rows_out) - failed} predicted, {failed} without prediction")
+
+
+@latency_app.command("evaluate")
+def evaluate(
+    predictor_path: Path = typer.Option(None, "--predictor", help=PREDICTOR_HELP),
+    measurements: Path = typer.Option(..., "--measurements", help="Measurement CSV with "
+                                      "latency_ms (calibration schema)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """MAPE, share within ±10/20%, RMSE, Spearman and Kendall per group and overall."""
+    from latency_models import evaluate_rows, read_measurements
+    from search_spaces import SwiftNASError
+
+    predictor = _predictor(predictor_path)
+    rows = read_measurements(measurements)
+    cache = _feature_cache()
+    predicted: list[float | None] = []
+    for m in rows:
+        try:
+            if not (m.timm_name or m.arch):
+                raise SwiftNASError("names no timm_name or arch")
+            group = m.group if m.group in predictor.groups else predictor.resolve_group(
+                m.device, compute_unit=m.compute_unit or None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                features = cache.get(timm_name=m.timm_name, arch=m.arch,
+                                     resolution=m.input_resolution)
+            predicted.append(predictor.predict_features(features, group,
+                                                        fallback=m.fallback).latency_ms)
+        except (SwiftNASError, RuntimeError) as exc:
+            predicted.append(None)
+            err_console.print(f"warning: {m.origin}: not predicted: {exc}")
+    cache.save()
+    metrics = evaluate_rows(rows, predicted)
+    if metrics["overall"] is None:
+        raise SwiftNASError(f"{measurements}: no row could be predicted (see warnings above)")
+    if fmt is OutputFormat.json:
+        print_json({"predictor": f"{predictor.name} v{predictor.version}", **metrics})
+        return
+    console.print(_metrics_table(f"{predictor.name} v{predictor.version} on {measurements}",
+                                 metrics))
+    if metrics["unpredicted"]:
+        console.print(f"{metrics['unpredicted']} row(s) could not be predicted")
+
+
+@latency_app.command("devices")
+def devices(
+    predictor_path: Path = typer.Option(None, "--predictor", help=PREDICTOR_HELP),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """Devices and measurement groups the predictor is calibrated for."""
+    predictor = _predictor(predictor_path)
+    if fmt is OutputFormat.json:
+        print_json({d: {g: predictor.groups[g].to_dict() for g in gs}
+                    for d, gs in predictor.devices().items()})
+        return
+    table = Table(title=f"{predictor.name} v{predictor.version}: calibrated groups")
+    for col in ("device", "default", "source", "unit", "rows", "sigma log"):
+        table.add_column(col)
+    for device, groups in predictor.devices().items():
+        default = predictor.resolve_group(device)
+        for g in groups:
+            source, _, unit = g.split(" | ")
+            cal = predictor.groups[g]
+            table.add_row(device, "*" if g == default else "", source, unit, str(cal.rows),
+                          _fmt(cal.sigma_log if cal.sigma_log is not None
+                               else predictor.pooled_sigma_log, 2))
+    console.print(table)
+
+
+@latency_app.command("export-coreml")
+def export_coreml(
+    arch: str = typer.Option(None, "--arch", help="An ArchConfig JSON file or a preset name."),
+    model: str = typer.Option(None, "--model", help="A timm model name."),
+    out: Path = typer.Option(..., "--out", help="Output folder (created)."),
+    resolution: int = typer.Option(None, "--resolution", min=32, help="Input side in pixels."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """Write a Core ML ML Program (FP16, iOS 16+) and a manifest, to measure on a device."""
+    from latency_models.coreml import export_coreml as run_export
+
+    if (model is None) == (arch is None):
+        raise typer.BadParameter("give exactly one of --arch ARCH.json or --model TIMM_NAME")
+    cfg = load_arch(arch) if arch is not None else None
+    if model is not None:
+        from latency_models import default_resolution
+
+        default_resolution(model)  # unknown names fail here, before the slow part
+    with console.status("converting to Core ML (about 5-30 s)..."):
+        result = run_export(out_dir=out, arch=cfg, timm_name=model or "", resolution=resolution)
+    if fmt is OutputFormat.json:
+        print_json({"package": str(result.package), "manifest": str(result.manifest),
+                    **result.info})
+        return
+    console.print(f"wrote {result.package}\nwrote {result.manifest}")
+
+
+@latency_app.command("import")
+def import_measurements(
+    file: Path = typer.Argument(..., help="Measurement CSV (calibration schema; see README)."),
+    storage: str = typer.Option("sqlite:///swiftnas.db", "--storage", help=STORAGE_HELP),
+) -> None:
+    """Append your own measurements to the storage; `latency fit --storage` then uses them."""
+    from latency_models import read_measurements
+    from nas.storage import open_storage
+
+    rows = read_measurements(file)  # every row validated before anything is written
+    store = open_storage(storage)
+    added = store.add_measurements(rows, origin=str(file))
+    total = len(store.measurements())
+    console.print(f"imported {added} measurement(s) from {file} into {storage} "
+                  f"({total} stored). Refit: swiftnas latency fit --storage {storage} --out "
+                  "predictor.json")

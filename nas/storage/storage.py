@@ -1,0 +1,162 @@
+"""The swiftnas SQL storage: one URL, any SQLAlchemy database (SQLite default, PostgreSQL).
+
+Every public method is one session that commits on success and rolls back on any error, so a
+crash never leaves a half-written import. The schema is owned by Alembic (``migrations/``);
+opening a storage whose schema is older than this swiftnas fails with the upgrade command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.orm import Session, sessionmaker
+
+from search_spaces import ArchConfig, SwiftNASError
+
+from .models import MeasurementRow
+
+if TYPE_CHECKING:
+    from latency_models import Measurement
+
+DEFAULT_STORAGE = "sqlite:///swiftnas.db"
+VERSION_TABLE = "swiftnas_alembic_version"
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StorageError(SwiftNASError, RuntimeError):
+    """The storage URL is malformed or unreachable, or its schema needs an upgrade."""
+
+
+def _alembic_config(connection: sa.Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # the package ships at least one migration
+    return head
+
+
+def create_engine(url: str) -> sa.Engine:
+    try:
+        engine = sa.create_engine(url, future=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise StorageError(
+            f"malformed storage URL {url!r} ({exc}); use an SQLAlchemy URL such as "
+            "sqlite:///swiftnas.db or postgresql+psycopg://user:pass@host/db"
+        ) from exc
+    except ImportError as exc:
+        raise StorageError(
+            f"storage URL {url!r} needs a database driver that is not installed ({exc}); "
+            "for PostgreSQL install swiftnas with `pip install -e '.[postgres]'`"
+        ) from exc
+    if engine.dialect.name == "sqlite":
+        db = engine.url.database
+        if db and db != ":memory:" and not Path(db).parent.exists():
+            raise StorageError(
+                f"storage URL {url!r}: folder {str(Path(db).parent)!r} does not exist; "
+                "create it or use another path"
+            )
+    return engine
+
+
+class Storage:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # ------------------------------------------------------------------ schema
+    def current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(
+                    conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        except sa.exc.OperationalError as exc:
+            raise StorageError(
+                f"cannot open storage {self.url}: {exc.orig}; check the URL, that the server "
+                "runs and that you may connect"
+            ) from exc
+
+    def upgrade(self) -> None:
+        """Create or upgrade swiftnas's tables to this version's schema."""
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+
+    def check_schema(self) -> None:
+        current, head = self.current_revision(), head_revision()
+        if current != head:
+            raise StorageError(
+                f"storage {self.url} has swiftnas schema {current or 'none'}, this swiftnas "
+                f"needs {head}; run `swiftnas db upgrade --storage {self.url}`"
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # ------------------------------------------------------------------ measurements
+    def add_measurements(self, rows: Sequence[Measurement], *, origin: str = "") -> int:
+        """Store measurements in one transaction (all or nothing)."""
+        records = [
+            MeasurementRow(
+                model=m.model, device=m.device, latency_ms=m.latency_ms, timm_name=m.timm_name,
+                arch_json=m.arch.to_json(indent=None) if m.arch else "",
+                input_resolution=m.input_resolution, source=m.source,
+                compute_unit=m.compute_unit, os=m.os, family=m.family, notes=m.notes,
+                fallback=m.fallback, origin=m.origin or origin,
+            )
+            for m in rows
+        ]
+        with self.session() as session:
+            session.add_all(records)
+        return len(records)
+
+    def measurements(self) -> list[Measurement]:
+        from latency_models import Measurement
+
+        with self.session() as session:
+            records = session.scalars(sa.select(MeasurementRow).order_by(MeasurementRow.id)).all()
+        return [
+            Measurement(
+                model=r.model, device=r.device, latency_ms=r.latency_ms, timm_name=r.timm_name,
+                arch=ArchConfig.from_json(r.arch_json) if r.arch_json else None,
+                input_resolution=r.input_resolution, source=r.source,
+                compute_unit=r.compute_unit, os=r.os, family=r.family, notes=r.notes,
+                fallback=r.fallback, origin=r.origin or f"storage:{r.id}",
+            )
+            for r in records
+        ]
+
+
+def open_storage(url: str = DEFAULT_STORAGE, *, create: bool = True) -> Storage:
+    """Open ``url``. A database without swiftnas tables gets them when ``create``; one with an
+    older schema raises ``StorageError`` naming `swiftnas db upgrade`."""
+    storage = Storage(create_engine(url))
+    current = storage.current_revision()
+    if current is None and create:
+        storage.upgrade()
+    else:
+        storage.check_schema()
+    return storage

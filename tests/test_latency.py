@@ -1,0 +1,381 @@
+"""Latency features, measurement files, the predictor, the shipped default, storage import, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from scipy import stats
+
+from latency_models import (
+    FeatureCache,
+    LatencyPredictor,
+    MeasurementError,
+    PredictorError,
+    build_timm_for_latency,
+    calibrate,
+    calibration_csv,
+    extract_features,
+    fit_predictor,
+    load_default_predictor,
+    parse_measurements,
+    read_measurements,
+)
+from latency_models.measurements import Measurement
+from nas.cli import main
+from search_spaces import ArchConfig, get_preset
+
+# Two source groups of modern ANE tables, ~50 rows: enough to fit, small enough for CI.
+SUBSET_SOURCES = ("SwiftFormer", "iFormer")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SWIFTNAS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> FeatureCache:
+    return FeatureCache(tmp_path_factory.mktemp("features") / "features.json")
+
+
+@pytest.fixture(scope="session")
+def subset() -> list[Measurement]:
+    rows = read_measurements(calibration_csv())
+    return [m for m in rows if m.timm_name and any(s in m.source for s in SUBSET_SOURCES)]
+
+
+def _write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+# ----------------------------------------------------------------------------- features
+def test_features_classify_operations_of_known_models(cache: FeatureCache) -> None:
+    mnv2 = cache.get(timm_name="mobilenetv2_100", resolution=224).values
+    assert mnv2["depthwise.count"] == 17  # one depthwise conv per inverted residual
+    assert mnv2["pointwise.count"] == 1 + 16 * 2 + 1  # first block projects only; head conv
+    assert mnv2["linear.count"] == 1
+    assert mnv2["matmul.count"] == 0
+    deit = cache.get(timm_name="deit_tiny_patch16_224", resolution=224).values
+    assert deit["matmul.count"] == 24  # q @ k^T and attn @ v in each of 12 blocks
+    assert deit["softmax.count"] == 12
+    assert deit["linear.count"] == 12 * 4 + 1
+    # weight.t() of the 49 linears is folded by the converter, not counted as data movement
+    assert deit["transpose.count"] < 49
+    # MACs of the matmuls: 2 * heads * tokens^2 * head_dim per block
+    assert deit["matmul.macs"] == 12 * 2 * 3 * 197 * 197 * 64
+
+
+def test_features_match_between_meta_and_real_weights() -> None:
+    arch = get_preset("xs")
+    from search_spaces import build_model
+
+    with torch.device("meta"):
+        meta = extract_features(build_model(arch), 224)
+    real = extract_features(build_model(arch), 224)
+    assert meta.values == real.values
+    assert meta.total("macs") == pytest.approx(602_434_988, rel=0.01)
+
+
+def test_reparameterised_models_are_measured_deployed() -> None:
+    mobileone = build_timm_for_latency("mobileone_s0")
+    convs = [m for m in mobileone.modules() if isinstance(m, torch.nn.Conv2d)]
+    # reparameterised: one conv per branch-merged block, no batch norms left in the body
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in mobileone.stages.modules())
+    assert len(convs) < 60
+
+
+def test_feature_cache_persists_and_survives_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.json"
+    first = FeatureCache(path)
+    feats = first.get(arch=get_preset("xs"))
+    first.save()
+    again = FeatureCache(path)
+    assert len(again) == 1
+    assert again.get(arch=get_preset("xs")).values == feats.values
+    path.write_text("{not json")
+    assert len(FeatureCache(path)) == 0
+
+
+# ----------------------------------------------------------------------------- measurement files
+def test_calibration_file_parses_with_groups_and_fallback_flags() -> None:
+    rows = read_measurements(calibration_csv())
+    assert len(rows) == 445
+    assert sum(m.fallback for m in rows) == 32
+    swift = {m.group for m in rows if "SwiftFormer" in m.source}
+    assert swift == {"arXiv:2303.15446 (SwiftFormer, ICCV'23) | iPhone 14 | ANE"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model,latency_ms,timm_name\nx,1,resnet18\n", "missing column(s) device"),
+        ("model,device,latency_ms\nx,iPhone 14,1\n", "'timm_name' or an 'arch'"),
+        ("model,device,latency_ms,timm_name\nx,iPhone 14,fast,resnet18\n",
+         "t.csv:2: column 'latency_ms' must be a number"),
+        ("model,device,latency_ms,timm_name\nx,iPhone 14,1,resnet18\ny,iPhone 14,-2,resnet18\n",
+         "t.csv:3: column 'latency_ms' must be a positive"),
+        ("model,device,latency_ms,timm_name\nx,,1,resnet18\n", "t.csv:2: column 'device' is empty"),
+        ("model,device,latency_ms,arch\nx,iPhone 14,1,{\"stages\": 3}\n", "t.csv:2: column 'arch'"),
+        ("model,device,latency_ms,timm_name,input_resolution\nx,iPhone 14,1,resnet18,big\n",
+         "column 'input_resolution'"),
+    ],
+)
+def test_bad_measurement_files_name_row_and_column(text: str, expected: str) -> None:
+    with pytest.raises(MeasurementError, match=None) as info:
+        parse_measurements(text, name="t.csv")
+    assert expected in str(info.value)
+
+
+def test_rows_may_name_an_arch_config_file(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(get_preset("s").to_json())
+    rows = parse_measurements("model,device,latency_ms,arch\nmine,iPhone 15,0.9,a.json\n",
+                              base=tmp_path)
+    assert rows[0].arch == get_preset("s")
+    assert rows[0].input_resolution == 224
+    assert rows[0].group == "user | iPhone 15 | default"
+
+
+# ----------------------------------------------------------------------------- predictor
+@pytest.fixture(scope="session")
+def fitted(subset: list[Measurement], cache: FeatureCache):  # type: ignore[no-untyped-def]
+    return fit_predictor(subset, cache=cache, cross_validate=True)
+
+
+def test_fit_cross_validates_by_family_and_ranks_held_out_models(fitted) -> None:  # type: ignore[no-untyped-def]
+    predictor = fitted.predictor
+    assert predictor.metrics["overall"]["rows"] == sum(p is not None for p in fitted.cv_predictions)
+    # every prediction comes from a fold that never saw the family
+    assert all(p is not None and p > 0 for p in fitted.cv_predictions)
+    measured = [m.latency_ms for m in fitted.rows]
+    rho = stats.spearmanr(measured, fitted.cv_predictions).statistic
+    assert rho > 0.6, rho
+    for cal in predictor.groups.values():
+        assert cal.scale > 0 and cal.offset_ms >= 0
+
+
+def test_predictions_are_monotone_in_size_and_carry_an_interval(fitted) -> None:  # type: ignore[no-untyped-def]
+    predictor = fitted.predictor
+    preds = [predictor.predict(device="iPhone 14", arch=get_preset(p)) for p in
+             ("xs", "s", "l1", "l3")]
+    values = [p.latency_ms for p in preds]
+    assert values == sorted(values)
+    for p in preds:
+        assert p.low_ms < p.latency_ms < p.high_ms
+        assert p.std_ms > 0
+
+
+def test_save_load_round_trip_is_exact(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "p.json"
+    fitted.predictor.save(path)
+    loaded = LatencyPredictor.load(path)
+    a = fitted.predictor.predict(device="iPhone 13", timm_name="mobilenetv2_100")
+    b = loaded.predict(device="iPhone 13", timm_name="mobilenetv2_100")
+    assert a == b
+
+
+def test_calibrating_a_new_device_needs_only_a_few_rows(fitted, cache: FeatureCache) -> None:  # type: ignore[no-untyped-def]
+    """A phone 1.5x slower than iFormer's iPhone 13 plus 0.1 ms: four rows recover it."""
+    base = fitted.predictor
+    group = base.resolve_group("iPhone 13", source="iFormer")
+    names = ["mobilenetv2_100", "repvit_m1_1", "efficientformerv2_s1", "fastvit_sa12"]
+    rows = []
+    for name in names:
+        ref = base.predict(device="iPhone 13", source="iFormer", timm_name=name, cache=cache)
+        rows.append(Measurement(model=name, device="iPhone 99", timm_name=name,
+                                latency_ms=1.5 * ref.latency_ms + 0.1))
+    tuned = calibrate(base, rows, cache=cache)
+    assert group in tuned.groups
+    for name in ("mobilenetv4_conv_medium", "iformer_m", "shvit_s2"):
+        ref = base.predict(device="iPhone 13", source="iFormer", timm_name=name, cache=cache)
+        new = tuned.predict(device="iPhone 99", timm_name=name, cache=cache)
+        assert new.latency_ms == pytest.approx(1.5 * ref.latency_ms + 0.1, rel=0.03)
+
+
+def test_group_resolution_and_its_errors(fitted) -> None:  # type: ignore[no-untyped-def]
+    predictor = fitted.predictor
+    assert "SwiftFormer" in predictor.resolve_group("iPhone 14")
+    assert "iFormer" in predictor.resolve_group("iphone 13", source="iformer")
+    with pytest.raises(PredictorError, match=r"unknown device 'iPhone 99'.*latency import"):
+        predictor.resolve_group("iPhone 99")
+    with pytest.raises(PredictorError, match="matches no measurement sources"):
+        predictor.resolve_group("iPhone 13", source="nosuchpaper")
+
+
+def test_unreadable_predictor_files_get_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PredictorError, match="cannot read predictor"):
+        LatencyPredictor.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(PredictorError, match="not a swiftnas latency predictor"):
+        LatencyPredictor.load(tmp_path / "bad.json")
+    (tmp_path / "old.json").write_text(json.dumps({"format": 0}))
+    with pytest.raises(PredictorError, match="refit it"):
+        LatencyPredictor.load(tmp_path / "old.json")
+
+
+# ----------------------------------------------------------------------------- shipped default
+def test_default_predictor_is_a_versioned_artifact_with_cv_metrics() -> None:
+    predictor = load_default_predictor()
+    assert predictor.name and predictor.version
+    assert predictor.training["rows"] == 370
+    overall = predictor.metrics["overall"]
+    assert "leave-one-family-out" in predictor.metrics["protocol"]
+    # the README's numbers (all groups); a refit that gets worse fails here
+    assert overall["mape"] < 25 and overall["within_20"] > 60 and overall["spearman"] > 0.85
+    xs = predictor.predict(device="iPhone 14", arch=get_preset("xs"))
+    assert 0.3 < xs.latency_ms < 2.0
+
+
+# ----------------------------------------------------------------------------- CLI and storage
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_predict_one_model_and_a_csv_with_bad_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _cli(capsys, "latency", "predict", "--model", "mobilenetv2_100",
+                        "--device", "iPhone 13", "--source", "iFormer", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["low_ms"] < data["latency_ms"] < data["high_ms"]
+    src = _write_csv(tmp_path / "in.csv", [
+        {"model": "a", "device": "iPhone 14", "timm_name": "efficientformer_l1", "arch": ""},
+        {"model": "b", "device": "iPhone 14", "timm_name": "no_such_model", "arch": ""},
+        {"model": "c", "device": "iPhone 99", "timm_name": "resnet18", "arch": ""},
+        {"model": "d", "device": "iPhone 14", "timm_name": "", "arch": get_preset("xs").to_json()},
+    ])
+    code, _, err = _cli(capsys, "latency", "predict", "--measurements", str(src),
+                        "--out", str(tmp_path / "out.csv"))
+    assert code == 0
+    assert "in.csv:3" in err and "no_such_model" in err and "in.csv:4" in err
+    out_rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert [bool(r["predicted_ms"]) for r in out_rows] == [True, False, False, True]
+    assert out_rows[0]["model"] == "a"  # input columns kept
+
+
+def test_cli_errors_are_one_line_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _cli(capsys, "latency", "predict", "--predictor", str(tmp_path / "none.json"),
+                        "--model", "resnet18", "--device", "iPhone 14")
+    assert code == 2 and err.startswith("error: cannot read predictor")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,device,latency_ms,timm_name\nx,iPhone 14,0,resnet18\n")
+    out = tmp_path / "p.json"
+    code, _, err = _cli(capsys, "latency", "fit", "--measurements", str(bad), "--out", str(out))
+    assert code == 2 and "bad.csv:2" in err and "positive" in err
+    assert not out.exists()
+    code, _, err = _cli(capsys, "latency", "predict", "--model", "nope_net", "--device",
+                        "iPhone 14")
+    assert code == 2 and "unknown timm model 'nope_net'" in err
+
+
+def test_import_then_fit_uses_stored_measurements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], subset: list[Measurement]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'swiftnas.db'}"
+    mine = _write_csv(tmp_path / "mine.csv", [
+        {"model": name, "device": "iPhone 16", "latency_ms": ms, "timm_name": name}
+        for name, ms in (("mobilenetv2_100", 0.5), ("efficientformer_l1", 0.8),
+                         ("repvit_m1_1", 0.75))
+    ])
+    code, out, _ = _cli(capsys, "latency", "import", str(mine), "--storage", db)
+    assert code == 0 and "imported 3" in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,device,latency_ms,timm_name\nok,iPhone 16,1,resnet18\nx,iPhone 16,n/a,"
+                   "resnet18\n")
+    code, _, err = _cli(capsys, "latency", "import", str(bad), "--storage", db)
+    assert code == 2 and "bad.csv:3" in err
+    from nas.storage import open_storage
+
+    stored = open_storage(db).measurements()
+    assert len(stored) == 3  # the bad file added nothing, not even its good first row
+    calib = tmp_path / "subset.csv"
+    from latency_models import write_measurements
+
+    calib.write_text(write_measurements(subset))
+    out_path = tmp_path / "p.json"
+    code, _, err = _cli(capsys, "latency", "fit", "--measurements", str(calib), "--storage", db,
+                        "--out", str(out_path), "--no-cv")
+    assert code == 0, err
+    predictor = LatencyPredictor.load(out_path)
+    assert predictor.training["stored_measurements"] == 3
+    assert predictor.resolve_group("iPhone 16") == "user | iPhone 16 | default"
+    p = predictor.predict(device="iPhone 16", timm_name="efficientformer_l1")
+    assert p.latency_ms == pytest.approx(0.8, rel=0.25)
+
+
+def test_storage_schema_check_names_the_upgrade_command(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from nas.storage import StorageError, open_storage
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE swiftnas_alembic_version (version_num VARCHAR(32))"))
+        conn.execute(sa.text("INSERT INTO swiftnas_alembic_version VALUES ('0000')"))
+    with pytest.raises(StorageError, match=r"swiftnas db upgrade --storage"):
+        open_storage(url)
+    with pytest.raises(StorageError, match="has swiftnas schema none"):
+        open_storage(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
+
+
+def test_cli_evaluate_reports_metrics_per_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], subset: list[Measurement]
+) -> None:
+    from latency_models import write_measurements
+
+    path = tmp_path / "m.csv"
+    path.write_text(write_measurements(subset))
+    code, out, _ = _cli(capsys, "latency", "evaluate", "--measurements", str(path),
+                        "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data["groups"]) == {m.group for m in subset}
+    overall = data["overall"]
+    assert overall["rows"] == len(subset)
+    assert {"mape", "within_10", "within_20", "rmse_ms", "spearman", "kendall"} <= set(overall)
+    assert math.isfinite(overall["mape"])
+
+
+@pytest.mark.slow
+def test_export_coreml_writes_an_ml_program_and_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import coremltools as ct
+
+    from latency_models.coreml import mil_op_counts
+
+    arch = ArchConfig.from_lists(depths=[1, 1, 2, 1], widths=[16, 24, 32, 48], resolution=64)
+    arch_file = tmp_path / "arch.json"
+    arch_file.write_text(arch.to_json())
+    code, out, err = _cli(capsys, "latency", "export-coreml", "--arch", str(arch_file),
+                          "--out", str(tmp_path / "export"), "--format", "json")
+    assert code == 0, err
+    info = json.loads(out)
+    package = Path(info["package"])
+    assert package.suffix == ".mlpackage" and package.is_dir()
+    manifest = json.loads(Path(info["manifest"]).read_text())
+    assert manifest["architecture"] == arch.key()
+    assert manifest["precision"] == "float16" and manifest["minimum_deployment_target"] == "iOS16"
+    assert manifest["coremltools_version"] == ct.__version__
+    model = ct.models.MLModel(str(package), skip_model_load=True)
+    ops = mil_op_counts(model)
+    assert ops.get("conv", 0) >= 5 and ops.get("linear", 0) >= 4
+    assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".export-")]
