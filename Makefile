@@ -18,7 +18,8 @@ install: $(BIN)/python
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev]"
+	# coreml: the tests convert a small candidate to a real Core ML package
+	$(BIN)/pip install -e ".[dev,coreml]"
 
 demo: install
 	$(BIN)/swiftnas space presets
