@@ -81,7 +81,7 @@ for _cat, _names in {
     "reshape": ("view", "_unsafe_view", "reshape"),
     "transpose": ("permute", "transpose", "t", "_reshape_alias"),
     "copy": ("cat", "clone", "constant_pad_nd", "index", "index_select", "gather", "stack",
-             "copy_", "contiguous", "repeat", "roll", "flip", "_to_copy", "slice_scatter"),
+             "copy_", "contiguous", "repeat", "flip", "_to_copy", "slice_scatter"),
 }.items():
     for _name in _names:
         _OPS.setdefault(_name, _cat)

@@ -15,8 +15,8 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from search_spaces import ArchConfig, SwiftNASError
@@ -202,14 +202,3 @@ def write_measurements(measurements: Iterable[Measurement]) -> str:
             "fallback": "yes" if m.fallback else "no",
         })
     return out.getvalue()
-
-
-def groups_of(measurements: Sequence[Measurement]) -> dict[str, list[Measurement]]:
-    groups: dict[str, list[Measurement]] = {}
-    for m in measurements:
-        groups.setdefault(m.group, []).append(m)
-    return groups
-
-
-def with_resolution(m: Measurement, resolution: int) -> Measurement:
-    return replace(m, input_resolution=resolution)

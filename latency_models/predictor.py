@@ -158,6 +158,17 @@ class LatencyPredictor:
         features = cache.get(timm_name=timm_name, arch=arch, resolution=resolution)
         return self.predict_features(features, group)
 
+    def predict_measurement(self, m: Measurement, *, cache: FeatureCache,
+                            source: str | None = None) -> Latency:
+        """Latency of a measurement row: in its own group when calibrated, else the device's
+        group (``resolve_group``); its fallback flag applies."""
+        if not (m.timm_name or m.arch):
+            raise PredictorError("the row names no timm_name or arch")
+        group = m.group if m.group in self.groups else self.resolve_group(
+            m.device, source=source, compute_unit=m.compute_unit or None)
+        features = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+        return self.predict_features(features, group, fallback=m.fallback)
+
     # ----------------------------------------------------------------- groups
     def devices(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -428,7 +439,7 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
         for k, fam in enumerate(families):
             train = [i for i, m in enumerate(rows) if m.family_name != fam]
             test = [i for i, m in enumerate(rows) if m.family_name == fam]
-            if len({rows[i].group for i in train}) and train:
+            if train:
                 fold = fit_on(train)
                 for i in test:
                     if rows[i].group in fold.groups:

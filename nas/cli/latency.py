@@ -142,7 +142,6 @@ def predict(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
 ) -> None:
     """Predict latency for one model, or for every row of a CSV."""
-    from latency_models import LatencyPredictor  # noqa: F401  (fail early on a broken install)
     from search_spaces import SwiftNASError
 
     predictor = _predictor(predictor_path)
@@ -174,7 +173,7 @@ def predict(
 def _predict_csv(predictor: LatencyPredictor, path: Path, out: Path, source: str | None) -> None:
     from latency_models import MeasurementError
     from latency_models.architectures import atomic_write_text
-    from latency_models.measurements import group_key, parse_row
+    from latency_models.measurements import parse_row
     from search_spaces import SwiftNASError
 
     try:
@@ -195,23 +194,16 @@ def _predict_csv(predictor: LatencyPredictor, path: Path, out: Path, source: str
         result = {"predicted_ms": "", "low_ms": "", "high_ms": "", "group": ""}
         try:
             m = parse_row(filled, where=f"{path}:{line}", base=path.parent)
-            group = m.group if m.group in predictor.groups else predictor.resolve_group(
-                m.device, source=source or None, compute_unit=m.compute_unit or None)
-            if not (m.timm_name or m.arch):
-                raise MeasurementError(f"{path}:{line}: names no timm_name or arch")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                features = cache.get(timm_name=m.timm_name, arch=m.arch,
-                                     resolution=m.input_resolution)
-            p = predictor.predict_features(features, group, fallback=m.fallback)
+                p = predictor.predict_measurement(m, cache=cache, source=source or None)
             result = {"predicted_ms": f"{p.latency_ms:.4f}", "low_ms": f"{p.low_ms:.4f}",
-                      "high_ms": f"{p.high_ms:.4f}", "group": group}
+                      "high_ms": f"{p.high_ms:.4f}", "group": p.group}
         except (SwiftNASError, RuntimeError) as exc:
             failed += 1
             where = f"{path}:{line}"
             msg = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
             err_console.print(f"warning: no prediction: {msg}")
-        _ = group_key  # rows keep their own group when the predictor knows it
         rows_out.append({**row, **result})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[*fields, "predicted_ms", "low_ms", "high_ms",
@@ -240,16 +232,9 @@ def evaluate(
     predicted: list[float | None] = []
     for m in rows:
         try:
-            if not (m.timm_name or m.arch):
-                raise SwiftNASError("names no timm_name or arch")
-            group = m.group if m.group in predictor.groups else predictor.resolve_group(
-                m.device, compute_unit=m.compute_unit or None)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                features = cache.get(timm_name=m.timm_name, arch=m.arch,
-                                     resolution=m.input_resolution)
-            predicted.append(predictor.predict_features(features, group,
-                                                        fallback=m.fallback).latency_ms)
+                predicted.append(predictor.predict_measurement(m, cache=cache).latency_ms)
         except (SwiftNASError, RuntimeError) as exc:
             predicted.append(None)
             err_console.print(f"warning: {m.origin}: not predicted: {exc}")
