@@ -13,6 +13,7 @@ import typer
 from .db import db_app
 from .latency import latency_app
 from .proxy import proxy_app
+from .search import export, pareto, search, studies
 from .space import space_app
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ app.add_typer(space_app, name="space")
 app.add_typer(proxy_app, name="proxy")
 app.add_typer(latency_app, name="latency")
 app.add_typer(db_app, name="db")
+for command in (search, pareto, export, studies):
+    app.command()(command)
 
 
 def _version_callback(value: bool) -> None:
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("Aborted.", err=True)
         return 130
     except typer.TyperException as exc:  # usage errors (bad option values, unknown commands)

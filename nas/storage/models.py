@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -36,3 +47,84 @@ class MeasurementRow(Base):
     origin: Mapped[str] = mapped_column(String(1024), default="")  # imported file and line
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                   server_default=func.now())
+
+
+class PredictorRow(Base):
+    """A latency predictor artifact a study used, stored whole so results stay reproducible.
+
+    ``digest`` (SHA-256 of the canonical artifact JSON) identifies it: two refits that share a
+    name and version but differ in weights are different predictors.
+    """
+
+    __tablename__ = "swiftnas_predictors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    artifact_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
+class CandidateRow(Base):
+    """One distinct architecture (canonical key), whatever study proposed it."""
+
+    __tablename__ = "swiftnas_candidates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arch_key: Mapped[str] = mapped_column(String(512), unique=True)
+    arch_json: Mapped[str] = mapped_column(Text)
+    params: Mapped[int] = mapped_column(Integer)
+    macs: Mapped[int] = mapped_column(BigInteger)
+    num_attn_blocks: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
+class ProxyScoreRow(Base):
+    """One proxy's value for a candidate under one proxy setting (resolution, batch, seed)."""
+
+    __tablename__ = "swiftnas_proxy_scores"
+    __table_args__ = (UniqueConstraint("candidate_id", "proxy", "settings_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("swiftnas_candidates.id"), index=True)
+    proxy: Mapped[str] = mapped_column(String(64))
+    settings_key: Mapped[str] = mapped_column(String(256))
+    value: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)  # time for all proxies of this evaluation
+
+
+class LatencyPredictionRow(Base):
+    """A candidate's predicted latency on a device by one predictor artifact."""
+
+    __tablename__ = "swiftnas_latency_predictions"
+    __table_args__ = (UniqueConstraint("candidate_id", "predictor_id", "device"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("swiftnas_candidates.id"), index=True)
+    predictor_id: Mapped[int] = mapped_column(ForeignKey("swiftnas_predictors.id"))
+    device: Mapped[str] = mapped_column(String(128))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    low_ms: Mapped[float] = mapped_column(Float)
+    high_ms: Mapped[float] = mapped_column(Float)
+    sigma_log: Mapped[float] = mapped_column(Float)
+    group: Mapped[str] = mapped_column(String(512))
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class ExportRow(Base):
+    """A `swiftnas export` of a study's trial: where the files went."""
+
+    __tablename__ = "swiftnas_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_name: Mapped[str] = mapped_column(String(512), index=True)
+    trial_number: Mapped[int] = mapped_column(Integer)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("swiftnas_candidates.id"))
+    out_dir: Mapped[str] = mapped_column(String(2048))
+    files_json: Mapped[str] = mapped_column(Text)  # JSON list of file names
+    coreml: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())

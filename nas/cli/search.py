@@ -1,0 +1,229 @@
+"""``swiftnas search | pareto | export | studies``: run studies and use their results."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+
+from ._common import console, err_console, print_json
+
+if TYPE_CHECKING:
+    from nas.search import Candidate, LoadedStudy
+
+DEFAULT_STORAGE = "sqlite:///swiftnas.db"
+STORAGE_HELP = ("SQLAlchemy URL: sqlite:///swiftnas.db (default) or "
+                "postgresql+psycopg://user:pass@host/db for teams and clusters.")
+STUDY_HELP = "Study name (re-running with the same name resumes it)."
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def search(
+    study: str = typer.Option(None, "--study", help=STUDY_HELP + " Required here or in --config."),
+    storage: str = typer.Option(None, "--storage", help=STORAGE_HELP),
+    device: str = typer.Option(None, "--device", help="Target iPhone (default 'iPhone 14'; "
+                               "`swiftnas latency devices` lists them)."),
+    latency_budget_ms: float = typer.Option(
+        None, "--latency-budget-ms", help="Predicted-latency budget in ms: candidates above it "
+        "are infeasible (an Optuna constraint). Required here or in --config."),
+    trials: int = typer.Option(None, "--trials", help="Complete trials the study should hold "
+                               "(default 100); a resumed study runs only the missing ones."),
+    sampler: str = typer.Option(None, "--sampler", help="nsga2 (default), tpe or random."),
+    workers: int = typer.Option(None, "--workers", help="Ray workers evaluating in parallel "
+                                "(default 0: evaluate in this process, no Ray)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster "
+                                    "(e.g. ray://head:10001); default: start a local Ray."),
+    seed: int = typer.Option(None, "--seed", help="Sampler seed (default 0)."),
+    population_size: int = typer.Option(None, "--population-size",
+                                        help="NSGA-II generation size (default 50)."),
+    predictor: Path = typer.Option(None, "--predictor", help="Latency predictor file from "
+                                   "`swiftnas latency fit` (default: the shipped one)."),
+    heartbeat_interval: int = typer.Option(
+        None, "--heartbeat-interval", help="Seconds between trial heartbeats (default 10). A "
+        "killed run's trials are failed and retried once silent for twice this."),
+    config: Path = typer.Option(None, "--config", help="study.toml with any of these options "
+                                "(same names, underscores) plus [space] and [proxy] tables; "
+                                "flags override it."),
+) -> None:
+    """Run (or resume) a multi-objective search: accuracy score up, predicted latency down."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from nas.search import SearchError, StudySpec, read_config, run_study
+
+    cfg: dict[str, Any] = read_config(config) if config else {}
+    flags = {"study": study, "storage": storage, "device": device,
+             "latency_budget_ms": latency_budget_ms, "trials": trials, "sampler": sampler,
+             "workers": workers, "ray_address": ray_address, "seed": seed,
+             "population_size": population_size,
+             "predictor": str(predictor) if predictor else None,
+             "heartbeat_interval": heartbeat_interval}
+    opts = {**cfg, **{k: v for k, v in flags.items() if v is not None}}
+    for key, flag in (("study", "--study NAME"), ("latency_budget_ms", "--latency-budget-ms X")):
+        if key not in opts:
+            raise SearchError(f"missing {flag}; give it as a flag or in --config")
+    url = opts.get("storage", DEFAULT_STORAGE)
+    n_trials = int(opts.get("trials", 100))
+    spec = StudySpec(
+        name=str(opts["study"]), latency_budget_ms=opts["latency_budget_ms"],
+        device=opts.get("device", "iPhone 14"), sampler=opts.get("sampler", "nsga2"),
+        seed=opts.get("seed", 0), population_size=int(opts.get("population_size", 50)),
+        predictor_path=opts.get("predictor"),
+        **{k: opts[k] for k in ("space", "proxy") if k in opts},
+    )
+    _quiet_optuna()
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               "{task.fields[info]}", TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task(f"study {spec.name}", total=n_trials, info="starting")
+
+        def show(p: Any) -> None:
+            bar.update(task, completed=p.complete, info=(
+                f"feasible {p.feasible} | pareto {p.pareto_size} | failed {p.failed} | "
+                f"{p.trials_per_minute:.1f}/min"))
+
+        progress = run_study(
+            spec, url, n_trials, workers=int(opts.get("workers", 0)),
+            ray_address=opts.get("ray_address"),
+            heartbeat_interval=int(opts.get("heartbeat_interval", 10)), on_progress=show)
+    if progress.interrupted:
+        err_console.print(f"interrupted: {progress.complete} complete trial(s) are stored; "
+                          "run the same command again to resume")
+        raise typer.Exit(130)
+    err_console.print(
+        f"study {spec.name}: {progress.complete} complete ({progress.completed_this_run} this "
+        f"run, {progress.cache_hits} from the cache), {progress.feasible} feasible, "
+        f"{progress.failed} failed, {progress.trials_per_minute:.1f} trials/min")
+    _print_front(_load(url, spec.name), fmt="table")
+
+
+def _load(storage: str, study: str) -> LoadedStudy:
+    from nas.search import load_study
+
+    _quiet_optuna()
+    return load_study(storage, study)
+
+
+def _front(loaded: LoadedStudy) -> tuple[list[Candidate], list[Candidate]]:
+    from nas.search import pareto_front, reference_candidates, study_candidates
+
+    refs = reference_candidates(loaded)
+    return pareto_front(study_candidates(loaded.study), references=refs), refs
+
+
+def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
+    front, refs = _front(loaded)
+    if fmt == "json":
+        print_json({"study": loaded.name, "device": loaded.device,
+                    "latency_budget_ms": loaded.budget_ms,
+                    "front": [c.to_row() for c in front],
+                    "references": [r.to_row() for r in refs]})
+        return
+    if fmt == "csv":
+        rows = [{"kind": "front", **c.to_row()} for c in front]
+        rows += [{"kind": "reference", **r.to_row()} for r in refs]
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            row["dominates"] = ";".join(row["dominates"])
+            writer.writerow(row)
+        return
+    table = Table(title=f"Feasible Pareto front of {loaded.name!r} on {loaded.device}, "
+                  f"budget {loaded.budget_ms:g} ms (score: higher is better)")
+    for col in ("trial", "score", "latency ms", "90% interval", "params M", "GMACs", "attn",
+                "dominates"):
+        table.add_column(col, justify="left" if col in ("trial", "dominates") else "right")
+    for c in [*front, *refs]:
+        table.add_row(
+            str(c.trial) if c.trial is not None else c.name.removeprefix("SwiftFormer-"),
+            f"{c.accuracy_score:.3f}",
+            f"{c.latency_ms:.3f}", f"{c.latency_low_ms:.2f}-{c.latency_high_ms:.2f}",
+            f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.3f}", str(c.arch.num_attn_blocks),
+            ", ".join(d.removeprefix("SwiftFormer-") for d in c.dominates) or "-",
+            style=None if c.trial is not None else "dim",
+            end_section=c is front[-1] if front else False,
+        )
+    console.print(table)
+    if not front:
+        console.print("no feasible trial yet: raise --latency-budget-ms or run more trials")
+    console.print(f"export one: swiftnas export --study {loaded.name} --storage "
+                  f"{loaded.storage.url} --trial N --out DIR")
+
+
+def pareto(
+    study: str = typer.Option(..., "--study", help=STUDY_HELP),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+) -> None:
+    """Print a study's feasible Pareto front, with SwiftFormer XS/S/L1/L3 for reference.
+
+    One row per architecture; the presets are scored by the study's proxy and predictor, and
+    each row names the presets it dominates.
+    """
+    from nas.search import SearchError
+
+    if fmt not in ("table", "csv", "json"):
+        raise SearchError(f"unknown --format {fmt!r}; use table, csv or json")
+    _print_front(_load(storage, study), fmt=fmt)
+
+
+def export(
+    study: str = typer.Option(..., "--study", help=STUDY_HELP),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    trial: int = typer.Option(..., "--trial", help="Trial number (see `swiftnas pareto`)."),
+    out: Path = typer.Option(..., "--out", help="Folder to create (must be new or empty)."),
+    coreml: bool = typer.Option(False, "--coreml", help="Also write the Core ML package "
+                                "(needs `pip install -e '.[coreml]'`; about 10 s)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
+) -> None:
+    """Export a trial as files to train it with timm.
+
+    Writes arch.json, model.py (registers the model with timm), train.sh for timm's train.py,
+    MODEL_CARD.md and export.json; with --coreml also the Core ML package.
+    """
+    from nas.search import export_trial
+
+    result = export_trial(_load(storage, study), trial, out, coreml=coreml, overwrite=force)
+    console.print(f"exported trial {trial} of {study!r} as {result.model_name} to {out}:")
+    for name in result.files:
+        if ".mlpackage/" not in name or name.endswith("Manifest.json"):
+            console.print(f"  {name}")
+    console.print(f"train: TIMM_TRAIN=path/to/pytorch-image-models/train.py {out}/train.sh "
+                  "/path/to/imagenet")
+
+
+def studies(
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """List the storage's studies with trial counts and status."""
+    from nas.search import list_studies
+
+    _quiet_optuna()
+    rows = list_studies(storage)
+    if fmt == "json":
+        print_json(rows)
+        return
+    table = Table(title=f"Studies in {storage}")
+    for col in ("study", "device", "budget ms", "sampler", "complete", "feasible", "running",
+                "failed", "last update"):
+        table.add_column(col, justify="left" if col in ("study", "device", "sampler",
+                                                        "last update") else "right")
+    for r in rows:
+        budget = r["latency_budget_ms"]
+        table.add_row(r["study"], r["device"], "-" if budget is None else f"{budget:g}",
+                      r["sampler"], str(r["complete"]), str(r["feasible"]), str(r["running"]),
+                      str(r["failed"]), r["last_update"] or "-")
+    console.print(table)
+    if not rows:
+        console.print("no studies yet: start one with `swiftnas search --study NAME "
+                      "--latency-budget-ms X`")

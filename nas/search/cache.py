@@ -1,0 +1,108 @@
+"""The evaluation cache in SQL: identical architectures are evaluated once per proxy setting,
+predictor artifact and device, across studies and runs.
+
+Inserts are "insert unless present" inside a savepoint, so two drivers (two studies on one
+PostgreSQL database) that meet the same architecture at once both succeed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nas.storage import Storage
+from nas.storage.models import (
+    CandidateRow,
+    ExportRow,
+    LatencyPredictionRow,
+    PredictorRow,
+    ProxyScoreRow,
+)
+from search_spaces import ArchConfig
+
+from .evaluation import Evaluation, EvaluationSettings, artifact_digest
+
+Row = TypeVar("Row", CandidateRow, PredictorRow, ProxyScoreRow, LatencyPredictionRow)
+
+
+def _get_or_add(session: Session, model: type[Row], unique: dict[str, Any],
+                values: dict[str, Any]) -> Row:
+    query = sa.select(model).filter_by(**unique)
+    row = session.scalars(query).first()
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = model(**unique, **values)
+            session.add(row)
+        return row
+    except IntegrityError:  # another driver inserted it between our select and insert
+        return session.scalars(query).one()
+
+
+def register_predictor(storage: Storage, artifact: dict[str, Any]) -> int:
+    with storage.session() as session:
+        row = _get_or_add(session, PredictorRow, {"digest": artifact_digest(artifact)}, {
+            "name": str(artifact.get("name", "")), "version": str(artifact.get("version", "")),
+            "artifact_json": json.dumps(artifact, sort_keys=True),
+        })
+        session.flush()
+        return row.id
+
+
+def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSettings,
+                      predictor_id: int) -> Evaluation | None:
+    """The stored evaluation of ``arch`` under ``settings``, or None when any part is missing."""
+    with storage.session() as session:
+        cand = session.scalars(sa.select(CandidateRow).filter_by(arch_key=arch.key())).first()
+        if cand is None:
+            return None
+        scores = session.scalars(sa.select(ProxyScoreRow).filter_by(
+            candidate_id=cand.id, settings_key=settings.proxy_key)).all()
+        pred = session.scalars(sa.select(LatencyPredictionRow).filter_by(
+            candidate_id=cand.id, predictor_id=predictor_id, device=settings.device)).first()
+    by_name = {s.proxy: s for s in scores}
+    if pred is None or any(p not in by_name for p in settings.proxies):
+        return None
+    return Evaluation(
+        arch=arch, params=cand.params, macs=cand.macs,
+        proxy_scores={p: by_name[p].value for p in settings.proxies},
+        latency_ms=pred.latency_ms, latency_low_ms=pred.low_ms, latency_high_ms=pred.high_ms,
+        latency_sigma_log=pred.sigma_log, latency_group=pred.group,
+        proxy_seconds=by_name[settings.proxies[0]].seconds, latency_seconds=pred.seconds,
+        cached=True,
+    )
+
+
+def save_evaluation(storage: Storage, ev: Evaluation, settings: EvaluationSettings,
+                    predictor_id: int) -> int:
+    """Store ``ev`` (one transaction); returns the candidate id."""
+    with storage.session() as session:
+        cand = _get_or_add(session, CandidateRow, {"arch_key": ev.arch.key()}, {
+            "arch_json": ev.arch.to_json(indent=None), "params": ev.params, "macs": ev.macs,
+            "num_attn_blocks": ev.arch.num_attn_blocks,
+        })
+        session.flush()
+        for proxy, value in ev.proxy_scores.items():
+            _get_or_add(session, ProxyScoreRow, {
+                "candidate_id": cand.id, "proxy": proxy, "settings_key": settings.proxy_key,
+            }, {"value": value, "seconds": ev.proxy_seconds})
+        _get_or_add(session, LatencyPredictionRow, {
+            "candidate_id": cand.id, "predictor_id": predictor_id, "device": settings.device,
+        }, {"latency_ms": ev.latency_ms, "low_ms": ev.latency_low_ms,
+            "high_ms": ev.latency_high_ms, "sigma_log": ev.latency_sigma_log,
+            "group": ev.latency_group, "seconds": ev.latency_seconds})
+        return cand.id
+
+
+def record_export(storage: Storage, *, study_name: str, trial_number: int, arch: ArchConfig,
+                  out_dir: str, files: list[str], coreml: bool) -> None:
+    with storage.session() as session:
+        cand = session.scalars(sa.select(CandidateRow).filter_by(arch_key=arch.key())).one()
+        session.add(ExportRow(study_name=study_name, trial_number=trial_number,
+                              candidate_id=cand.id, out_dir=out_dir,
+                              files_json=json.dumps(files), coreml=coreml))

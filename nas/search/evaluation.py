@@ -1,0 +1,121 @@
+"""Evaluating one candidate: proxy scores, predicted latency, size. Runs in the driver or in a
+Ray worker; it touches no storage (only the driver writes, so a killed worker loses nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from latency_models import FeatureCache, LatencyPredictor
+from nas.proxies import DEFAULT_SETTINGS, ProxySettings, score_model
+from search_spaces import ArchConfig, build_model
+
+# The objective is "score"; swap and grad_norm come from the same forward-backward pass, so they
+# are stored for free and shown beside it (dashboard, model card).
+DEFAULT_PROXIES: tuple[str, ...] = ("score", "swap", "grad_norm")
+OBJECTIVE_PROXY = "score"
+
+
+def artifact_digest(artifact: dict[str, Any]) -> str:
+    """SHA-256 of a predictor artifact's canonical JSON: what identifies a predictor."""
+    return hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Everything that decides a candidate's scores, shipped once to every worker."""
+
+    device: str
+    predictor: dict[str, Any]  # the artifact itself (LatencyPredictor.to_dict), not a path
+    proxy: ProxySettings = DEFAULT_SETTINGS
+    proxies: tuple[str, ...] = DEFAULT_PROXIES
+
+    @cached_property
+    def predictor_digest(self) -> str:
+        return artifact_digest(self.predictor)
+
+    @property
+    def proxy_key(self) -> str:
+        """Identifies the proxy setting in the score cache (a different setting rescores)."""
+        p = self.proxy
+        key = f"res{p.resolution}-b{p.batch_size}-seed{p.seed}-c{p.num_classes}"
+        return key + (f"-img:{p.image_folder}" if p.image_folder else "")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One candidate's results; ``cached`` when they came from the storage, not a new run."""
+
+    arch: ArchConfig
+    params: int
+    macs: int
+    proxy_scores: dict[str, float]
+    latency_ms: float
+    latency_low_ms: float
+    latency_high_ms: float
+    latency_sigma_log: float
+    latency_group: str
+    proxy_seconds: float
+    latency_seconds: float
+    worker: str = ""
+    cached: bool = False
+
+    @property
+    def accuracy_score(self) -> float:
+        return self.proxy_scores[OBJECTIVE_PROXY]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able summary stored on the Optuna trial (one attribute, one write)."""
+        out = asdict(self)
+        out["arch"] = self.arch.to_dict()
+        return out
+
+
+# A worker keeps the predictor (and its feature cache) between tasks; keyed by artifact digest.
+_PREDICTORS: dict[str, tuple[LatencyPredictor, FeatureCache]] = {}
+
+
+def _predictor(settings: EvaluationSettings) -> tuple[LatencyPredictor, FeatureCache]:
+    digest = settings.predictor_digest
+    if digest not in _PREDICTORS:
+        _PREDICTORS.clear()
+        _PREDICTORS[digest] = (LatencyPredictor.from_dict(settings.predictor), FeatureCache())
+    return _PREDICTORS[digest]
+
+
+def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
+    """Score ``arch``: proxies on random weights seeded by the proxy seed (deterministic), and
+    the predicted latency on ``settings.device``."""
+    predictor, cache = _predictor(settings)
+    t0 = time.perf_counter()
+    group = predictor.resolve_group(settings.device)
+    features = cache.get(arch=arch)  # params and MACs come with the latency features
+    latency = predictor.predict_features(features, group)
+    t1 = time.perf_counter()
+    torch.manual_seed(settings.proxy.seed)
+    model = build_model(arch, num_classes=settings.proxy.num_classes)
+    scores = score_model(model, proxies=settings.proxies, settings=settings.proxy,
+                         model_name=arch.key())
+    t2 = time.perf_counter()
+    return Evaluation(
+        arch=arch, params=features.params, macs=int(features.total("macs")),
+        proxy_scores=scores, latency_ms=latency.latency_ms, latency_low_ms=latency.low_ms,
+        latency_high_ms=latency.high_ms, latency_sigma_log=latency.sigma_log,
+        latency_group=latency.group, proxy_seconds=t2 - t1, latency_seconds=t1 - t0,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+def worker_evaluate(arch_json: str, settings: EvaluationSettings) -> Evaluation:
+    """Entry point of a Ray task: one torch thread per worker (workers share the cores)."""
+    torch.set_num_threads(1)
+    return evaluate_arch(ArchConfig.from_json(arch_json), settings)

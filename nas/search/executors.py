@@ -1,0 +1,127 @@
+"""Where evaluations run: in the driver process, or on Ray workers.
+
+Both executors have the same small interface (``capacity``, ``submit``, ``wait``, ``close``), so
+the driver's ask/tell loop does not care which one it has. Workers only compute; the driver
+stores results, so a killed worker cannot corrupt the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+from search_spaces import ArchConfig
+
+from .evaluation import Evaluation, EvaluationSettings, evaluate_arch, worker_evaluate
+from .spec import SearchError
+
+Result = tuple[int, "Evaluation | BaseException"]
+
+
+class InlineExecutor:
+    """Evaluates in the driver process, one at a time (``--workers 0``; no Ray needed)."""
+
+    capacity = 1
+
+    def __init__(self, settings: EvaluationSettings) -> None:
+        self.settings = settings
+        self._queue: deque[tuple[int, ArchConfig]] = deque()
+        self._next = 0
+
+    def submit(self, arch: ArchConfig) -> int:
+        self._next += 1
+        self._queue.append((self._next, arch))
+        return self._next
+
+    def wait(self, timeout: float) -> list[Result]:
+        if not self._queue:
+            return []
+        handle, arch = self._queue.popleft()
+        try:
+            return [(handle, evaluate_arch(arch, self.settings))]
+        except Exception as exc:  # a candidate that fails to evaluate fails its trial only
+            return [(handle, exc)]
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+class RayExecutor:
+    """Evaluates on ``workers`` Ray workers (a local Ray, or the cluster at ``address``).
+
+    A task whose worker process dies is retried by Ray (``max_retries``) on another worker; only
+    when the retries are used up does its trial fail.
+    """
+
+    def __init__(self, settings: EvaluationSettings, *, workers: int,
+                 address: str | None = None, max_retries: int = 2) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise SearchError(
+                "--workers needs Ray, which is not installed; run "
+                "`pip install -e '.[distributed]'`, or use --workers 0 to evaluate in this process"
+            ) from None
+        self._ray = ray
+        self.capacity = workers
+        self._started = False
+        if not ray.is_initialized():
+            env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "logging_level": logging.WARNING,
+                                      "runtime_env": {"env_vars": env}}
+            if address is None:
+                kwargs["num_cpus"] = workers
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise SearchError(
+                    f"cannot start or reach Ray at {address or 'a local instance'}: {exc}; "
+                    "check --ray-address (e.g. ray://host:10001 or host:6379), or omit it to "
+                    "start a local Ray"
+                ) from exc
+            self._started = True
+        self._remote = ray.remote(num_cpus=1, max_retries=max_retries)(worker_evaluate)
+        self._settings_ref = ray.put(settings)
+        self._handles: dict[Any, int] = {}
+        self._next = 0
+
+    def submit(self, arch: ArchConfig) -> int:
+        self._next += 1
+        ref = self._remote.remote(arch.to_json(indent=None), self._settings_ref)
+        self._handles[ref] = self._next
+        return self._next
+
+    def wait(self, timeout: float) -> list[Result]:
+        if not self._handles:
+            return []
+        ready, _ = self._ray.wait(list(self._handles), num_returns=1, timeout=timeout)
+        out: list[Result] = []
+        for ref in ready:
+            handle = self._handles.pop(ref)
+            try:
+                out.append((handle, self._ray.get(ref)))
+            except Exception as exc:  # RayTaskError (the evaluation raised), WorkerCrashedError
+                out.append((handle, exc))
+        return out
+
+    def close(self) -> None:
+        for ref in self._handles:
+            self._ray.cancel(ref, force=True)
+        self._handles.clear()
+        if self._started:
+            self._ray.shutdown()
+
+
+def make_executor(settings: EvaluationSettings, *, workers: int,
+                  ray_address: str | None = None) -> InlineExecutor | RayExecutor:
+    if workers < 0:
+        raise SearchError(f"--workers must be >= 0, but got {workers}; 0 evaluates in this "
+                          "process, K >= 1 on K Ray workers")
+    if workers == 0:
+        if ray_address:
+            raise SearchError("--ray-address needs --workers K >= 1 (the number of evaluations "
+                              "to run at once on the cluster)")
+        return InlineExecutor(settings)
+    return RayExecutor(settings, workers=workers, address=ray_address)

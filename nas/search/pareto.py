@@ -1,0 +1,112 @@
+"""Pareto fronts of a study (accuracy score up, predicted latency down) and the SwiftFormer
+presets scored the same way for reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search_spaces import PRESETS, ArchConfig
+
+from .spec import ATTR
+
+
+def nondominated(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points (score to maximise, latency to minimise) that no other point
+    dominates. Ties (equal in both) are all kept."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
+    front: list[int] = []
+    best = float("-inf")
+    last: tuple[float, float] | None = None
+    for i in order:
+        score, _ = points[i]
+        if score > best or (last is not None and points[i] == last):
+            front.append(i)
+            best = max(best, score)
+            last = points[i]
+    return sorted(front)
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """``a`` (score, latency) is at least as good as ``b`` in both and better in one."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+@dataclass
+class Candidate:
+    """One evaluated architecture of a study (or a preset, with ``trial`` None)."""
+
+    name: str
+    arch: ArchConfig
+    accuracy_score: float
+    latency_ms: float
+    latency_low_ms: float
+    latency_high_ms: float
+    params: int
+    macs: int
+    proxy_scores: dict[str, float]
+    feasible: bool
+    trial: int | None = None
+    dominates: list[str] = field(default_factory=list)  # presets this candidate dominates
+
+    @property
+    def point(self) -> tuple[float, float]:
+        return (self.accuracy_score, self.latency_ms)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "trial": self.trial, "accuracy_score": self.accuracy_score,
+            "latency_ms": self.latency_ms, "latency_low_ms": self.latency_low_ms,
+            "latency_high_ms": self.latency_high_ms, "params": self.params, "macs": self.macs,
+            "attn_blocks": self.arch.num_attn_blocks, "feasible": self.feasible,
+            "dominates": self.dominates, "arch_key": self.arch.key(),
+            **{f"proxy_{k}": v for k, v in self.proxy_scores.items()},
+        }
+
+
+def from_summary(name: str, summary: dict[str, Any], budget_ms: float,
+                 trial: int | None = None) -> Candidate:
+    return Candidate(
+        name=name, arch=ArchConfig.from_dict(summary["arch"]),
+        accuracy_score=summary["proxy_scores"]["score"], latency_ms=summary["latency_ms"],
+        latency_low_ms=summary["latency_low_ms"], latency_high_ms=summary["latency_high_ms"],
+        params=summary["params"], macs=summary["macs"], proxy_scores=summary["proxy_scores"],
+        feasible=summary["latency_ms"] <= budget_ms, trial=trial,
+    )
+
+
+def study_candidates(study: optuna.Study) -> list[Candidate]:
+    """Every complete trial of a swiftnas study, in trial order."""
+    budget = study.user_attrs[ATTR]["latency_budget_ms"]
+    return [
+        from_summary(f"trial {t.number}", t.user_attrs[ATTR], budget, trial=t.number)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if ATTR in t.user_attrs
+    ]
+
+
+def pareto_front(candidates: Sequence[Candidate], *, feasible_only: bool = True,
+                 references: Sequence[Candidate] = ()) -> list[Candidate]:
+    """The non-dominated candidates, one per architecture (its first trial), sorted by latency;
+    each lists the ``references`` it dominates."""
+    seen: set[str] = set()
+    unique = []
+    for c in candidates:
+        if (c.feasible or not feasible_only) and c.arch.key() not in seen:
+            seen.add(c.arch.key())
+            unique.append(c)
+    front = [unique[i] for i in nondominated([c.point for c in unique])]
+    for c in front:
+        c.dominates = [r.name for r in references if dominates(c.point, r.point)]
+    return sorted(front, key=lambda c: c.latency_ms)
+
+
+def preset_archs(resolution: int | None = None) -> dict[str, ArchConfig]:
+    import dataclasses
+
+    return {name: (arch if resolution is None else dataclasses.replace(arch, resolution=resolution))
+            for name, arch in PRESETS.items()}

@@ -1,0 +1,115 @@
+"""Reading finished (or running) studies back: lookup, settings, presets for reference, lists."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from nas.proxies import ProxySettings
+from nas.storage import Storage, open_storage
+from nas.storage.models import PredictorRow
+
+from .cache import cached_evaluation, register_predictor, save_evaluation
+from .evaluation import EvaluationSettings, evaluate_arch
+from .pareto import Candidate, from_summary, preset_archs
+from .spec import ATTR, SearchError
+from .study import optuna_storage
+
+
+@dataclass
+class LoadedStudy:
+    study: optuna.Study
+    storage: Storage
+    identity: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def budget_ms(self) -> float:
+        return float(self.identity["latency_budget_ms"])
+
+    @property
+    def device(self) -> str:
+        return str(self.identity["device"])
+
+
+def load_study(storage_url: str, name: str) -> LoadedStudy:
+    """Study ``name`` of ``storage_url``; a clear error lists the studies when it is missing."""
+    store = open_storage(storage_url, create=False)
+    ostore = optuna_storage(storage_url, create=False)
+    names = optuna.get_all_study_names(ostore)
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise SearchError(f"no study {name!r} in {store.url} (studies: {known}); list them with "
+                          f"`swiftnas studies --storage {store.url}`")
+    study = optuna.load_study(study_name=name, storage=ostore)
+    identity = study.user_attrs.get(ATTR)
+    if identity is None:
+        raise SearchError(f"study {name!r} in {store.url} was not created by `swiftnas search`")
+    return LoadedStudy(study=study, storage=store, identity=identity)
+
+
+def study_settings(loaded: LoadedStudy) -> EvaluationSettings:
+    """The evaluation settings the study ran with (its predictor artifact comes from SQL)."""
+    ident = loaded.identity
+    with loaded.storage.session() as session:
+        row = session.scalars(sa.select(PredictorRow).filter_by(
+            digest=ident["predictor_digest"])).first()
+    if row is None:
+        raise SearchError(f"the predictor of study {loaded.name!r} is missing from the storage")
+    return EvaluationSettings(device=ident["device"], predictor=json.loads(row.artifact_json),
+                              proxy=ProxySettings(**ident["proxy"]),
+                              proxies=tuple(ident["proxies"]))
+
+
+def reference_candidates(loaded: LoadedStudy) -> list[Candidate]:
+    """SwiftFormer XS/S/L1/L3 scored by the study's proxy and predictor (cached in SQL)."""
+    settings = study_settings(loaded)
+    predictor_id = register_predictor(loaded.storage, settings.predictor)
+    out = []
+    for name, arch in preset_archs().items():
+        ev = cached_evaluation(loaded.storage, arch, settings, predictor_id)
+        if ev is None:
+            ev = evaluate_arch(arch, settings)
+            save_evaluation(loaded.storage, ev, settings, predictor_id)
+        summary = ev.summary()
+        out.append(from_summary(f"SwiftFormer-{name.upper()}", summary, loaded.budget_ms))
+    return out
+
+
+def list_studies(storage_url: str) -> list[dict[str, Any]]:
+    """One row per study: identity, trial counts by state, feasible count, last update."""
+    open_storage(storage_url, create=False)  # a clear error for a URL without swiftnas data
+    ostore = optuna_storage(storage_url, create=False)
+    rows = []
+    for summary in optuna.get_all_study_summaries(ostore, include_best_trial=False):
+        ident = summary.user_attrs.get(ATTR, {})
+        study = optuna.load_study(study_name=summary.study_name, storage=ostore)
+        trials = study.get_trials(deepcopy=False)
+        counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+        feasible = sum(
+            1 for t in trials if t.state == TrialState.COMPLETE
+            and all(v <= 0 for v in t.constraints.values())
+        )
+        stamps = [t.datetime_complete or t.datetime_start for t in trials]
+        last = max((s for s in stamps if s is not None), default=None)
+        rows.append({
+            "study": summary.study_name, "device": ident.get("device", ""),
+            "latency_budget_ms": ident.get("latency_budget_ms"),
+            "sampler": summary.user_attrs.get("sampler", ""),
+            "complete": counts[TrialState.COMPLETE], "feasible": feasible,
+            "running": counts[TrialState.RUNNING], "failed": counts[TrialState.FAIL],
+            "waiting": counts[TrialState.WAITING],
+            "last_update": last.isoformat(timespec="seconds") if isinstance(last, datetime)
+            else None,
+            "swiftnas": bool(ident),
+        })
+    return rows

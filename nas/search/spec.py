@@ -1,0 +1,159 @@
+"""What a study is: its options, how they are validated, read from TOML and stored on the study.
+
+A study's *identity* (device, budget, space, proxy setting, predictor artifact, objectives) is
+stored in its Optuna user attributes; resuming with a different identity is refused, because its
+old and new trials would not be comparable. Sampler, seed and worker count may change between
+runs of one study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.proxies import DEFAULT_SETTINGS, ProxyError, ProxySettings
+from search_spaces import SearchSpaceError, StageChoices, SwiftFormerSpace, SwiftNASError
+from search_spaces.space import DEFAULT_STAGE_CHOICES
+
+from .evaluation import DEFAULT_PROXIES, OBJECTIVE_PROXY
+
+SAMPLERS = ("nsga2", "tpe", "random")
+OBJECTIVES = (f"accuracy_score:{OBJECTIVE_PROXY}:maximize", "latency_ms:minimize")
+ATTR = "swiftnas"  # the study user attribute that holds the identity
+FORMAT = 1
+
+# The proxy scores a candidate at a fixed input size, so it cannot see the deployment resolution:
+# with resolution in the space a search would always pick the smallest one. Searches therefore
+# fix it at SwiftFormer's 224 px; a config file may open it up (see README).
+SEARCH_SPACE = SwiftFormerSpace(stages=DEFAULT_STAGE_CHOICES, resolutions=(224,))
+
+
+class SearchError(SwiftNASError, ValueError):
+    """Bad search options, or a study that cannot be run or resumed as asked."""
+
+
+def space_to_dict(space: SwiftFormerSpace) -> dict[str, Any]:
+    return {
+        "resolutions": list(space.resolutions),
+        "stages": [{k: list(v) for k, v in dataclasses.asdict(st).items()}
+                   for st in space.stages],
+    }
+
+
+def space_from_dict(data: dict[str, Any]) -> SwiftFormerSpace:
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        raise SearchError("config [space] needs `stages`: a list of 4 tables ([[space.stages]]) "
+                          "with depths, widths, mlp_ratios, attn_counts, attn_strides")
+    try:
+        choices = tuple(StageChoices(**{k: tuple(v) for k, v in st.items()}) for st in stages)
+        return SwiftFormerSpace(stages=choices, resolutions=tuple(
+            data.get("resolutions", SEARCH_SPACE.resolutions)))
+    except TypeError as exc:
+        raise SearchError(f"config [space]: {exc}; stage keys are depths, widths, mlp_ratios, "
+                          "attn_counts, attn_strides") from exc
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """The options of one search study (CLI flags or a TOML config)."""
+
+    name: str
+    latency_budget_ms: float
+    device: str = "iPhone 14"
+    sampler: str = "nsga2"
+    seed: int | None = 0
+    population_size: int = 50  # NSGA-II generation size
+    space: SwiftFormerSpace = SEARCH_SPACE
+    proxy: ProxySettings = DEFAULT_SETTINGS
+    proxies: tuple[str, ...] = DEFAULT_PROXIES
+    predictor_path: str | None = None  # None: the shipped default predictor
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise SearchError("study name is empty; pass --study NAME")
+        budget = self.latency_budget_ms
+        if not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0:
+            raise SearchError(f"latency budget must be a positive number of milliseconds, but got "
+                              f"{budget!r}; e.g. --latency-budget-ms 1.0")
+        if self.sampler not in SAMPLERS:
+            raise SearchError(f"unknown sampler {self.sampler!r}; choose one of "
+                              f"{', '.join(SAMPLERS)}")
+        if self.population_size < 2:
+            raise SearchError(f"NSGA-II population size must be >= 2, but got "
+                              f"{self.population_size}")
+        if OBJECTIVE_PROXY not in self.proxies:
+            raise SearchError(f"the proxies must include the objective {OBJECTIVE_PROXY!r}")
+
+    def identity(self, predictor_digest: str) -> dict[str, Any]:
+        """What must match for a run to resume this study (JSON-able)."""
+        return {
+            "format": FORMAT,
+            "objectives": list(OBJECTIVES),
+            "device": self.device,
+            "latency_budget_ms": float(self.latency_budget_ms),
+            "space": space_to_dict(self.space),
+            "proxy": dataclasses.asdict(self.proxy),
+            "proxies": list(self.proxies),
+            "predictor_digest": predictor_digest,
+        }
+
+
+def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, Any],
+                   storage_url: str) -> None:
+    """Refuse to resume study ``name`` when its stored identity differs from ``wanted``."""
+    if stored is None:
+        raise SearchError(
+            f"study {name!r} in {storage_url} was not created by `swiftnas search` (it has no "
+            f"'{ATTR}' attribute); choose another --study name"
+        )
+    labels = {"objectives": "objectives", "device": "--device",
+              "latency_budget_ms": "--latency-budget-ms", "space": "search space",
+              "proxy": "proxy settings", "proxies": "proxies", "format": "format",
+              "predictor_digest": "latency predictor (--predictor)"}
+    for key, label in labels.items():
+        old, new = stored.get(key), wanted[key]
+        if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
+            shown = (f"{old!r}, not {new!r}" if key in ("device", "latency_budget_ms")
+                     else "a different one")
+            raise SearchError(
+                f"study {name!r} in {storage_url} exists with {label} {shown}; rerun with the "
+                f"study's own options to resume it, or choose a new --study name"
+            )
+
+
+# ---------------------------------------------------------------------------------- TOML
+CONFIG_KEYS = {"study", "storage", "device", "latency_budget_ms", "trials", "sampler", "workers",
+               "ray_address", "seed", "population_size", "predictor", "heartbeat_interval",
+               "space", "proxy"}
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A study TOML file as a dict of option values (see README, "Search studies")."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SearchError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SearchError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - CONFIG_KEYS)
+    if unknown:
+        raise SearchError(f"config file {str(path)!r}: unknown key(s) {', '.join(unknown)}; "
+                          f"known keys: {', '.join(sorted(CONFIG_KEYS))}")
+    try:
+        if "space" in data:
+            data["space"] = space_from_dict(data["space"])
+        if "proxy" in data:
+            data["proxy"] = ProxySettings(**data["proxy"])
+    except (SearchSpaceError, ProxyError) as exc:
+        raise SearchError(f"config file {str(path)!r}: {exc}") from None
+    except TypeError as exc:
+        raise SearchError(f"config file {str(path)!r} [proxy]: {exc}; keys are resolution, "
+                          "batch_size, seed, num_classes, image_folder") from None
+    return data

@@ -1,0 +1,258 @@
+"""The search driver: an Optuna multi-objective study run with ask/tell.
+
+The driver asks Optuna for trials, samples an architecture per trial, evaluates it (from the SQL
+cache, in process, or on Ray workers) and tells the result. Only the driver writes, in this
+order: evaluation rows (one transaction), then the trial's attributes and its tell. A driver
+killed between the two leaves a RUNNING trial whose heartbeat stops; the next run fails it and
+re-enqueues its parameters (Optuna's ``RetryFailedTrialCallback``), and the cached evaluation
+makes the retry instant.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.study import StudyDirection
+from optuna.trial import Trial, TrialState
+
+from latency_models import LatencyPredictor, PredictorError
+from latency_models.defaults import load_predictor
+from nas.storage import Storage, StorageError, open_storage
+
+from .cache import cached_evaluation, register_predictor, save_evaluation
+from .evaluation import Evaluation, EvaluationSettings
+from .executors import make_executor
+from .pareto import nondominated
+from .spec import ATTR, SearchError, StudySpec, check_identity
+
+DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+CONSTRAINT = "latency_budget"  # predicted latency - budget; feasible when <= 0
+DEFAULT_HEARTBEAT_S = 10
+
+
+@dataclass
+class SearchProgress:
+    """What the progress bar shows; passed to the callback after every finished trial."""
+
+    target: int
+    complete: int = 0
+    failed: int = 0
+    feasible: int = 0
+    pareto_size: int = 0
+    cache_hits: int = 0
+    evaluated: int = 0  # evaluations run in this session (not from the cache)
+    eval_seconds: float = 0.0  # proxy + predictor time of those evaluations
+    started: float = field(default_factory=time.perf_counter)
+    completed_this_run: int = 0
+    interrupted: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def trials_per_minute(self) -> float:
+        return 60.0 * self.completed_this_run / self.elapsed if self.elapsed > 0 else 0.0
+
+
+# The heartbeat is used with ask/tell here (Optuna documents it for Study.optimize): the driver
+# records it for every trial in flight. These warnings say only that.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
+                   create: bool = True) -> RDBStorage:
+    """Optuna's storage on ``url``; a RUNNING trial whose heartbeat is older than twice
+    ``heartbeat_interval`` is failed and re-enqueued once with the same parameters."""
+    try:
+        return RDBStorage(
+            url, heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            skip_table_creation=not create,
+        )
+    except Exception as exc:  # Optuna wraps connection errors in several types
+        raise StorageError(f"cannot open storage {url} for Optuna: {exc}; check the URL, that "
+                           "the server runs and that you may connect") from exc
+
+
+def _make_sampler(spec: StudySpec, offset: int) -> optuna.samplers.BaseSampler:
+    # A resumed study must not replay the first run's random numbers: shift the seed by the
+    # number of trials already in the study (still deterministic for a given history).
+    seed = None if spec.seed is None else spec.seed + offset
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=spec.population_size, seed=seed)
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _load_predictor(path: str | None) -> LatencyPredictor:
+    try:
+        return load_predictor(path)
+    except (OSError, ValueError) as exc:
+        raise SearchError(f"cannot load latency predictor {path!r}: {exc}") from exc
+
+
+def prepare_settings(spec: StudySpec) -> EvaluationSettings:
+    """Validate everything that needs no database (device, predictor) before anything is
+    written."""
+    predictor = _load_predictor(spec.predictor_path)
+    try:
+        predictor.resolve_group(spec.device)
+    except PredictorError as exc:
+        raise SearchError(str(exc)) from None
+    return EvaluationSettings(device=spec.device, predictor=predictor.to_dict(), proxy=spec.proxy,
+                              proxies=spec.proxies)
+
+
+def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, *,
+               heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
+               ) -> tuple[optuna.Study, Storage, RDBStorage]:
+    """Create study ``spec.name`` or load it for resuming (refusing a different identity)."""
+    store = open_storage(storage_url)
+    ostore = optuna_storage(storage_url, heartbeat_interval)
+    wanted = spec.identity(settings.predictor_digest)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(ostore)}
+    if spec.name in existing:
+        summary = existing[spec.name]
+        if list(summary.directions) != DIRECTIONS:
+            raise SearchError(
+                f"study {spec.name!r} in {store.url} exists with other objectives "
+                f"({', '.join(d.name.lower() for d in summary.directions)}); choose a new "
+                "--study name"
+            )
+        check_identity(spec.name, summary.user_attrs.get(ATTR), wanted, store.url)
+    n_existing = existing[spec.name].n_trials if spec.name in existing else 0
+    study = optuna.create_study(
+        study_name=spec.name, storage=ostore, directions=["maximize", "minimize"],
+        sampler=_make_sampler(spec, n_existing), load_if_exists=True,
+    )
+    if spec.name not in existing:
+        study.set_user_attr(ATTR, wanted)
+        study.set_user_attr("sampler", spec.sampler)
+        study.set_user_attr("seed", spec.seed)
+    return study, store, ostore
+
+
+def run_study(
+    spec: StudySpec, storage_url: str, n_trials: int, *, workers: int = 0,
+    ray_address: str | None = None, heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
+    on_progress: Callable[[SearchProgress], None] | None = None,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
+) -> SearchProgress:
+    """Run ``spec`` until the study holds ``n_trials`` complete trials (resuming it when it
+    exists). Ctrl-C fails the trials in flight and returns with ``interrupted`` set."""
+    if n_trials <= 0:
+        raise SearchError(f"--trials must be a positive number, but got {n_trials}")
+    if workers < 0:
+        raise SearchError(f"--workers must be >= 0, but got {workers}")
+    settings = prepare_settings(spec)
+    study, store, ostore = open_study(spec, settings, storage_url,
+                                      heartbeat_interval=heartbeat_interval)
+    predictor_id = register_predictor(store, settings.predictor)
+    fail_stale_trials(study)
+
+    progress = SearchProgress(target=n_trials)
+    points: list[tuple[float, float]] = []  # feasible (score, latency) for the Pareto size
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            progress.complete += 1
+            if all(v <= 0 for v in t.constraints.values()) and t.values:
+                progress.feasible += 1
+                points.append((t.values[0], t.values[1]))
+        elif t.state == TrialState.FAIL:
+            progress.failed += 1
+    progress.pareto_size = len(nondominated(points))
+    if progress.complete >= n_trials:
+        return progress
+
+    executor = make_executor(settings, workers=workers, ray_address=ray_address)
+    waiting: dict[int, list[Trial]] = {}  # executor handle -> trials waiting for its result
+    handle_of_key: dict[str, int] = {}
+    last_beat = time.monotonic()
+    failures_this_run = 0
+
+    def finish(trial: Trial, ev: Evaluation) -> None:
+        trial.set_user_attr(ATTR, ev.summary())
+        trial.set_constraint(CONSTRAINT, ev.latency_ms - spec.latency_budget_ms)
+        study.tell(trial, [ev.accuracy_score, ev.latency_ms])
+        progress.complete += 1
+        progress.completed_this_run += 1
+        if ev.latency_ms <= spec.latency_budget_ms:
+            progress.feasible += 1
+            points.append((ev.accuracy_score, ev.latency_ms))
+            progress.pareto_size = len(nondominated(points))
+        if on_progress:
+            on_progress(progress)
+
+    def fail(trial: Trial, reason: str) -> None:
+        trial.set_user_attr("fail_reason", reason[:2000])
+        study.tell(trial, state=TrialState.FAIL)
+        progress.failed += 1
+        if on_progress:
+            on_progress(progress)
+
+    def in_flight() -> int:
+        return sum(len(ts) for ts in waiting.values())
+
+    try:
+        while True:
+            while (progress.complete + in_flight() < n_trials
+                   and len(waiting) < executor.capacity):
+                trial = study.ask()
+                ostore.record_heartbeat(trial._trial_id)
+                arch = spec.space.sample(trial)
+                key = arch.key()
+                ev = cached_evaluation(store, arch, settings, predictor_id)
+                if ev is not None:
+                    progress.cache_hits += 1
+                    finish(trial, ev)
+                elif key in handle_of_key:  # the same architecture is being evaluated
+                    waiting[handle_of_key[key]].append(trial)
+                else:
+                    handle = executor.submit(arch)
+                    waiting[handle] = [trial]
+                    handle_of_key[key] = handle
+            if not waiting:
+                break
+            for handle, result in executor.wait(timeout=heartbeat_interval / 2):
+                trials = waiting.pop(handle)
+                handle_of_key = {k: h for k, h in handle_of_key.items() if h != handle}
+                if isinstance(result, Evaluation):
+                    save_evaluation(store, result, settings, predictor_id)
+                    progress.evaluated += 1
+                    progress.eval_seconds += result.proxy_seconds + result.latency_seconds
+                    if on_evaluation:
+                        on_evaluation(result)
+                    for trial in trials:
+                        finish(trial, result)
+                else:
+                    failures_this_run += len(trials)
+                    for trial in trials:
+                        fail(trial, f"{type(result).__name__}: {result}")
+                    if failures_this_run > max(10, n_trials):
+                        raise SearchError(
+                            f"{failures_this_run} evaluations failed in this run (last: "
+                            f"{type(result).__name__}: {result}); see the trials' fail_reason"
+                        )
+            if time.monotonic() - last_beat >= heartbeat_interval / 2:
+                for trials in waiting.values():
+                    for trial in trials:
+                        ostore.record_heartbeat(trial._trial_id)
+                fail_stale_trials(study)  # a driver killed meanwhile left RUNNING trials
+                last_beat = time.monotonic()
+    except KeyboardInterrupt:
+        progress.interrupted = True
+        for trials in waiting.values():
+            for trial in trials:
+                fail(trial, "interrupted (Ctrl-C); rerun the same command to resume")
+    finally:
+        executor.close()
+    return progress
+
