@@ -82,18 +82,27 @@ def search(
     _quiet_optuna()
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                "{task.fields[info]}", TimeElapsedColumn())
-    with Progress(*columns, console=err_console) as bar:
-        task = bar.add_task(f"study {spec.name}", total=n_trials, info="starting")
+    bar = Progress(*columns, console=err_console)
+    task = bar.add_task(f"study {spec.name}", total=n_trials, info="starting", start=False)
 
-        def show(p: Any) -> None:
-            bar.update(task, completed=p.complete, info=(
-                f"feasible {p.feasible} | pareto {p.pareto_size} | failed {p.failed} | "
-                f"{p.trials_per_minute:.1f}/min"))
+    def show(p: Any) -> None:
+        bar.update(task, completed=p.complete, info=(
+            f"feasible {p.feasible} | pareto {p.pareto_size} | failed {p.failed} | "
+            f"{p.trials_per_minute:.1f}/min"))
 
+    def start(p: Any) -> None:  # after validation: errors never print a half-drawn bar
+        bar.start()
+        bar.start_task(task)
+        show(p)
+
+    try:
         progress = run_study(
             spec, url, n_trials, workers=int(opts.get("workers", 0)),
             ray_address=opts.get("ray_address"),
-            heartbeat_interval=int(opts.get("heartbeat_interval", 10)), on_progress=show)
+            heartbeat_interval=int(opts.get("heartbeat_interval", 10)), on_start=start,
+            on_progress=show)
+    finally:
+        bar.stop()
     if progress.interrupted:
         err_console.print(f"interrupted: {progress.complete} complete trial(s) are stored; "
                           "run the same command again to resume")

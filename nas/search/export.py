@@ -79,12 +79,13 @@ _MODEL_PY = '''"""{name}: a SwiftFormer architecture found by swiftnas ({origin}
 
 Importing this module registers ``{name}`` with timm:
 
+    import model  # noqa: F401  (registers {name}; import it before timm, see below)
     import timm
-    import model  # noqa: F401  (registers {name})
     net = timm.create_model("{name}", num_classes=1000)
 
-It needs swiftnas installed (``pip install swiftnas`` from its repository); the state_dict key
-names are timm's SwiftFormer names.{timm_note}
+It needs swiftnas installed (``pip install -e .`` in its repository), which also keeps
+``import timm`` working where torchvision's compiled ops do not load (CPU-only torch). The
+state_dict key names are timm's SwiftFormer names.{timm_note}
 """
 
 from pathlib import Path

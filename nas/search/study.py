@@ -23,6 +23,7 @@ from optuna.trial import Trial, TrialState
 from latency_models import LatencyPredictor, PredictorError
 from latency_models.defaults import load_predictor
 from nas.storage import Storage, StorageError, open_storage
+from nas.storage.storage import one_line
 
 from .cache import cached_evaluation, register_predictor, save_evaluation
 from .evaluation import Evaluation, EvaluationSettings
@@ -77,7 +78,7 @@ def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
             skip_table_creation=not create,
         )
     except Exception as exc:  # Optuna wraps connection errors in several types
-        raise StorageError(f"cannot open storage {url} for Optuna: {exc}; check the URL, that "
+        raise StorageError(f"cannot open storage {url} for Optuna: {one_line(exc)}; check the URL, that "
                            "the server runs and that you may connect") from exc
 
 
@@ -143,11 +144,17 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
 def run_study(
     spec: StudySpec, storage_url: str, n_trials: int, *, workers: int = 0,
     ray_address: str | None = None, heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
+    on_start: Callable[[SearchProgress], None] | None = None,
     on_progress: Callable[[SearchProgress], None] | None = None,
     on_evaluation: Callable[[Evaluation], None] | None = None,
 ) -> SearchProgress:
     """Run ``spec`` until the study holds ``n_trials`` complete trials (resuming it when it
-    exists). Ctrl-C fails the trials in flight and returns with ``interrupted`` set."""
+    exists). Ctrl-C fails the trials in flight and returns with ``interrupted`` set.
+
+    ``on_start`` is called once the options are validated and the study is open (before Ray
+    starts), ``on_progress`` after every finished trial, ``on_evaluation`` after every new
+    (not cached) evaluation.
+    """
     if n_trials <= 0:
         raise SearchError(f"--trials must be a positive number, but got {n_trials}")
     if workers < 0:
@@ -169,6 +176,8 @@ def run_study(
         elif t.state == TrialState.FAIL:
             progress.failed += 1
     progress.pareto_size = len(nondominated(points))
+    if on_start:
+        on_start(progress)
     if progress.complete >= n_trials:
         return progress
 

@@ -30,6 +30,11 @@ VERSION_TABLE = "swiftnas_alembic_version"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def one_line(message: object) -> str:
+    """Driver messages span lines (psycopg adds hints); errors here are one line."""
+    return " ".join(str(message).split())
+
+
 class StorageError(SwiftNASError, RuntimeError):
     """The storage URL is malformed or unreachable, or its schema needs an upgrade."""
 
@@ -87,8 +92,8 @@ class Storage:
                     conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
         except sa.exc.OperationalError as exc:
             raise StorageError(
-                f"cannot open storage {self.url}: {exc.orig}; check the URL, that the server "
-                "runs and that you may connect"
+                f"cannot open storage {self.url}: {one_line(exc.orig)}; check the URL, that the "
+                "server runs and that you may connect"
             ) from exc
 
     def upgrade(self) -> None:

@@ -1,0 +1,297 @@
+"""Search studies: the driver, resume and cache, bad input, Pareto output, exports."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nas.cli import main
+from nas.search import (
+    SEARCH_SPACE,
+    SearchError,
+    StudySpec,
+    list_studies,
+    load_study,
+    nondominated,
+    pareto_front,
+    read_config,
+    reference_candidates,
+    run_study,
+    study_candidates,
+    timm_kwargs,
+)
+from nas.search.pareto import dominates
+from nas.storage.storage import Storage, create_engine
+from search_spaces import PRESETS, ArchConfig, build_model
+
+from ._search_helpers import swiftnas_exe
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    # SQLite on disk costs ~100 ms per commit (fsync); tmpfs keeps these tests fast.
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="module")
+def finished_study() -> Iterator[tuple[str, str]]:
+    """A small real study (8 trials, NSGA-II) shared by the read-only tests."""
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        url = f"sqlite:///{d}/study.db"
+        spec = StudySpec(name="fixture", latency_budget_ms=1.2, population_size=4, seed=3)
+        run_study(spec, url, 8)
+        yield url, "fixture"
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+# ------------------------------------------------------------------------------ Pareto maths
+def test_nondominated_matches_brute_force() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        pts = [(rng.choice([1.0, 2.0, 3.0, rng.random()]), rng.choice([1.0, 2.0, rng.random()]))
+               for _ in range(rng.randint(0, 12))]
+        brute = [i for i, p in enumerate(pts) if not any(dominates(q, p) for q in pts)]
+        assert nondominated(pts) == brute
+
+
+# ------------------------------------------------------------------------------ the driver
+def test_study_runs_stores_resumes_and_caches(shm_dir: Path) -> None:
+    url = f"sqlite:///{shm_dir}/s.db"
+    spec = StudySpec(name="a", latency_budget_ms=1.0, population_size=4, seed=1)
+    first = run_study(spec, url, 5)
+    assert (first.complete, first.completed_this_run, first.failed) == (5, 5, 0)
+    before = {t.number: t.values for t in _trials(url, "a")}
+    assert len(before) == 5
+
+    for t in _trials(url, "a"):
+        info = t.user_attrs["swiftnas"]
+        assert t.values == [info["proxy_scores"]["score"], info["latency_ms"]]
+        # feasible exactly when the predicted latency is within the budget
+        assert t.constraints["latency_budget"] == pytest.approx(info["latency_ms"] - 1.0)
+        assert SEARCH_SPACE.contains(ArchConfig.from_dict(info["arch"]))
+        assert info["latency_low_ms"] < info["latency_ms"] < info["latency_high_ms"]
+        assert info["params"] > 0 and info["macs"] > 0
+
+    # Re-running with the same name resumes: 3 more trials, the first 5 untouched.
+    second = run_study(spec, url, 8)
+    assert (second.complete, second.completed_this_run) == (8, 3)
+    after = {t.number: t.values for t in _trials(url, "a")}
+    assert len(after) == 8 and all(after[n] == v for n, v in before.items())
+    # Already complete: nothing runs.
+    assert run_study(spec, url, 8).completed_this_run == 0
+
+    # Identical architectures are evaluated once: the random sampler with NSGA-II's seed
+    # proposes the same first generation, so a second study is served from the cache.
+    twin = StudySpec(name="b", latency_budget_ms=1.0, sampler="random", seed=1)
+    again = run_study(twin, url, 4)
+    assert again.cache_hits == 4 and again.evaluated == 0
+    store = Storage(create_engine(url))
+    with store.engine.connect() as conn:
+        n_cands = conn.exec_driver_sql("select count(*) from swiftnas_candidates").scalar()
+        n_preds = conn.exec_driver_sql(
+            "select count(*) from swiftnas_latency_predictions").scalar()
+    keys = {ArchConfig.from_dict(t.user_attrs["swiftnas"]["arch"]).key()
+            for t in _trials(url, "a")}
+    assert n_cands == n_preds == len(keys)
+    rows = {r["study"]: r for r in list_studies(url)}
+    assert rows["a"]["complete"] == 8 and rows["b"]["complete"] == 4
+    assert rows["a"]["device"] == "iPhone 14" and rows["a"]["sampler"] == "nsga2"
+
+
+def test_timm_kwargs_reproduce_timm_swiftformer() -> None:
+    import timm
+
+    kwargs = timm_kwargs(PRESETS["s"])
+    assert kwargs == {"layers": [3, 3, 9, 6], "embed_dims": [48, 64, 168, 224], "mlp_ratios": 4}
+    ours = build_model(PRESETS["s"]).state_dict()
+    theirs = timm.create_model("swiftformer_xs", pretrained=False, **kwargs).state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+    arch = SEARCH_SPACE.sample_random(1, seed=4)[0]
+    if any(s.attn != (s.depth - 1,) for s in arch.stages):
+        assert timm_kwargs(arch) is None
+
+
+# ------------------------------------------------------------------------------ bad input
+def _run(args: list[str], capsys) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--device", "iPhone 99"], "unknown device 'iPhone 99'"),
+    (["--latency-budget-ms", "0"], "latency budget must be a positive number"),
+    (["--latency-budget-ms", "-1"], "latency budget must be a positive number"),
+    (["--trials", "0"], "--trials must be a positive number"),
+    (["--sampler", "grid"], "unknown sampler 'grid'"),
+    (["--workers", "-1"], "--workers must be >= 0"),
+])
+def test_bad_options_write_nothing(shm_dir: Path, capsys, extra, message) -> None:
+    db = shm_dir / "never.db"
+    args = ["search", "--study", "x", "--storage", f"sqlite:///{db}", "--latency-budget-ms", "1",
+            "--trials", "2", *extra]
+    code, err = _run(args, capsys)
+    assert code == 2
+    assert err.count("\n") == 0 and err.startswith("error: ") and message in err
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("notaurl", "malformed storage URL"),
+    ("sqlite:////no/such/folder/x.db", "does not exist"),
+    ("postgresql+psycopg://nobody@127.0.0.1:1/none", "cannot open storage"),
+])
+def test_bad_storage_is_one_line(capsys, url, message) -> None:
+    code, err = _run(["search", "--study", "x", "--storage", url, "--latency-budget-ms", "1",
+                      "--trials", "1"], capsys)
+    assert code == 2 and err.count("\n") == 0 and message in err
+
+
+def test_existing_study_with_other_identity_is_refused(finished_study, capsys, tmp_path) -> None:
+    url, name = finished_study
+    before = [(t.number, t.state, t.values) for t in _trials(url, name)]
+    base = ["search", "--study", name, "--storage", url, "--trials", "20"]
+    code, err = _run([*base, "--latency-budget-ms", "1.5"], capsys)
+    assert code == 2 and "exists with --latency-budget-ms 1.2, not 1.5" in err
+    code, err = _run([*base, "--latency-budget-ms", "1.2", "--device", "iPhone 12"], capsys)
+    assert code == 2 and "exists with --device 'iPhone 14', not 'iPhone 12'" in err
+    config = tmp_path / "study.toml"
+    config.write_text("[space]\nresolutions = [224]\n" + "\n".join(
+        "[[space.stages]]\ndepths = [2, 3]\nwidths = [64]\n" for _ in range(4)))
+    code, err = _run([*base, "--latency-budget-ms", "1.2", "--config", str(config)], capsys)
+    assert code == 2 and "exists with search space a different one" in err
+    assert [(t.number, t.state, t.values) for t in _trials(url, name)] == before
+
+
+def test_config_file_values_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('study = "cfg"\nlatency_budget_ms = 1.5\ntrials = 3\n[proxy]\nresolution = 96\n'
+                    '[space]\nresolutions = [224]\n' + "\n".join(
+                        "[[space.stages]]\ndepths = [2]\nwidths = [64]\n" for _ in range(4)))
+    cfg = read_config(good)
+    assert cfg["proxy"].resolution == 96 and cfg["space"].stages[2].depths == (2,)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('study = "x"\nbudget = 1\n')
+    with pytest.raises(SearchError, match=r"unknown key.*budget.*known keys"):
+        read_config(bad)
+    bad.write_text("[proxy]\nresolution = 50\n")
+    with pytest.raises(SearchError, match="multiple of 32"):
+        read_config(bad)
+    with pytest.raises(SearchError, match="does not exist"):
+        read_config(tmp_path / "missing.toml")
+
+
+# ------------------------------------------------------------------------------ results
+def test_pareto_front_and_references(finished_study, capsys) -> None:
+    url, name = finished_study
+    loaded = load_study(url, name)
+    refs = reference_candidates(loaded)
+    assert [r.name for r in refs] == ["SwiftFormer-XS", "SwiftFormer-S", "SwiftFormer-L1",
+                                      "SwiftFormer-L3"]
+    assert [r.latency_ms for r in refs] == sorted(r.latency_ms for r in refs)
+    cands = study_candidates(loaded.study)
+    front = pareto_front(cands, references=refs)
+    feasible = [c for c in cands if c.feasible]
+    assert front and all(c.feasible for c in front)
+    for c in front:  # nothing feasible dominates a front member, and 'dominates' is right
+        assert not any(dominates(o.point, c.point) for o in feasible)
+        assert c.dominates == [r.name for r in refs if dominates(c.point, r.point)]
+    assert len({c.arch.key() for c in front}) == len(front)
+
+    assert main(["pareto", "--study", name, "--storage", url, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["trial"] for r in out["front"]] == [c.trial for c in front]
+    assert len(out["references"]) == 4 and out["latency_budget_ms"] == 1.2
+    assert main(["pareto", "--study", name, "--storage", url, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("kind,name,trial,accuracy_score,latency_ms")
+    assert len(lines) == 1 + len(front) + 4
+    code, err = _run(["pareto", "--study", "nope", "--storage", url], capsys)
+    assert code == 2 and "no study 'nope'" in err and "fixture" in err
+
+
+def test_studies_command(finished_study, capsys) -> None:
+    url, name = finished_study
+    assert main(["studies", "--storage", url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["study"] == name and rows[0]["complete"] == 8
+    assert rows[0]["latency_budget_ms"] == 1.2 and rows[0]["running"] == 0
+
+
+def test_help_of_search_commands(capsys) -> None:
+    for cmd in ("search", "pareto", "export", "studies"):
+        assert main([cmd, "--help"]) == 0
+        assert "--storage" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ export
+def test_export_errors(finished_study, tmp_path, capsys) -> None:
+    url, name = finished_study
+    code, err = _run(["export", "--study", name, "--storage", url, "--trial", "99", "--out",
+                      str(tmp_path / "e")], capsys)
+    assert code == 2 and "has no trial 99" in err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    code, err = _run(["export", "--study", name, "--storage", url, "--trial", "0", "--out",
+                      str(tmp_path / "full")], capsys)
+    assert code == 2 and "not empty" in err
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_export_builds_with_timm_trains_and_converts(finished_study, tmp_path) -> None:
+    """Smoke test of the whole export: timm.create_model, a training step, Core ML."""
+    url, name = finished_study
+    trial = pareto_front(study_candidates(load_study(url, name).study))[0].trial
+    out = tmp_path / "export"
+    done = subprocess.run([swiftnas_exe(), "export", "--study", name, "--storage", url,
+                           "--trial", str(trial), "--out", str(out), "--coreml"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    info = json.loads((out / "export.json").read_text())
+    assert (out / "coreml" / f"{info['model_name']}.mlpackage").is_dir()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"{info['params'] / 1e6:.2f} M" in card and "iPhone 14" in card
+    assert f"--model {info['model_name']}" in (out / "train.sh").read_text()
+    # A fresh interpreter, as a user would: import model.py, build with timm, one SGD step.
+    script = f"""
+import sys
+sys.path.insert(0, {str(out)!r})
+import model  # first, as its docstring says
+import timm, torch
+net = timm.create_model({info['model_name']!r}, num_classes=10)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+x, y = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
+before = [p.detach().clone() for p in net.parameters()]
+loss = torch.nn.functional.cross_entropy(net(x), y)
+loss.backward(); opt.step()
+assert torch.isfinite(loss)
+assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+print(sum(p.numel() for p in timm.create_model({info['model_name']!r}).parameters()))
+"""
+    ran = subprocess.run([swiftnas_python(), "-c", script], capture_output=True, text=True,
+                         check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert int(ran.stdout.strip()) == info["params"]
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        rows = conn.execute("select trial_number, coreml from swiftnas_exports").fetchall()
+    assert (trial, 1) in rows
+
+
+def swiftnas_python() -> str:
+    return str(Path(swiftnas_exe()).with_name("python"))

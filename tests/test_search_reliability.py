@@ -1,0 +1,200 @@
+"""Reliability of search studies: killed workers, killed and interrupted drivers, PostgreSQL.
+
+These start real processes (Ray workers, the `swiftnas` console script, a PostgreSQL server)
+and kill them with real signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.search import StudySpec, run_study
+
+from ._search_helpers import postgres_server, swiftnas_exe, wait_for
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        yield Path(d)
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+def _complete(url: str, name: str) -> int:
+    try:
+        return sum(t.state == TrialState.COMPLETE for t in _trials(url, name))
+    except Exception:  # the study or its tables do not exist yet
+        return 0
+
+
+def _assert_consistent(url: str, name: str, target: int) -> list[optuna.trial.FrozenTrial]:
+    """The study holds ``target`` complete trials, none left running, numbers unique, every
+    complete trial has its evaluation rows; SQLite's own integrity check passes."""
+    trials = _trials(url, name)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) == max(numbers) + 1
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == target
+    assert TrialState.RUNNING not in states
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+        assert conn.execute("pragma foreign_key_check").fetchall() == []
+        keys = {k for (k,) in conn.execute("select arch_key from swiftnas_candidates")}
+    from search_spaces import ArchConfig
+
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert ArchConfig.from_dict(t.user_attrs["swiftnas"]["arch"]).key() in keys
+    return trials
+
+
+def _busy_ray_workers() -> list[int]:
+    """Ray workers running an evaluation (their process title is ray::worker_evaluate)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"ray::worker_evaluate"):
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def test_killed_ray_worker_loses_nothing(shm_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_TMPDIR", str(shm_dir))
+    url = f"sqlite:///{shm_dir}/ray.db"
+    spec = StudySpec(name="ray", latency_budget_ms=1.0, population_size=4, seed=5)
+    killed: list[int] = []
+
+    def kill_one(progress) -> None:
+        if progress.complete >= 2 and not killed:
+            busy = []
+            wait_for(lambda: bool(busy.extend(_busy_ray_workers()) or busy), timeout=30,
+                     interval=0.05)
+            assert busy, "no Ray worker was running an evaluation"
+            os.kill(busy[0], signal.SIGKILL)
+            killed.append(busy[0])
+
+    p = run_study(spec, url, 8, workers=2, on_progress=kill_one)
+    assert killed, "the test did not kill a worker"
+    trials = _assert_consistent(url, "ray", 8)
+    # The killed task was retried by Ray (trial complete) or its trial failed; either way the
+    # study reached its target and no trial is counted twice.
+    assert p.complete == 8
+    fails = [t for t in trials if t.state == TrialState.FAIL]
+    assert all("fail_reason" in t.user_attrs for t in fails)
+
+
+def _search_cmd(url: str, name: str, trials: int, *extra: str) -> list[str]:
+    return [swiftnas_exe(), "search", "--study", name, "--storage", url, "--latency-budget-ms",
+            "1.0", "--trials", str(trials), "--population-size", "4", *extra]
+
+
+def test_killed_driver_resumes(shm_dir: Path) -> None:
+    url = f"sqlite:///{shm_dir}/drv.db"
+    cmd = _search_cmd(url, "drv", 7, "--heartbeat-interval", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert wait_for(lambda: _complete(url, "drv") >= 3, timeout=120)
+        running_before = [t.number for t in _trials(url, "drv") if t.state == TrialState.RUNNING]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    done_before = {t.number: t.values for t in _trials(url, "drv")
+                   if t.state == TrialState.COMPLETE}
+    time.sleep(2.5)  # let the dead driver's heartbeats go stale (grace = 2 x 1 s)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = _assert_consistent(url, "drv", 7)
+    by_number = {t.number: t for t in trials}
+    for number, values in done_before.items():  # completed results are all still there
+        assert by_number[number].state == TrialState.COMPLETE
+        assert by_number[number].values == values
+    for number in running_before:  # what the killed driver left running is failed (and retried)
+        if by_number[number].state != TrialState.COMPLETE:  # it may have finished just in time
+            assert by_number[number].state == TrialState.FAIL
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_results(shm_dir: Path) -> None:
+    url = f"sqlite:///{shm_dir}/int.db"
+    cmd = _search_cmd(url, "int", 50)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert wait_for(lambda: _complete(url, "int") >= 2, timeout=120, interval=0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "run the same command again to resume" in err
+    trials = _trials(url, "int")
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 2
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            assert "interrupted" in t.user_attrs["fail_reason"]
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as d, postgres_server(Path(d)) as url:
+        yield url
+
+
+def test_two_studies_at_once_on_postgresql(postgres_url: str) -> None:
+    # Teams create the schema once (`swiftnas db upgrade`) before starting drivers.
+    assert subprocess.run([swiftnas_exe(), "db", "upgrade", "--storage", postgres_url],
+                          capture_output=True, check=False).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {
+        "phone14": [*_search_cmd(postgres_url, "phone14", 5), "--sampler", "random"],
+        "phone12": [swiftnas_exe(), "search", "--study", "phone12", "--storage", postgres_url,
+                    "--device", "iPhone 12", "--latency-budget-ms", "2.0", "--trials", "5",
+                    "--sampler", "random", "--seed", "7"],
+    }
+    procs = {name: subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env) for name, cmd in runs.items()}
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name}: {err}"
+    for name, device, budget in (("phone14", "iPhone 14", 1.0), ("phone12", "iPhone 12", 2.0)):
+        trials = _trials(postgres_url, name)
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+        for t in trials:
+            info = t.user_attrs["swiftnas"]
+            assert t.constraints["latency_budget"] == pytest.approx(info["latency_ms"] - budget)
+            assert device in info["latency_group"]
+    listed = subprocess.run([swiftnas_exe(), "studies", "--storage", postgres_url, "--format",
+                             "json"], capture_output=True, text=True, check=True)
+    rows = {r["study"]: r for r in json.loads(listed.stdout)}
+    assert rows["phone14"]["complete"] == rows["phone12"]["complete"] == 5
+    # Re-running one study on PostgreSQL resumes it, as on SQLite.
+    more = run_study(StudySpec(name="phone12", latency_budget_ms=2.0, device="iPhone 12",
+                               sampler="random", seed=7), postgres_url, 6)
+    assert (more.complete, more.completed_this_run) == (6, 1)
