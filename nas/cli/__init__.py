@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from search_spaces.errors import SwiftNASError
 
     try:
-        app(args=argv, prog_name="swiftnas", standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of raising it.
+        code = app(args=argv, prog_name="swiftnas", standalone_mode=False)
     except SwiftNASError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             typer.echo(f"error: {exc.format_message()}", err=True)
         return int(getattr(exc, "exit_code", 2) or 2)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -71,15 +71,22 @@ def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
                    create: bool = True) -> RDBStorage:
     """Optuna's storage on ``url``; a RUNNING trial whose heartbeat is older than twice
     ``heartbeat_interval`` is failed and re-enqueued once with the same parameters."""
-    try:
-        return RDBStorage(
-            url, heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            skip_table_creation=not create,
-        )
-    except Exception as exc:  # Optuna wraps connection errors in several types
-        raise StorageError(f"cannot open storage {url} for Optuna: {one_line(exc)}; check the URL, that "
-                           "the server runs and that you may connect") from exc
+    # Two drivers on a new database may both create Optuna's tables; the loser sees "already
+    # exists" and simply retries (`swiftnas db upgrade` beforehand avoids the race).
+    for attempt in range(3):
+        try:
+            return RDBStorage(
+                url, heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                skip_table_creation=not create,
+            )
+        except Exception as exc:  # Optuna wraps connection errors in several types
+            if attempt < 2 and "already exists" in str(exc):
+                time.sleep(0.5 + attempt)
+                continue
+            raise StorageError(f"cannot open storage {url} for Optuna: {one_line(exc)}; check "
+                               "the URL, that the server runs and that you may connect") from exc
+    raise AssertionError("unreachable")
 
 
 def _make_sampler(spec: StudySpec, offset: int) -> optuna.samplers.BaseSampler:

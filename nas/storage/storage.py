@@ -7,6 +7,7 @@ opening a storage whose schema is older than this swiftnas fails with the upgrad
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,11 +98,14 @@ class Storage:
             ) from exc
 
     def upgrade(self) -> None:
-        """Create or upgrade swiftnas's tables to this version's schema."""
+        """Create or upgrade swiftnas's tables to this version's schema, and create Optuna's
+        tables, so that drivers started together never race to create them."""
+        import optuna
         from alembic import command
 
         with self.engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "head")
+        optuna.storages.RDBStorage(self.engine.url.render_as_string(hide_password=False))
 
     def check_schema(self) -> None:
         current, head = self.current_revision(), head_revision()
@@ -159,9 +163,11 @@ def open_storage(url: str = DEFAULT_STORAGE, *, create: bool = True) -> Storage:
     """Open ``url``. A database without swiftnas tables gets them when ``create``; one with an
     older schema raises ``StorageError`` naming `swiftnas db upgrade`."""
     storage = Storage(create_engine(url))
-    current = storage.current_revision()
-    if current is None and create:
-        storage.upgrade()
-    else:
-        storage.check_schema()
+    if storage.current_revision() is None and create:
+        try:
+            storage.upgrade()
+        except sa.exc.DBAPIError:
+            # Another process created the schema at the same moment: fine if it finished.
+            time.sleep(1.0)
+    storage.check_schema()
     return storage
