@@ -1,11 +1,11 @@
 # Two commands for a newcomer (see README.md):
-#   make demo   create .venv, install swiftnas, run the main job
+#   make demo   create .venv, install swiftnas, run a small search study
 #   make test   install the test dependencies, run lint, type checks and the whole test suite
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-dev lint typecheck pytest clean
+.PHONY: demo test install install-dev system-deps lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +16,24 @@ install: $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e .
 
-install-dev: $(BIN)/python
+# Debian packages the tests use: a real PostgreSQL server, Chromium for the dashboard test.
+system-deps:
+	@if ! dpkg -s postgresql chromium >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO apt-get install -y --no-install-recommends postgresql chromium; \
+	fi
+
+install-dev: $(BIN)/python system-deps
 	$(BIN)/pip install torch==2.13.0
-	# coreml: the tests convert a small candidate to a real Core ML package
-	$(BIN)/pip install -e ".[dev,coreml]"
+	# coreml: real Core ML conversions; distributed: Ray workers; postgres: the psycopg driver
+	$(BIN)/pip install -e ".[dev,coreml,distributed,postgres,dashboard]"
 
 demo: install
 	$(BIN)/swiftnas space presets
-	$(BIN)/swiftnas space sample --n 5 --seed 0
+	# a real (small) search on the shipped proxy and predictor; prints its Pareto front
+	$(BIN)/swiftnas search --study demo --storage sqlite:///demo.db --device "iPhone 14" \
+	  --latency-budget-ms 1.2 --trials 30 --population-size 10
 
 lint:
 	$(BIN)/ruff check .

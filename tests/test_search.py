@@ -295,3 +295,29 @@ print(sum(p.numel() for p in timm.create_model({info['model_name']!r}).parameter
 
 def swiftnas_python() -> str:
     return str(Path(swiftnas_exe()).with_name("python"))
+
+
+def test_migration_from_0001_keeps_measurements_and_creates_optuna_tables(tmp_path: Path,
+                                                                           capsys) -> None:
+    from alembic import command
+
+    from latency_models import parse_measurements
+    from nas.storage import StorageError, open_storage
+    from nas.storage.storage import _alembic_config
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    store = Storage(create_engine(url))
+    with store.engine.begin() as conn:  # a database made by the previous swiftnas version
+        command.upgrade(_alembic_config(conn), "0001")
+    rows = parse_measurements("model,device,latency_ms,timm_name\nm,iPhone 14,1.5,resnet18\n")
+    store.add_measurements(rows)
+    with pytest.raises(StorageError, match=r"schema 0001, this swiftnas needs 0002; run "
+                                           r"`swiftnas db upgrade --storage sqlite:///"):
+        open_storage(url, create=False)
+    assert main(["db", "upgrade", "--storage", url]) == 0
+    upgraded = open_storage(url, create=False)
+    assert [m.model for m in upgraded.measurements()] == ["m"]
+    with upgraded.engine.connect() as conn:
+        tables = {r[0] for r in conn.exec_driver_sql(
+            "select name from sqlite_master where type='table'")}
+    assert {"swiftnas_candidates", "swiftnas_exports", "studies", "trials"} <= tables
