@@ -5,6 +5,8 @@
     python benchmarks/latency_accuracy.py swiftformer   # presets XS/S/L1/L3 vs published numbers
     python benchmarks/latency_accuracy.py speed         # cached prediction, feature extraction
     python benchmarks/latency_accuracy.py report        # print results/latency_accuracy.json
+    python benchmarks/latency_accuracy.py ship-features # features of the calibration models
+                                                        # (latency_models/data/)
 
 Protocol (the same as the baselines in ``shared/data/latency/README.md``): the headline groups are
 the published modern protocols with at least 10 rows that name a timm model (coreml-model-zoo's
@@ -156,9 +158,23 @@ def speed() -> None:
     _save("speed", out)
 
 
+def ship_features() -> None:
+    """Write the features of every calibration model (shipped with the package)."""
+    from latency_models.defaults import CALIBRATION_FEATURES_PATH
+
+    CALIBRATION_FEATURES_PATH.unlink(missing_ok=True)
+    cache = FeatureCache(CALIBRATION_FEATURES_PATH)
+    for m in read_measurements(calibration_csv()):
+        if m.timm_name or m.arch:
+            cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+    cache.save()
+    print(f"wrote {len(cache)} feature sets to {CALIBRATION_FEATURES_PATH}")
+
+
 def main() -> None:
     part = sys.argv[1] if len(sys.argv) > 1 else "report"
     parts = {"fit-default": fit_default, "swiftformer": swiftformer, "speed": speed,
+             "ship-features": ship_features,
              "report": lambda: print(RESULTS.read_text())}
     if part not in parts:
         sys.exit(f"unknown part {part!r}; choose from {', '.join(parts)}")

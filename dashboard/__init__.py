@@ -1,1 +1,1 @@
-"""Streamlit dashboard, read-only over the SQL storage. Arrives with the dashboard issue."""
+"""Streamlit dashboard over the swiftnas SQL storage (read-only): `swiftnas dashboard`."""

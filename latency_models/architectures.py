@@ -81,19 +81,27 @@ def architecture_key(*, timm_name: str = "", arch: ArchConfig | None = None) -> 
 class FeatureCache:
     """Features by (architecture key, resolution); thread-safe; optionally backed by a JSON file."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *,
+                 preload: str | Path | None = None) -> None:
+        """``path``: this cache's own file (read, and written by ``save``); ``preload``: a
+        read-only file whose features are used too (the shipped calibration features)."""
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._items: dict[str, LatencyFeatures] = {}
         self._dirty = False
-        if self.path is not None and self.path.exists():
-            try:
-                data = json.loads(self.path.read_text())
-                if data.get("version") == FEATURE_SET_VERSION:
-                    self._items = {k: LatencyFeatures.from_dict(v)
-                                   for k, v in data["items"].items()}
-            except (OSError, ValueError, KeyError, TypeError):
-                self._items = {}  # a damaged cache is only a slower start: rebuild it
+        for source in (preload, self.path):
+            if source is not None and Path(source).exists():
+                self._items.update(self._read(Path(source)))
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, LatencyFeatures]:
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") != FEATURE_SET_VERSION:
+                return {}
+            return {k: LatencyFeatures.from_dict(v) for k, v in data["items"].items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}  # a damaged cache is only a slower start: rebuild it
 
     def __len__(self) -> int:
         return len(self._items)

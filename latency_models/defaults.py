@@ -11,6 +11,9 @@ from .predictor import LatencyPredictor
 
 # Fitted on ../shared/data/latency/calibration.csv by `benchmarks/latency_accuracy.py fit-default`.
 DEFAULT_PREDICTOR_PATH = Path(__file__).with_name("data") / "default_predictor.json"
+# Features of every model in the shipped calibration set, so that predicting or plotting it
+# needs no model builds (`benchmarks/latency_accuracy.py ship-features` regenerates it).
+CALIBRATION_FEATURES_PATH = Path(__file__).with_name("data") / "calibration_features.json"
 # The device searches target when none is given (SwiftFormer's own benchmark phone).
 DEFAULT_DEVICE = "iPhone 14"
 

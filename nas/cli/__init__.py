@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from .dashboard import dashboard
 from .db import db_app
 from .latency import latency_app
 from .proxy import proxy_app
@@ -27,7 +28,7 @@ app.add_typer(space_app, name="space")
 app.add_typer(proxy_app, name="proxy")
 app.add_typer(latency_app, name="latency")
 app.add_typer(db_app, name="db")
-for command in (search, pareto, export, studies):
+for command in (search, pareto, export, studies, dashboard):
     app.command()(command)
 
 

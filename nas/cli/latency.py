@@ -34,8 +34,10 @@ STORAGE_HELP = "SQLAlchemy URL of the swiftnas storage (default: sqlite:///swift
 
 def _feature_cache() -> FeatureCache:
     from latency_models import FeatureCache, user_cache_dir
+    from latency_models.defaults import CALIBRATION_FEATURES_PATH
 
-    return FeatureCache(user_cache_dir() / "latency_features.json")
+    return FeatureCache(user_cache_dir() / "latency_features.json",
+                        preload=CALIBRATION_FEATURES_PATH)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:

@@ -54,6 +54,12 @@ def register_predictor(storage: Storage, artifact: dict[str, Any]) -> int:
         return row.id
 
 
+def predictor_id(storage: Storage, digest: str) -> int | None:
+    """The stored predictor's id, or None (read-only)."""
+    with storage.session() as session:
+        return session.scalars(sa.select(PredictorRow.id).filter_by(digest=digest)).first()
+
+
 def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSettings,
                       predictor_id: int) -> Evaluation | None:
     """The stored evaluation of ``arch`` under ``settings``, or None when any part is missing."""

@@ -256,8 +256,9 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
 
 
 def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
-                 coreml: bool = False, overwrite: bool = False) -> ExportResult:
-    """Export trial ``trial_number`` of a study and record the export in the storage."""
+                 coreml: bool = False, overwrite: bool = False,
+                 record: bool = True) -> ExportResult:
+    """Export trial ``trial_number`` of a study; ``record`` notes the export in the storage."""
     from optuna.trial import TrialState
 
     trials = {t.number: t for t in loaded.study.get_trials(deepcopy=False)}
@@ -280,7 +281,8 @@ def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
         predictor=predictor, latency_group=summary.get("latency_group", ""), coreml=coreml,
         overwrite=overwrite,
     )
-    record_export(loaded.storage, study_name=loaded.name, trial_number=trial_number,
-                  arch=candidate.arch, out_dir=str(result.out_dir.resolve()),
-                  files=result.files, coreml=coreml)
+    if record:
+        record_export(loaded.storage, study_name=loaded.name, trial_number=trial_number,
+                      arch=candidate.arch, out_dir=str(result.out_dir.resolve()),
+                      files=result.files, coreml=coreml)
     return result

@@ -1,0 +1,290 @@
+"""swiftnas dashboard: `swiftnas dashboard --storage URL` (or `streamlit run dashboard/app.py`
+with SWIFTNAS_STORAGE set). Pages: Studies, Pareto explorer, Candidate, Latency model, Optuna
+insights. Deep links: ``?page=candidate&study=NAME&trial=N``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import search_spaces  # noqa: F401  (first: keeps `import timm` working, see README)
+from dashboard import data, plots
+
+PAGES = ["Studies", "Pareto explorer", "Candidate", "Latency model", "Optuna insights"]
+SLUGS = {"studies": 0, "pareto": 1, "candidate": 2, "latency": 3, "insights": 4}
+URL = os.environ.get("SWIFTNAS_STORAGE", "sqlite:///swiftnas.db")
+REFRESH_S = 5
+
+
+# ------------------------------------------------------------------------------ cached reads
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def _studies(url: str) -> pd.DataFrame:
+    return data.studies(url)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def _study(url: str, name: str) -> data.StudyView:
+    return data.study(url, name)
+
+
+@st.cache_data(show_spinner="Scoring SwiftFormer XS/S/L1/L3 for reference...")
+def _references(url: str, name: str) -> pd.DataFrame:
+    return data.references(url, name)
+
+
+@st.cache_data(show_spinner="Predicting the calibration set...")
+def _latency(url: str) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    return data.latency_rows(url)
+
+
+@st.cache_data(ttl=60, show_spinner="Computing parameter importances...")
+def _importances(url: str, name: str) -> dict[str, dict[str, float]]:
+    return data.importances(url, name)
+
+
+@st.cache_data(show_spinner="Writing the export files...")
+def _export_zip(url: str, study: str, trial: int, coreml: bool) -> bytes:
+    return data.export_zip(url, study, trial, coreml=coreml)
+
+
+def _guard(fn, *args: Any) -> Any:
+    """Run a data call; show its error in the page (never a traceback) and stop the page."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # the storage URL, a missing study, a broken file: say so
+        st.error(f"{type(exc).__name__}: {exc}")
+        st.stop()
+
+
+# ------------------------------------------------------------------------------ pages
+def page_studies(url: str) -> None:
+    st.header("Studies")
+    live = st.toggle("Live refresh", value=False, help=f"Re-read every {REFRESH_S} s.")
+
+    @st.fragment(run_every=REFRESH_S if live else None)
+    def table() -> None:
+        df = _guard(_studies, url)
+        if df.empty:
+            st.info(f"No studies in {url} yet. Start one: `swiftnas search --study NAME "
+                    f"--storage {url} --latency-budget-ms 1.0 --trials 100`")
+            return
+        best = []
+        for name in df["study"]:
+            view = _guard(_study, url, name)
+            front = view.trials[view.trials["pareto"] == True]  # noqa: E712
+            top = front.sort_values("accuracy_score", ascending=False).head(1)
+            best.append("-" if top.empty else
+                        f"trial {int(top['trial'].iloc[0])}: score "
+                        f"{top['accuracy_score'].iloc[0]:.3f} at "
+                        f"{top['latency_ms'].iloc[0]:.3f} ms")
+        shown = df.assign(best=best)[["study", "device", "latency_budget_ms", "sampler",
+                                      "complete", "feasible", "failed", "running", "best",
+                                      "last_update"]]
+        st.dataframe(shown, hide_index=True, width="stretch")
+        st.caption(f"{len(df)} studies in {url}")
+
+    table()
+
+
+def _pick_studies(url: str) -> list[str]:
+    df = _guard(_studies, url)
+    if df.empty:
+        st.info(f"No studies in {url} yet.")
+        st.stop()
+    names = list(df["study"])
+    wanted = st.query_params.get("study")
+    if wanted and wanted not in names:
+        st.warning(f"No study {wanted!r} in {url}; studies: {', '.join(names)}.")
+    default = [wanted] if wanted in names else names[:1]
+    chosen = st.multiselect("Studies (two or more to compare, e.g. two devices)", names,
+                            default=default)
+    if not chosen:
+        st.info("Choose a study.")
+        st.stop()
+    return chosen
+
+
+def page_pareto(url: str) -> None:
+    st.header("Pareto explorer")
+    chosen = _pick_studies(url)
+    views = [_guard(_study, url, n) for n in chosen]
+    complete = pd.concat([v.trials[v.trials["state"] == "complete"] for v in views])
+    if complete.empty:
+        st.info("No complete trial yet.")
+        st.stop()
+    c1, c2, c3, c4 = st.columns(4)
+    feasible_only = c1.checkbox("Feasible only", value=False)
+    lat_max = float(complete["latency_ms"].max())
+    latency = c2.slider("Latency (ms)", 0.0, round(lat_max + 0.05, 2),
+                        (0.0, round(lat_max + 0.05, 2)), step=0.01)
+    attn_max = int(complete["attn_blocks"].max())
+    attn = c3.slider("Attention blocks", 0, max(attn_max, 1), (0, max(attn_max, 1)))
+    p_max = float(complete["params_m"].max())
+    params = c4.slider("Params (M)", 0.0, round(p_max + 0.5, 1), (0.0, round(p_max + 0.5, 1)))
+    series = []
+    for v in views:
+        shown = plots.filter_trials(v.trials, feasible_only=feasible_only, latency=latency,
+                                    attn=attn, params_m=params)
+        series.append((v.name, shown, v.budget_ms))
+    refs = _guard(_references, url, chosen[0])
+    fig = plots.pareto_figure(series, refs)
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="pareto",
+                            width="stretch")
+    n_points = sum(len(s[1]) for s in series)
+    n_front = sum(int(s[1]["pareto"].sum()) for s in series)
+    st.caption(f"{n_points} trials shown, {n_front} on the feasible Pareto front; SwiftFormer "
+               f"presets scored by the {chosen[0]!r} proxy and predictor.")
+    selection: Any = event.get("selection", {}) if event else {}
+    points = selection.get("points", [])
+    picked = [p for p in points if p.get("customdata")]
+    if picked:
+        _open_candidate(chosen[picked[0].get("curve_number", 0) // 3]
+                        if len(chosen) > 1 else chosen[0], int(picked[0]["customdata"][0]))
+    front = pd.concat([s[1][s[1]["pareto"] == True].assign(study=s[0])  # noqa: E712
+                       for s in series])
+    if not front.empty:
+        st.subheader("Pareto front")
+        st.dataframe(front[["study", "trial", "accuracy_score", "latency_ms", "params_m",
+                            "gmacs", "attn_blocks"]].sort_values("latency_ms"),
+                     hide_index=True, width="stretch")
+        options = [f"{r.study} / trial {int(r.trial)}" for r in front.itertuples()]
+        choice = st.selectbox("Open a candidate", ["-", *options], key="open_candidate")
+        if choice != "-":
+            study, trial = choice.split(" / trial ")
+            _open_candidate(study, int(trial))
+
+
+def _open_candidate(study: str, trial: int) -> None:
+    st.query_params.update({"page": "candidate", "study": study, "trial": str(trial)})
+    st.session_state["goto"] = "Candidate"  # the page radio is already drawn: switch next run
+    st.rerun()
+
+
+def page_candidate(url: str) -> None:
+    st.header("Candidate")
+    names = list(_guard(_studies, url).get("study", []))
+    if not names:
+        st.info(f"No studies in {url} yet.")
+        st.stop()
+    study = st.query_params.get("study")
+    if study and study not in names:
+        st.warning(f"No study {study!r} in {url}; studies: {', '.join(names)}.")
+    if study not in names:
+        study = st.selectbox("Study", names)
+    view = _guard(_study, url, study)
+    complete = view.trials[view.trials["state"] == "complete"]
+    if complete.empty:
+        st.info("No complete trial yet.")
+        st.stop()
+    trials = [int(t) for t in complete["trial"]]
+    wanted = st.query_params.get("trial")
+    default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in trials else (
+        int(complete.sort_values("accuracy_score").iloc[-1]["trial"]))
+    trial = st.selectbox("Trial", trials, index=trials.index(default))
+    cand, info = _guard(data.candidate, url, study, trial)
+    row = complete[complete["trial"] == trial].iloc[0]
+    st.subheader(f"{study} / trial {trial}")
+    m = st.columns(5)
+    m[0].metric("Accuracy score", f"{cand.accuracy_score:.3f}")
+    m[1].metric(f"Latency on {view.device}", f"{cand.latency_ms:.3f} ms",
+                help=f"90% interval {cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms")
+    m[2].metric("Params", f"{cand.params / 1e6:.2f} M")
+    m[3].metric("MACs", f"{cand.macs / 1e9:.3f} G")
+    m[4].metric("Attention blocks", cand.arch.num_attn_blocks)
+    status = ("on the feasible Pareto front" if row["pareto"] else
+              "feasible, dominated" if row["feasible"] else
+              f"infeasible (over the {view.budget_ms:g} ms budget)")
+    st.write(f"**Where it sits:** {status}. 90% latency interval "
+             f"{cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms "
+             f"({info.get('latency_group', '')}).")
+    st.plotly_chart(plots.architecture_figure(cand.arch), width="stretch")
+    st.dataframe(data.stages_table(cand.arch), hide_index=True, width="stretch")
+    st.write("**Proxy scores**")
+    st.dataframe(pd.DataFrame([cand.proxy_scores]), hide_index=True)
+    with st.expander("Architecture JSON"):
+        st.code(cand.arch.to_json(), language="json")
+    coreml = st.checkbox("Include the Core ML package (about 10 s)", value=False)
+    payload = _guard(_export_zip, url, study, trial, coreml)
+    st.download_button("Export for training (zip)", payload,
+                       file_name=f"{study}_trial_{trial}.zip", mime="application/zip",
+                       help="The files of `swiftnas export`: arch.json, model.py, train.sh, "
+                       "MODEL_CARD.md, export.json")
+
+
+def page_latency(url: str) -> None:
+    st.header("Latency model")
+    df, metrics, info = _guard(_latency, url)
+    cv = info.get("cv") or {}
+    st.write(f"Predictor in use: **{info['name']} v{info['version']}** (fitted "
+             f"{info.get('fitted_at') or '?'}); leave-one-family-out MAPE "
+             f"{cv.get('mape', float('nan')):.1f}%, Spearman {cv.get('spearman') or 0:.3f}.")
+    st.caption("Points are in-sample for the shipped calibration rows (the predictor was "
+               "fitted on them) and out-of-sample for measurements you imported.")
+    st.plotly_chart(plots.latency_figure(df), width="stretch")
+    groups = pd.DataFrame([{"group": g, **{k: v for k, v in m.items()}}
+                           for g, m in metrics["groups"].items()])
+    if not groups.empty:
+        st.dataframe(groups[["group", "rows", "mape", "within_20", "spearman"]],
+                     hide_index=True, width="stretch")
+    st.subheader("Import measurements")
+    st.caption("CSV with the calibration schema (model, device, latency_ms, timm_name or "
+               "arch, ...); see README, 'iPhone latency predictor'.")
+    upload = st.file_uploader("Measurement CSV", type=["csv"])
+    if upload is not None:
+        try:
+            rows = data.check_measurements_csv(upload.getvalue().decode("utf-8"))
+        except Exception as exc:
+            st.error(f"Not imported: {exc}")
+        else:
+            st.success(f"{len(rows)} valid rows.")
+            if st.button("Import into the storage"):
+                added = _guard(data.import_measurements, url, rows, upload.name)
+                _latency.clear()
+                st.success(f"Imported {added} measurements. Refit with `swiftnas latency fit "
+                           f"--storage {url} --out my_predictor.json`.")
+
+
+def page_insights(url: str) -> None:
+    import optuna.visualization as ov
+
+    st.header("Optuna insights")
+    study = _pick_studies(url)[0]
+    view = _guard(_study, url, study)
+    if int((view.trials["state"] == "complete").sum()) < 5:
+        st.info("Importances need at least 5 complete trials.")
+        st.stop()
+    imps = _guard(_importances, url, study)
+    cols = st.columns(2)
+    for col, (label, values) in zip(cols, imps.items(), strict=True):
+        col.write(f"**Parameter importance for {label}**")
+        col.bar_chart(pd.Series(values).sort_values(ascending=False).head(12))
+    ostudy = _guard(data.optuna_study, url, study)
+    target = st.radio("Parallel coordinates for", ["accuracy score", "latency"],
+                      horizontal=True)
+    idx = 0 if target == "accuracy score" else 1
+    top = list(imps[target])[:8]
+    fig = ov.plot_parallel_coordinate(ostudy, params=top, target=lambda t: t.values[idx],
+                                      target_name=target)
+    st.plotly_chart(fig, width="stretch")
+
+
+def main() -> None:
+    st.set_page_config(page_title="swiftnas", layout="wide")
+    slug = st.query_params.get("page", "studies")
+    if "page" not in st.session_state:
+        st.session_state["page"] = PAGES[SLUGS.get(slug, 0)]
+    if "goto" in st.session_state:
+        st.session_state["page"] = st.session_state.pop("goto")
+    page = st.sidebar.radio("Page", PAGES, key="page")
+    st.sidebar.caption(f"Storage: `{URL}`")
+    slug_of = {v: k for k, v in SLUGS.items()}
+    st.query_params["page"] = slug_of[PAGES.index(page)]
+    {"Studies": page_studies, "Pareto explorer": page_pareto, "Candidate": page_candidate,
+     "Latency model": page_latency, "Optuna insights": page_insights}[page](URL)
+
+
+main()

@@ -1,0 +1,218 @@
+"""The dashboard's only door to the storage: small read-only queries returning DataFrames.
+
+Nothing here writes: presets missing from the evaluation cache are evaluated in memory (about a
+second each) and not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from nas.search import list_studies, load_study, nondominated
+from nas.search.cache import cached_evaluation, predictor_id
+from nas.search.evaluation import evaluate_arch
+from nas.search.pareto import Candidate, from_summary, preset_archs
+from nas.search.results import study_settings
+from nas.search.spec import ATTR
+from search_spaces import ArchConfig
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+TRIAL_COLUMNS = ["trial", "state", "accuracy_score", "latency_ms", "latency_low_ms",
+                 "latency_high_ms", "params_m", "gmacs", "attn_blocks", "feasible", "pareto",
+                 "arch_key", "arch_json", "fail_reason"]
+
+
+def studies(url: str) -> pd.DataFrame:
+    """One row per study (see ``nas.search.list_studies``); empty frame for an empty storage."""
+    return pd.DataFrame(list_studies(url))
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """A study as plain data (picklable, so Streamlit can cache it)."""
+
+    name: str
+    device: str
+    budget_ms: float
+    sampler: str
+    identity: dict[str, Any]
+    trials: pd.DataFrame  # TRIAL_COLUMNS plus proxy_<name> columns, one row per trial
+
+
+def study(url: str, name: str) -> StudyView:
+    loaded = load_study(url, name)
+    rows: list[dict[str, Any]] = []
+    for t in loaded.study.get_trials(deepcopy=False):
+        info = t.user_attrs.get(ATTR)
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(),
+                               "fail_reason": t.user_attrs.get("fail_reason", "")}
+        if t.state == TrialState.COMPLETE and info:
+            arch = ArchConfig.from_dict(info["arch"])
+            row.update(
+                accuracy_score=info["proxy_scores"]["score"], latency_ms=info["latency_ms"],
+                latency_low_ms=info["latency_low_ms"], latency_high_ms=info["latency_high_ms"],
+                params_m=info["params"] / 1e6, gmacs=info["macs"] / 1e9,
+                attn_blocks=arch.num_attn_blocks,
+                feasible=info["latency_ms"] <= loaded.budget_ms,
+                arch_key=arch.key(), arch_json=arch.to_json(indent=None),
+                **{f"proxy_{k}": v for k, v in info["proxy_scores"].items()},
+            )
+        rows.append(row)
+    columns = list(dict.fromkeys(
+        TRIAL_COLUMNS + [c for r in rows for c in r if c.startswith("proxy_")]))
+    df = pd.DataFrame(rows, columns=columns)
+    df["pareto"] = False
+    done = df[(df["state"] == "complete") & (df["feasible"] == True)]  # noqa: E712
+    done = done.drop_duplicates("arch_key")  # one point per architecture
+    front = nondominated(list(zip(done["accuracy_score"], done["latency_ms"], strict=True)))
+    df.loc[done.index[front], "pareto"] = True
+    return StudyView(name=name, device=loaded.device, budget_ms=loaded.budget_ms,
+                     sampler=str(loaded.study.user_attrs.get("sampler", "")),
+                     identity=loaded.identity, trials=df)
+
+
+def references(url: str, name: str) -> pd.DataFrame:
+    """SwiftFormer XS/S/L1/L3 under the study's proxy and predictor (from the cache if there)."""
+    loaded = load_study(url, name)
+    settings = study_settings(loaded)
+    pid = predictor_id(loaded.storage, settings.predictor_digest)
+    rows = []
+    for preset, arch in preset_archs().items():
+        ev = cached_evaluation(loaded.storage, arch, settings, pid) if pid is not None else None
+        ev = ev or evaluate_arch(arch, settings)
+        c = from_summary(f"SwiftFormer-{preset.upper()}", ev.summary(), loaded.budget_ms)
+        rows.append({"name": c.name, "accuracy_score": c.accuracy_score,
+                     "latency_ms": c.latency_ms, "latency_low_ms": c.latency_low_ms,
+                     "latency_high_ms": c.latency_high_ms, "params_m": c.params / 1e6,
+                     "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks})
+    return pd.DataFrame(rows)
+
+
+def candidate(url: str, name: str, trial: int) -> tuple[Candidate, dict[str, Any]]:
+    """A complete trial as a Candidate, and its stored evaluation summary."""
+    loaded = load_study(url, name)
+    t = next((t for t in loaded.study.get_trials(deepcopy=False) if t.number == trial), None)
+    if t is None or t.state != TrialState.COMPLETE or ATTR not in t.user_attrs:
+        raise LookupError(f"trial {trial} of study {name!r} is not a complete trial")
+    info = t.user_attrs[ATTR]
+    return from_summary(f"trial {trial}", info, loaded.budget_ms, trial), info
+
+
+def export_zip(url: str, name: str, trial: int, *, coreml: bool = False) -> bytes:
+    """The files of `swiftnas export` for one trial, as a zip (nothing is recorded)."""
+    import io
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from nas.search import export_trial
+
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / f"trial_{trial}"
+        result = export_trial(load_study(url, name), trial, out, coreml=coreml, record=False)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in result.files:
+                zf.write(out / f, f"{result.model_name}/{f}")
+    return buf.getvalue()
+
+
+def importances(url: str, name: str) -> dict[str, dict[str, float]]:
+    """Optuna's default parameter importances (PED-ANOVA in Optuna 5) for each objective.
+
+    PED-ANOVA explains what it takes to reach *low* target values, so the accuracy score,
+    which is maximised, is negated.
+    """
+    loaded = load_study(url, name)
+    out = {}
+    for i, label in enumerate(("accuracy score", "latency")):
+        sign = -1.0 if i == 0 else 1.0
+
+        def target(t: optuna.trial.FrozenTrial, i: int = i, sign: float = sign) -> float:
+            return sign * float(t.values[i])
+
+        with warnings.catch_warnings():  # the "low target values" reminder: handled above
+            warnings.simplefilter("ignore", UserWarning)
+            out[label] = optuna.importance.get_param_importances(loaded.study, target=target)
+    return out
+
+
+def optuna_study(url: str, name: str) -> optuna.Study:
+    return load_study(url, name).study
+
+
+def stages_table(arch: ArchConfig) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "stage": i, "depth": s.depth, "width": s.width, "mlp_ratio": s.mlp_ratio,
+        "attention blocks": ", ".join(map(str, s.attn)) or "-",
+        "blocks": "".join("A" if k == "attn" else "c" for k in s.block_kinds()),
+    } for i, s in enumerate(arch.stages)])
+
+
+def arch_from_json(text: str) -> ArchConfig:
+    return ArchConfig.from_json(text)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+# ------------------------------------------------------------------------------ latency model
+def latency_rows(url: str | None) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Measured vs predicted (shipped predictor) for the shipped calibration rows that name a
+    model and for the measurements imported into the storage; metrics per group; predictor."""
+    from latency_models import (
+        FeatureCache,
+        calibration_csv,
+        evaluate_rows,
+        load_default_predictor,
+        read_measurements,
+        user_cache_dir,
+    )
+    from latency_models.defaults import CALIBRATION_FEATURES_PATH
+    from nas.storage import open_storage
+
+    predictor = load_default_predictor()
+    shipped = [m for m in read_measurements(calibration_csv()) if m.timm_name or m.arch]
+    stored = open_storage(url, create=False).measurements() if url else []
+    cache = FeatureCache(user_cache_dir() / "latency_features.json",
+                         preload=CALIBRATION_FEATURES_PATH)
+    rows, preds = [], []
+    for origin, ms in (("shipped calibration", shipped), ("imported", stored)):
+        for m in ms:
+            try:
+                pred = predictor.predict_measurement(m, cache=cache).latency_ms
+            except Exception:  # a device the predictor does not know, an unbuildable model
+                pred = None
+            preds.append(pred)
+            rows.append({"model": m.model, "device": m.device, "group": m.group,
+                         "measured_ms": m.latency_ms, "predicted_ms": pred, "origin": origin,
+                         "fallback": m.fallback})
+    cache.save()
+    metrics = evaluate_rows(shipped + stored, preds)
+    info = {"name": predictor.name, "version": predictor.version,
+            "fitted_at": predictor.training.get("fitted_at"),
+            "cv": predictor.metrics.get("overall")}
+    return pd.DataFrame(rows), metrics, info
+
+
+def check_measurements_csv(text: str) -> list[Any]:
+    """Parse an uploaded CSV (raises MeasurementError with row and column on bad input)."""
+    from latency_models import parse_measurements
+
+    return parse_measurements(text, name="uploaded CSV")
+
+
+def import_measurements(url: str, rows: list[Any], origin: str) -> int:
+    """The dashboard's only write: the user's explicit import of validated measurements."""
+    from nas.storage import open_storage
+
+    return open_storage(url).add_measurements(rows, origin=origin)
