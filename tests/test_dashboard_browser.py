@@ -1,0 +1,96 @@
+"""End to end in a real browser: `swiftnas dashboard` served on a free localhost port, driven
+through Debian's Chromium by playwright (never `playwright install`: no downloads)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboard import data
+from nas.search import StudySpec, run_study
+
+from ._search_helpers import free_port, swiftnas_exe, wait_for
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def _up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, str]]:
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(dir=base) as d:
+        storage = f"sqlite:///{d}/web.db"
+        run_study(StudySpec(name="web", latency_budget_ms=1.2, population_size=4, seed=4),
+                  storage, 8)
+        port = free_port()
+        proc = subprocess.Popen([swiftnas_exe(), "dashboard", "--storage", storage, "--port",
+                                 str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            assert wait_for(lambda: _up(f"http://127.0.0.1:{port}/_stcore/health"), 90), \
+                "swiftnas dashboard did not start"
+            yield f"http://127.0.0.1:{port}", storage
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_pareto_select_and_export_in_chromium(served) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, storage = served
+    view = data.study(storage, "web")
+    n_complete = int((view.trials["state"] == "complete").sum())
+    front = view.trials[view.trials["pareto"]].sort_values("latency_ms")
+    trial = int(front.iloc[0]["trial"])
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=90_000)  # the first page load imports torch in the server
+        page.goto(f"{base}/?page=pareto&study=web")
+        points = page.locator(".js-plotly-plot .scatterlayer .trace path.point")
+        # every complete trial plus the four SwiftFormer presets
+        try:
+            expect(points).to_have_count(n_complete + 4)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "pareto_explorer.png"), full_page=True)
+        expect(page.get_by_text(f"{n_complete} trials shown")).to_be_visible()
+
+        box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Open a candidate")
+        box.scroll_into_view_if_needed()  # the list pops up only when the box is on screen
+        box.locator("input").click()
+        options = page.get_by_role("option")
+        expect(options).to_have_count(1 + len(front))  # "-" and one per front candidate
+        assert f"web / trial {trial}" in options.all_inner_texts()
+        options.filter(has_text=f"web / trial {trial}").first.click()
+        expect(page.get_by_role("heading", name=f"web / trial {trial}")).to_be_visible()
+        expect(page.get_by_text("on the feasible Pareto front")).to_be_visible()
+
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export for training (zip)").click()
+        payload = Path(download.value.path()).read_bytes()
+        page.screenshot(path=str(ARTIFACTS / "candidate.png"), full_page=True)
+        browser.close()
+    names = zipfile.ZipFile(io.BytesIO(payload)).namelist()
+    assert f"swiftnas_web_t{trial}/arch.json" in names
+    assert f"swiftnas_web_t{trial}/model.py" in names
