@@ -127,7 +127,10 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     ostore = optuna_storage(storage_url, heartbeat_interval)
     wanted = spec.identity(settings.predictor_digest)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(ostore)}
-    if spec.name in existing:
+    fresh = spec.name not in existing or (
+        # a run killed between creating the study and labelling it: adopt the empty study
+        existing[spec.name].n_trials == 0 and ATTR not in existing[spec.name].user_attrs)
+    if not fresh:
         summary = existing[spec.name]
         if list(summary.directions) != DIRECTIONS:
             raise SearchError(
@@ -141,10 +144,10 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
         study_name=spec.name, storage=ostore, directions=["maximize", "minimize"],
         sampler=_make_sampler(spec, n_existing), load_if_exists=True,
     )
-    if spec.name not in existing:
+    if fresh:
         study.set_user_attr(ATTR, wanted)
-        study.set_user_attr("sampler", spec.sampler)
-        study.set_user_attr("seed", spec.seed)
+    study.set_user_attr("sampler", spec.sampler)  # the latest run's (may change on resume)
+    study.set_user_attr("seed", spec.seed)
     return study, store, ostore
 
 
