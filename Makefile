@@ -33,7 +33,7 @@ demo: install
 	$(BIN)/swiftnas space presets
 	# a real (small) search on the shipped proxy and predictor; prints its Pareto front
 	$(BIN)/swiftnas search --study demo --storage sqlite:///demo.db --device "iPhone 14" \
-	  --latency-budget-ms 1.2 --trials 30 --population-size 10
+	  --latency-budget-ms 1.2 --trials 30
 
 lint:
 	$(BIN)/ruff check .

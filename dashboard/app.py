@@ -17,16 +17,17 @@ from dashboard import data, plots
 PAGES = ["Studies", "Pareto explorer", "Candidate", "Latency model", "Optuna insights"]
 SLUGS = {"studies": 0, "pareto": 1, "candidate": 2, "latency": 3, "insights": 4}
 URL = os.environ.get("SWIFTNAS_STORAGE", "sqlite:///swiftnas.db")
-REFRESH_S = 5
+REFRESH_S = 5  # live refresh period of the Studies page
+TTL_S = 60  # cached reads expire after this; live refresh clears them explicitly
 
 
 # ------------------------------------------------------------------------------ cached reads
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def _studies(url: str) -> pd.DataFrame:
     return data.studies(url)
 
 
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def _study(url: str, name: str) -> data.StudyView:
     return data.study(url, name)
 
@@ -41,7 +42,7 @@ def _latency(url: str) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     return data.latency_rows(url)
 
 
-@st.cache_data(ttl=60, show_spinner="Computing parameter importances...")
+@st.cache_data(ttl=TTL_S, show_spinner="Computing parameter importances...")
 def _importances(url: str, name: str) -> dict[str, dict[str, float]]:
     return data.importances(url, name)
 
@@ -67,6 +68,9 @@ def page_studies(url: str) -> None:
 
     @st.fragment(run_every=REFRESH_S if live else None)
     def table() -> None:
+        if live:  # read the storage again, not the cache
+            _studies.clear()
+            _study.clear()
         df = _guard(_studies, url)
         if df.empty:
             st.info(f"No studies in {url} yet. Start one: `swiftnas search --study NAME "

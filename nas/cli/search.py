@@ -44,7 +44,8 @@ def search(
                                     "(e.g. ray://head:10001); default: start a local Ray."),
     seed: int = typer.Option(None, "--seed", help="Sampler seed (default 0)."),
     population_size: int = typer.Option(None, "--population-size",
-                                        help="NSGA-II generation size (default 50)."),
+                                        help="NSGA-II generation size (default 10, the best at "
+                                        "a few hundred trials; raise it for thousands)."),
     predictor: Path = typer.Option(None, "--predictor", help="Latency predictor file from "
                                    "`swiftnas latency fit` (default: the shipped one)."),
     heartbeat_interval: int = typer.Option(
@@ -75,7 +76,7 @@ def search(
     spec = StudySpec(
         name=str(opts["study"]), latency_budget_ms=opts["latency_budget_ms"],
         device=opts.get("device", "iPhone 14"), sampler=opts.get("sampler", "nsga2"),
-        seed=opts.get("seed", 0), population_size=int(opts.get("population_size", 50)),
+        seed=opts.get("seed", 0), population_size=int(opts.get("population_size", 10)),
         predictor_path=opts.get("predictor"),
         **{k: opts[k] for k in ("space", "proxy") if k in opts},
     )

@@ -1,6 +1,6 @@
 """Page load times of the dashboard in a real browser, as a new user opens it.
 
-    python benchmarks/dashboard.py --storage sqlite:///bench.db --study nsga2-0 \
+    python benchmarks/dashboard_speed.py --storage sqlite:///bench.db --study nsga2-0 \
         [--screenshot docs/pareto_explorer.png]
 
 Starts `swiftnas dashboard` on a free port (fresh server: empty Streamlit caches), then opens
@@ -60,7 +60,7 @@ def main() -> None:
         "candidate": (f"candidate&study={args.study}&trial={trial}",
                       '[data-testid="stDownloadButton"]'),
         "latency": ("latency", ".js-plotly-plot .scatterlayer path.point"),
-        "insights": (f"insights&study={args.study}", ".js-plotly-plot .parcoords"),
+        "insights": (f"insights&study={args.study}", ".js-plotly-plot"),
     }
     port = _port()
     exe = Path(sys.executable).with_name("swiftnas")
