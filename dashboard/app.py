@@ -141,7 +141,7 @@ def page_pareto(url: str) -> None:
     n_points = sum(len(s[1]) for s in series)
     n_front = sum(int(s[1]["pareto"].sum()) for s in series)
     st.caption(f"{n_points} trials shown, {n_front} on the feasible Pareto front; SwiftFormer "
-               f"presets scored by the {chosen[0]!r} proxy and predictor.")
+               f"presets scored with the proxy and predictor of {chosen[0]!r}.")
     selection: Any = event.get("selection", {}) if event else {}
     points = selection.get("points", [])
     picked = [p for p in points if p.get("customdata")]

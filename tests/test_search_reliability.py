@@ -142,8 +142,11 @@ def test_killed_driver_resumes(shm_dir: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_keeps_results(shm_dir: Path) -> None:
     url = f"sqlite:///{shm_dir}/int.db"
     cmd = _search_cmd(url, "int", 50)
+    # A background shell (CI) starts us with SIGINT ignored, and children inherit that; restore
+    # the default so the driver gets Ctrl-C as in a terminal.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert wait_for(lambda: _complete(url, "int") >= 2, timeout=120, interval=0.2)
         proc.send_signal(signal.SIGINT)
