@@ -47,6 +47,23 @@ def _importances(url: str, name: str) -> dict[str, dict[str, float]]:
     return data.importances(url, name)
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _candidate(url: str, study: str, trial: int) -> tuple[Any, dict[str, Any]]:
+    return data.candidate(url, study, trial)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _parallel(url: str, study: str, params: tuple[str, ...], objective: int) -> Any:
+    import optuna.visualization as ov
+
+    def target(t: Any) -> float:
+        return float(t.values[objective])
+
+    return ov.plot_parallel_coordinate(data.optuna_study(url, study), params=list(params),
+                                       target=target,
+                                       target_name=("accuracy score", "latency")[objective])
+
+
 @st.cache_data(show_spinner="Writing the export files...")
 def _export_zip(url: str, study: str, trial: int, coreml: bool) -> bytes:
     return data.export_zip(url, study, trial, coreml=coreml)
@@ -189,7 +206,7 @@ def page_candidate(url: str) -> None:
     default = int(wanted) if wanted and wanted.isdigit() and int(wanted) in trials else (
         int(complete.sort_values("accuracy_score").iloc[-1]["trial"]))
     trial = st.selectbox("Trial", trials, index=trials.index(default))
-    cand, info = _guard(data.candidate, url, study, trial)
+    cand, info = _guard(_candidate, url, study, trial)
     row = complete[complete["trial"] == trial].iloc[0]
     st.subheader(f"{study} / trial {trial}")
     m = st.columns(5)
@@ -253,8 +270,6 @@ def page_latency(url: str) -> None:
 
 
 def page_insights(url: str) -> None:
-    import optuna.visualization as ov
-
     st.header("Optuna insights")
     study = _pick_studies(url)[0]
     view = _guard(_study, url, study)
@@ -266,13 +281,10 @@ def page_insights(url: str) -> None:
     for col, (label, values) in zip(cols, imps.items(), strict=True):
         col.write(f"**Parameter importance for {label}**")
         col.bar_chart(pd.Series(values).sort_values(ascending=False).head(12))
-    ostudy = _guard(data.optuna_study, url, study)
     target = st.radio("Parallel coordinates for", ["accuracy score", "latency"],
                       horizontal=True)
-    idx = 0 if target == "accuracy score" else 1
-    top = list(imps[target])[:8]
-    fig = ov.plot_parallel_coordinate(ostudy, params=top, target=lambda t: t.values[idx],
-                                      target_name=target)
+    top = tuple(list(imps[target])[:8])
+    fig = _guard(_parallel, url, study, top, 0 if target == "accuracy score" else 1)
     st.plotly_chart(fig, width="stretch")
 
 

@@ -19,7 +19,7 @@ from nas.search import list_studies, load_study, nondominated
 from nas.search.cache import cached_evaluation, predictor_id
 from nas.search.evaluation import evaluate_arch
 from nas.search.pareto import Candidate, from_summary, preset_archs
-from nas.search.results import study_settings
+from nas.search.results import get_trial, study_settings
 from nas.search.spec import ATTR
 from search_spaces import ArchConfig
 
@@ -99,7 +99,7 @@ def references(url: str, name: str) -> pd.DataFrame:
 def candidate(url: str, name: str, trial: int) -> tuple[Candidate, dict[str, Any]]:
     """A complete trial as a Candidate, and its stored evaluation summary."""
     loaded = load_study(url, name)
-    t = next((t for t in loaded.study.get_trials(deepcopy=False) if t.number == trial), None)
+    t = get_trial(loaded, trial)
     if t is None or t.state != TrialState.COMPLETE or ATTR not in t.user_attrs:
         raise LookupError(f"trial {trial} of study {name!r} is not a complete trial")
     info = t.user_attrs[ATTR]

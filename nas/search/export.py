@@ -26,7 +26,7 @@ from search_spaces import ArchConfig
 
 from .cache import record_export
 from .pareto import Candidate, from_summary
-from .results import LoadedStudy, study_settings
+from .results import LoadedStudy, get_trial, study_settings
 from .spec import ATTR, SearchError
 
 TIMM_TRAIN_URL = "https://github.com/huggingface/pytorch-image-models/blob/v1.0.31/train.py"
@@ -261,11 +261,10 @@ def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
     """Export trial ``trial_number`` of a study; ``record`` notes the export in the storage."""
     from optuna.trial import TrialState
 
-    trials = {t.number: t for t in loaded.study.get_trials(deepcopy=False)}
-    trial = trials.get(trial_number)
+    trial = get_trial(loaded, trial_number)
     if trial is None:
-        raise SearchError(f"study {loaded.name!r} has no trial {trial_number} (trials "
-                          f"0-{len(trials) - 1}); see `swiftnas pareto --study {loaded.name}`")
+        raise SearchError(f"study {loaded.name!r} has no trial {trial_number}; see "
+                          f"`swiftnas pareto --study {loaded.name}` for its front")
     if trial.state != TrialState.COMPLETE or ATTR not in trial.user_attrs:
         raise SearchError(f"trial {trial_number} of study {loaded.name!r} is "
                           f"{trial.state.name.lower()}, not complete; pick a complete trial "

@@ -57,6 +57,16 @@ def load_study(storage_url: str, name: str) -> LoadedStudy:
     return LoadedStudy(study=study, storage=store, identity=identity)
 
 
+def get_trial(loaded: LoadedStudy, number: int) -> optuna.trial.FrozenTrial | None:
+    """Trial ``number`` without loading the whole study (one row, not every trial)."""
+    storage = loaded.study._storage
+    try:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(loaded.study._study_id, number)
+    except KeyError:
+        return None
+    return storage.get_trial(trial_id)
+
+
 def study_settings(loaded: LoadedStudy) -> EvaluationSettings:
     """The evaluation settings the study ran with (its predictor artifact comes from SQL)."""
     ident = loaded.identity
