@@ -24,6 +24,7 @@ from latency_models import LatencyPredictor, PredictorError
 from latency_models.defaults import load_predictor
 from nas.storage import Storage, StorageError, open_storage
 from nas.storage.storage import one_line
+from search_spaces import ArchConfig
 
 from .cache import cached_evaluation, register_predictor, save_evaluation
 from .evaluation import Evaluation, EvaluationSettings
@@ -176,16 +177,20 @@ def run_study(
     fail_stale_trials(study)
 
     progress = SearchProgress(target=n_trials)
-    points: list[tuple[float, float]] = []  # feasible (score, latency) for the Pareto size
+    # feasible (score, latency) by architecture, for the Pareto size (one point per arch, as in
+    # `swiftnas pareto`)
+    points: dict[str, tuple[float, float]] = {}
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.COMPLETE:
             progress.complete += 1
             if all(v <= 0 for v in t.constraints.values()) and t.values:
                 progress.feasible += 1
-                points.append((t.values[0], t.values[1]))
+                key = ArchConfig.from_dict(t.user_attrs[ATTR]["arch"]).key() if ATTR in \
+                    t.user_attrs else str(t.number)
+                points.setdefault(key, (t.values[0], t.values[1]))
         elif t.state == TrialState.FAIL:
             progress.failed += 1
-    progress.pareto_size = len(nondominated(points))
+    progress.pareto_size = len(nondominated(list(points.values())))
     if on_start:
         on_start(progress)
     if progress.complete >= n_trials:
@@ -205,8 +210,8 @@ def run_study(
         progress.completed_this_run += 1
         if ev.latency_ms <= spec.latency_budget_ms:
             progress.feasible += 1
-            points.append((ev.accuracy_score, ev.latency_ms))
-            progress.pareto_size = len(nondominated(points))
+            points.setdefault(ev.arch.key(), (ev.accuracy_score, ev.latency_ms))
+            progress.pareto_size = len(nondominated(list(points.values())))
         if on_progress:
             on_progress(progress)
 
