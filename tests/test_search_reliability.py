@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,22 +88,32 @@ def test_killed_ray_worker_loses_nothing(shm_dir: Path, monkeypatch) -> None:
     url = f"sqlite:///{shm_dir}/ray.db"
     spec = StudySpec(name="ray", latency_budget_ms=1.0, population_size=4, seed=5)
     killed: list[int] = []
+    two_done = threading.Event()
 
-    def kill_one(progress) -> None:
-        if progress.complete >= 2 and not killed:
-            busy = []
-            wait_for(lambda: bool(busy.extend(_busy_ray_workers()) or busy), timeout=30,
-                     interval=0.05)
-            assert busy, "no Ray worker was running an evaluation"
-            os.kill(busy[0], signal.SIGKILL)
-            killed.append(busy[0])
+    def note(progress) -> None:
+        if progress.complete >= 2:
+            two_done.set()
 
-    p = run_study(spec, url, 8, workers=2, on_progress=kill_one)
-    assert killed, "the test did not kill a worker"
-    trials = _assert_consistent(url, "ray", 8)
+    def killer() -> None:  # a thread of its own: the driver keeps submitting meanwhile
+        two_done.wait(timeout=300)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            busy = _busy_ray_workers()
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    p = run_study(spec, url, 10, workers=2, on_progress=note)
+    thread.join(timeout=5)
+    assert killed, "the test did not kill a busy worker"
+    trials = _assert_consistent(url, "ray", 10)
     # The killed task was retried by Ray (trial complete) or its trial failed; either way the
     # study reached its target and no trial is counted twice.
-    assert p.complete == 8
+    assert p.complete == 10
     fails = [t for t in trials if t.state == TrialState.FAIL]
     assert all("fail_reason" in t.user_attrs for t in fails)
 
