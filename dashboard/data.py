@@ -6,7 +6,6 @@ second each) and not stored.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +14,9 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from nas.search import list_studies, load_study, nondominated
-from nas.search.cache import cached_evaluation, predictor_id
-from nas.search.evaluation import evaluate_arch
-from nas.search.pareto import Candidate, from_summary, preset_archs
-from nas.search.results import get_trial, study_settings
+from nas.search import list_studies, load_study, nondominated, reference_candidates
+from nas.search.pareto import Candidate, from_summary
+from nas.search.results import get_trial
 from nas.search.spec import ATTR
 from search_spaces import ArchConfig
 
@@ -80,20 +77,13 @@ def study(url: str, name: str) -> StudyView:
 
 
 def references(url: str, name: str) -> pd.DataFrame:
-    """SwiftFormer XS/S/L1/L3 under the study's proxy and predictor (from the cache if there)."""
-    loaded = load_study(url, name)
-    settings = study_settings(loaded)
-    pid = predictor_id(loaded.storage, settings.predictor_digest)
-    rows = []
-    for preset, arch in preset_archs().items():
-        ev = cached_evaluation(loaded.storage, arch, settings, pid) if pid is not None else None
-        ev = ev or evaluate_arch(arch, settings)
-        c = from_summary(f"SwiftFormer-{preset.upper()}", ev.summary(), loaded.budget_ms)
-        rows.append({"name": c.name, "accuracy_score": c.accuracy_score,
-                     "latency_ms": c.latency_ms, "latency_low_ms": c.latency_low_ms,
-                     "latency_high_ms": c.latency_high_ms, "params_m": c.params / 1e6,
-                     "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks})
-    return pd.DataFrame(rows)
+    """SwiftFormer XS/S/L1/L3 under the study's proxy and predictor (read-only)."""
+    return pd.DataFrame([
+        {"name": c.name, "accuracy_score": c.accuracy_score, "latency_ms": c.latency_ms,
+         "latency_low_ms": c.latency_low_ms, "latency_high_ms": c.latency_high_ms,
+         "params_m": c.params / 1e6, "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks}
+        for c in reference_candidates(load_study(url, name), save=False)
+    ])
 
 
 def candidate(url: str, name: str, trial: int) -> tuple[Candidate, dict[str, Any]]:
@@ -155,14 +145,6 @@ def stages_table(arch: ArchConfig) -> pd.DataFrame:
         "attention blocks": ", ".join(map(str, s.attn)) or "-",
         "blocks": "".join("A" if k == "attn" else "c" for k in s.block_kinds()),
     } for i, s in enumerate(arch.stages)])
-
-
-def arch_from_json(text: str) -> ArchConfig:
-    return ArchConfig.from_json(text)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
 
 
 # ------------------------------------------------------------------------------ latency model

@@ -16,6 +16,7 @@ from nas.storage import Storage, open_storage
 from nas.storage.models import PredictorRow
 
 from .cache import cached_evaluation, register_predictor, save_evaluation
+from .cache import predictor_id as cached_predictor_id
 from .evaluation import EvaluationSettings, evaluate_arch
 from .pareto import Candidate, from_summary, preset_archs
 from .spec import ATTR, SearchError
@@ -80,18 +81,22 @@ def study_settings(loaded: LoadedStudy) -> EvaluationSettings:
                               proxies=tuple(ident["proxies"]))
 
 
-def reference_candidates(loaded: LoadedStudy) -> list[Candidate]:
-    """SwiftFormer XS/S/L1/L3 scored by the study's proxy and predictor (cached in SQL)."""
+def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Candidate]:
+    """SwiftFormer XS/S/L1/L3 scored by the study's proxy and predictor, from the SQL cache
+    when there; evaluations that were missing are stored when ``save`` (the dashboard only
+    reads, so it passes ``save=False``)."""
     settings = study_settings(loaded)
-    predictor_id = register_predictor(loaded.storage, settings.predictor)
+    predictor_id = (register_predictor(loaded.storage, settings.predictor) if save
+                    else cached_predictor_id(loaded.storage, settings.predictor_digest))
     out = []
     for name, arch in preset_archs().items():
-        ev = cached_evaluation(loaded.storage, arch, settings, predictor_id)
+        ev = (cached_evaluation(loaded.storage, arch, settings, predictor_id)
+              if predictor_id is not None else None)
         if ev is None:
             ev = evaluate_arch(arch, settings)
-            save_evaluation(loaded.storage, ev, settings, predictor_id)
-        summary = ev.summary()
-        out.append(from_summary(f"SwiftFormer-{name.upper()}", summary, loaded.budget_ms))
+            if save and predictor_id is not None:
+                save_evaluation(loaded.storage, ev, settings, predictor_id)
+        out.append(from_summary(f"SwiftFormer-{name.upper()}", ev.summary(), loaded.budget_ms))
     return out
 
 
