@@ -20,7 +20,7 @@ from .cache import predictor_id as cached_predictor_id
 from .evaluation import EvaluationSettings, evaluate_arch
 from .pareto import Candidate, from_summary, preset_archs
 from .spec import ATTR, SearchError
-from .study import optuna_storage
+from .study import is_feasible, optuna_storage
 
 
 @dataclass
@@ -110,10 +110,7 @@ def list_studies(storage_url: str) -> list[dict[str, Any]]:
         study = optuna.load_study(study_name=summary.study_name, storage=ostore)
         trials = study.get_trials(deepcopy=False)
         counts = {s: sum(t.state == s for t in trials) for s in TrialState}
-        feasible = sum(
-            1 for t in trials if t.state == TrialState.COMPLETE
-            and all(v <= 0 for v in t.constraints.values())
-        )
+        feasible = sum(1 for t in trials if t.state == TrialState.COMPLETE and is_feasible(t))
         stamps = [t.datetime_complete or t.datetime_start for t in trials]
         last = max((s for s in stamps if s is not None), default=None)
         rows.append({

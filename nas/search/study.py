@@ -4,8 +4,8 @@ The driver asks Optuna for trials, samples an architecture per trial, evaluates 
 cache, in process, or on Ray workers) and tells the result. Only the driver writes, in this
 order: evaluation rows (one transaction), then the trial's attributes and its tell. A driver
 killed between the two leaves a RUNNING trial whose heartbeat stops; the next run fails it and
-re-enqueues its parameters (Optuna's ``RetryFailedTrialCallback``), and the cached evaluation
-makes the retry instant.
+re-enqueues its parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``), and the cached
+evaluation makes the retry instant.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ from .spec import ATTR, SearchError, StudySpec, check_identity
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 CONSTRAINT = "latency_budget"  # predicted latency - budget; feasible when <= 0
 DEFAULT_HEARTBEAT_S = 10
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Optuna's rule: feasible when every constraint value is <= 0."""
+    return all(v <= 0 for v in trial.constraints.values())
 
 
 @dataclass
@@ -183,7 +188,7 @@ def run_study(
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.COMPLETE:
             progress.complete += 1
-            if all(v <= 0 for v in t.constraints.values()) and t.values:
+            if is_feasible(t) and t.values:
                 progress.feasible += 1
                 key = ArchConfig.from_dict(t.user_attrs[ATTR]["arch"]).key() if ATTR in \
                     t.user_attrs else str(t.number)
@@ -197,7 +202,8 @@ def run_study(
         return progress
 
     executor = make_executor(settings, workers=workers, ray_address=ray_address)
-    waiting: dict[int, list[Trial]] = {}  # executor handle -> trials waiting for its result
+    # executor handle -> (arch key, trials waiting for that evaluation)
+    waiting: dict[int, tuple[str, list[Trial]]] = {}
     handle_of_key: dict[str, int] = {}
     last_beat = time.monotonic()
     failures_this_run = 0
@@ -223,7 +229,7 @@ def run_study(
             on_progress(progress)
 
     def in_flight() -> int:
-        return sum(len(ts) for ts in waiting.values())
+        return sum(len(ts) for _, ts in waiting.values())
 
     try:
         while True:
@@ -238,16 +244,16 @@ def run_study(
                     progress.cache_hits += 1
                     finish(trial, ev)
                 elif key in handle_of_key:  # the same architecture is being evaluated
-                    waiting[handle_of_key[key]].append(trial)
+                    waiting[handle_of_key[key]][1].append(trial)
                 else:
                     handle = executor.submit(arch)
-                    waiting[handle] = [trial]
+                    waiting[handle] = (key, [trial])
                     handle_of_key[key] = handle
             if not waiting:
                 break
             for handle, result in executor.wait(timeout=heartbeat_interval / 2):
-                trials = waiting.pop(handle)
-                handle_of_key = {k: h for k, h in handle_of_key.items() if h != handle}
+                key, trials = waiting.pop(handle)
+                del handle_of_key[key]
                 if isinstance(result, Evaluation):
                     save_evaluation(store, result, settings, predictor_id)
                     progress.evaluated += 1
@@ -266,14 +272,14 @@ def run_study(
                             f"{type(result).__name__}: {result}); see the trials' fail_reason"
                         )
             if time.monotonic() - last_beat >= heartbeat_interval / 2:
-                for trials in waiting.values():
+                for _, trials in waiting.values():
                     for trial in trials:
                         ostore.record_heartbeat(trial._trial_id)
                 fail_stale_trials(study)  # a driver killed meanwhile left RUNNING trials
                 last_beat = time.monotonic()
     except KeyboardInterrupt:
         progress.interrupted = True
-        for trials in waiting.values():
+        for _, trials in waiting.values():
             for trial in trials:
                 fail(trial, "interrupted (Ctrl-C); rerun the same command to resume")
     finally:
