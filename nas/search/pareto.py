@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search_spaces import PRESETS, ArchConfig
+from search_spaces import ArchConfig
 
 from .spec import ATTR
 
@@ -104,9 +104,3 @@ def pareto_front(candidates: Sequence[Candidate], *, feasible_only: bool = True,
         c.dominates = [r.name for r in references if dominates(c.point, r.point)]
     return sorted(front, key=lambda c: c.latency_ms)
 
-
-def preset_archs(resolution: int | None = None) -> dict[str, ArchConfig]:
-    import dataclasses
-
-    return {name: (arch if resolution is None else dataclasses.replace(arch, resolution=resolution))
-            for name, arch in PRESETS.items()}

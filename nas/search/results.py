@@ -14,11 +14,12 @@ from optuna.trial import TrialState
 from nas.proxies import ProxySettings
 from nas.storage import Storage, open_storage
 from nas.storage.models import PredictorRow
+from search_spaces import PRESETS
 
 from .cache import cached_evaluation, register_predictor, save_evaluation
 from .cache import predictor_id as cached_predictor_id
 from .evaluation import EvaluationSettings, evaluate_arch
-from .pareto import Candidate, from_summary, preset_archs
+from .pareto import Candidate, from_summary
 from .spec import ATTR, SearchError
 from .study import is_feasible, optuna_storage
 
@@ -89,7 +90,7 @@ def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Cand
     predictor_id = (register_predictor(loaded.storage, settings.predictor) if save
                     else cached_predictor_id(loaded.storage, settings.predictor_digest))
     out = []
-    for name, arch in preset_archs().items():
+    for name, arch in PRESETS.items():
         ev = (cached_evaluation(loaded.storage, arch, settings, predictor_id)
               if predictor_id is not None else None)
         if ev is None:
