@@ -174,6 +174,43 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(shm_dir: Path) -> None:
             assert "interrupted" in t.user_attrs["fail_reason"]
 
 
+@pytest.mark.parametrize("when", ["after_evaluation", "after_tell", "second_ctrl_c"])
+def test_ctrl_c_at_any_step_leaves_no_running_trial(shm_dir: Path, when: str) -> None:
+    """Ctrl-C delivered at the driver's worst moments: between an evaluation and its trial's tell
+    (where it used to leave a RUNNING trial), right after a tell (before the next ask), and twice
+    (which interrupts at once)."""
+    url = f"sqlite:///{shm_dir}/steps.db"
+    spec = StudySpec(name="steps", latency_budget_ms=1.0, population_size=4, seed=1)
+    signals = {"after_evaluation": 1, "second_ctrl_c": 2}.get(when, 0)
+
+    def on_evaluation(_: object) -> None:
+        for _ in range(signals):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_progress(progress) -> None:
+        if when == "after_tell" and progress.completed_this_run == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    # as in a terminal, whatever the shell that started the tests did with SIGINT
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        progress = run_study(spec, url, 6, on_evaluation=on_evaluation, on_progress=on_progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert progress.interrupted
+    trials = _trials(url, "steps")
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if when == "second_ctrl_c":  # interrupted inside the first evaluation's callback
+        assert complete == [] and [t.state for t in trials] == [TrialState.FAIL]
+    else:  # the first evaluation was computed, so it is kept
+        assert len(complete) == 1 and len(trials) == 1
+    assert all("interrupted" in t.user_attrs["fail_reason"] for t in trials
+               if t.state == TrialState.FAIL)
+    assert signal.getsignal(signal.SIGINT) is previous  # the driver restored the handler
+    assert run_study(spec, url, 2).complete == 2  # and the study resumes
+
+
 # ------------------------------------------------------------------------------ PostgreSQL
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:

@@ -10,10 +10,13 @@ evaluation makes the retry instant.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType, TracebackType
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -71,6 +74,38 @@ class SearchProgress:
 # records it for every trial in flight. These warnings say only that.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+class StopOnCtrlC:
+    """Turns the first Ctrl-C into a stop request that the driver acts on between steps, so it
+    never lands between a trial's ask and tell or inside a storage write (which left a RUNNING
+    trial behind). A second Ctrl-C interrupts at once with ``KeyboardInterrupt``.
+
+    Only the main thread can own signal handlers; elsewhere, and where SIGINT is ignored (a
+    background job), the handler is left as it is.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Callable[[int, FrameType | None], object] | int | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopOnCtrlC:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
@@ -165,7 +200,8 @@ def run_study(
     on_evaluation: Callable[[Evaluation], None] | None = None,
 ) -> SearchProgress:
     """Run ``spec`` until the study holds ``n_trials`` complete trials (resuming it when it
-    exists). Ctrl-C fails the trials in flight and returns with ``interrupted`` set.
+    exists). Ctrl-C stops at the next safe point (see ``StopOnCtrlC``): results already computed
+    are kept, the trials still in flight are failed, and ``interrupted`` is set.
 
     ``on_start`` is called once the options are validated and the study is open (before Ray
     starts), ``on_progress`` after every finished trial, ``on_evaluation`` after every new
@@ -205,6 +241,8 @@ def run_study(
     # executor handle -> (arch key, trials waiting for that evaluation)
     waiting: dict[int, tuple[str, list[Trial]]] = {}
     handle_of_key: dict[str, int] = {}
+    asked: dict[int, Trial] = {}  # every trial between its ask and its tell
+    poll_s = min(heartbeat_interval / 2, 1.0)  # how soon a Ctrl-C is acted on with Ray workers
     last_beat = time.monotonic()
     failures_this_run = 0
 
@@ -212,6 +250,7 @@ def run_study(
         trial.set_user_attr(ATTR, ev.summary())
         trial.set_constraint(CONSTRAINT, ev.latency_ms - spec.latency_budget_ms)
         study.tell(trial, [ev.accuracy_score, ev.latency_ms])
+        del asked[trial.number]
         progress.complete += 1
         progress.completed_this_run += 1
         if ev.latency_ms <= spec.latency_budget_ms:
@@ -224,6 +263,7 @@ def run_study(
     def fail(trial: Trial, reason: str) -> None:
         trial.set_user_attr("fail_reason", reason[:2000])
         study.tell(trial, state=TrialState.FAIL)
+        del asked[trial.number]
         progress.failed += 1
         if on_progress:
             on_progress(progress)
@@ -231,58 +271,66 @@ def run_study(
     def in_flight() -> int:
         return sum(len(ts) for _, ts in waiting.values())
 
-    try:
-        while True:
-            while (progress.complete + in_flight() < n_trials
-                   and len(waiting) < executor.capacity):
-                trial = study.ask()
-                ostore.record_heartbeat(trial._trial_id)
-                arch = spec.space.sample(trial)
-                key = arch.key()
-                ev = cached_evaluation(store, arch, settings, predictor_id)
-                if ev is not None:
-                    progress.cache_hits += 1
-                    finish(trial, ev)
-                elif key in handle_of_key:  # the same architecture is being evaluated
-                    waiting[handle_of_key[key]][1].append(trial)
-                else:
-                    handle = executor.submit(arch)
-                    waiting[handle] = (key, [trial])
-                    handle_of_key[key] = handle
-            if not waiting:
-                break
-            for handle, result in executor.wait(timeout=heartbeat_interval / 2):
-                key, trials = waiting.pop(handle)
-                del handle_of_key[key]
-                if isinstance(result, Evaluation):
-                    save_evaluation(store, result, settings, predictor_id)
-                    progress.evaluated += 1
-                    progress.eval_seconds += result.proxy_seconds + result.latency_seconds
-                    if on_evaluation:
-                        on_evaluation(result)
-                    for trial in trials:
-                        finish(trial, result)
-                else:
-                    failures_this_run += len(trials)
-                    for trial in trials:
-                        fail(trial, f"{type(result).__name__}: {result}")
-                    if failures_this_run > max(10, n_trials):
-                        raise SearchError(
-                            f"{failures_this_run} evaluations failed in this run (last: "
-                            f"{type(result).__name__}: {result}); see the trials' fail_reason"
-                        )
-            if time.monotonic() - last_beat >= heartbeat_interval / 2:
-                for _, trials in waiting.values():
-                    for trial in trials:
-                        ostore.record_heartbeat(trial._trial_id)
-                fail_stale_trials(study)  # a driver killed meanwhile left RUNNING trials
-                last_beat = time.monotonic()
-    except KeyboardInterrupt:
-        progress.interrupted = True
-        for _, trials in waiting.values():
-            for trial in trials:
-                fail(trial, "interrupted (Ctrl-C); rerun the same command to resume")
-    finally:
-        executor.close()
+    interrupted = "interrupted (Ctrl-C); rerun the same command to resume"
+    with StopOnCtrlC() as stop:
+        try:
+            while not stop.requested:
+                while (progress.complete + in_flight() < n_trials
+                       and len(waiting) < executor.capacity and not stop.requested):
+                    trial = study.ask()
+                    asked[trial.number] = trial
+                    ostore.record_heartbeat(trial._trial_id)
+                    arch = spec.space.sample(trial)
+                    key = arch.key()
+                    ev = cached_evaluation(store, arch, settings, predictor_id)
+                    if ev is not None:
+                        progress.cache_hits += 1
+                        finish(trial, ev)
+                    elif key in handle_of_key:  # the same architecture is being evaluated
+                        waiting[handle_of_key[key]][1].append(trial)
+                    else:
+                        handle = executor.submit(arch)
+                        waiting[handle] = (key, [trial])
+                        handle_of_key[key] = handle
+                if not waiting:
+                    break
+                for handle, result in executor.wait(timeout=poll_s):
+                    key, trials = waiting.pop(handle)
+                    del handle_of_key[key]
+                    if isinstance(result, Evaluation):  # kept even after a Ctrl-C: it is done
+                        save_evaluation(store, result, settings, predictor_id)
+                        progress.evaluated += 1
+                        progress.eval_seconds += result.proxy_seconds + result.latency_seconds
+                        if on_evaluation:
+                            on_evaluation(result)
+                        for trial in trials:
+                            finish(trial, result)
+                    elif stop.requested:  # Ctrl-C reached the workers too
+                        for trial in trials:
+                            fail(trial, interrupted)
+                    else:
+                        failures_this_run += len(trials)
+                        for trial in trials:
+                            fail(trial, f"{type(result).__name__}: {result}")
+                        if failures_this_run > max(10, n_trials):
+                            raise SearchError(
+                                f"{failures_this_run} evaluations failed in this run (last: "
+                                f"{type(result).__name__}: {result}); see the trials' fail_reason"
+                            )
+                if time.monotonic() - last_beat >= heartbeat_interval / 2:
+                    for _, trials in waiting.values():
+                        for trial in trials:
+                            ostore.record_heartbeat(trial._trial_id)
+                    fail_stale_trials(study)  # a driver killed meanwhile left RUNNING trials
+                    last_beat = time.monotonic()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop without waiting for a safe point
+            stop.requested = True
+        finally:
+            executor.close()
+        if stop.requested:
+            progress.interrupted = True
+            for trial in list(asked.values()):
+                # a second Ctrl-C may have landed inside this trial's tell
+                if ostore.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                    fail(trial, interrupted)
     return progress
-
