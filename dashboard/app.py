@@ -28,6 +28,11 @@ def _studies(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def _names(url: str) -> list[str]:
+    return data.names(url)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def _study(url: str, name: str) -> data.StudyView:
     return data.study(url, name)
 
@@ -42,9 +47,14 @@ def _latency(url: str) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     return data.latency_rows(url)
 
 
+@st.cache_resource(ttl=TTL_S, show_spinner=False)  # shared, never mutated: no copy per read
+def _completed(url: str, name: str) -> Any:
+    return data.completed_study(url, name)
+
+
 @st.cache_data(ttl=TTL_S, show_spinner="Computing parameter importances...")
 def _importances(url: str, name: str) -> dict[str, dict[str, float]]:
-    return data.importances(url, name)
+    return data.importances(_completed(url, name))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -59,7 +69,7 @@ def _parallel(url: str, study: str, params: tuple[str, ...], objective: int) -> 
     def target(t: Any) -> float:
         return float(t.values[objective])
 
-    return ov.plot_parallel_coordinate(data.optuna_study(url, study), params=list(params),
+    return ov.plot_parallel_coordinate(_completed(url, study), params=list(params),
                                        target=target,
                                        target_name=("accuracy score", "latency")[objective])
 
@@ -87,6 +97,7 @@ def page_studies(url: str) -> None:
     def table() -> None:
         if live:  # read the storage again, not the cache
             _studies.clear()
+            _names.clear()
             _study.clear()
         df = _guard(_studies, url)
         if df.empty:
@@ -94,8 +105,13 @@ def page_studies(url: str) -> None:
                     f"--storage {url} --latency-budget-ms 1.0 --trials 100`")
             return
         best = []
-        for name in df["study"]:
+        curves = []
+        for name, ours in zip(df["study"], df["swiftnas"], strict=True):
+            if not ours:  # another tool's Optuna study in the same database
+                best.append("(not a swiftnas study)")
+                continue
             view = _guard(_study, url, name)
+            curves.append((name, view.trials))
             front = view.trials[view.trials["pareto"] == True]  # noqa: E712
             top = front.sort_values("accuracy_score", ascending=False).head(1)
             best.append("-" if top.empty else
@@ -107,16 +123,17 @@ def page_studies(url: str) -> None:
                                       "last_update"]]
         st.dataframe(shown, hide_index=True, width="stretch")
         st.caption(f"{len(df)} studies in {url}")
+        if curves:
+            st.plotly_chart(plots.progress_figure(curves), width="stretch")
 
     table()
 
 
 def _pick_studies(url: str) -> list[str]:
-    df = _guard(_studies, url)
-    if df.empty:
+    names = _guard(_names, url)
+    if not names:
         st.info(f"No studies in {url} yet.")
         st.stop()
-    names = list(df["study"])
     wanted = st.query_params.get("study")
     if wanted and wanted not in names:
         st.warning(f"No study {wanted!r} in {url}; studies: {', '.join(names)}.")
@@ -187,7 +204,7 @@ def _open_candidate(study: str, trial: int) -> None:
 
 def page_candidate(url: str) -> None:
     st.header("Candidate")
-    names = list(_guard(_studies, url).get("study", []))
+    names = _guard(_names, url)
     if not names:
         st.info(f"No studies in {url} yet.")
         st.stop()
@@ -280,7 +297,8 @@ def page_insights(url: str) -> None:
     cols = st.columns(2)
     for col, (label, values) in zip(cols, imps.items(), strict=True):
         col.write(f"**Parameter importance for {label}**")
-        col.bar_chart(pd.Series(values).sort_values(ascending=False).head(12))
+        # plotly, not st.bar_chart: one chart library for the browser to load, not two
+        col.plotly_chart(plots.importance_figure(values), width="stretch")
     target = st.radio("Parallel coordinates for", ["accuracy score", "latency"],
                       horizontal=True)
     top = tuple(list(imps[target])[:8])

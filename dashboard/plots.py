@@ -118,3 +118,31 @@ def latency_figure(df: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(type="log", title="predicted (ms)")
     fig.update_layout(height=480, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig
+
+
+def importance_figure(importances: dict[str, float], top: int = 12) -> go.Figure:
+    """The ``top`` parameter importances as horizontal bars, the largest on top."""
+    items = sorted(importances.items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(height=40 + 24 * max(len(items), 1), xaxis_title="importance",
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
+def progress_figure(studies: Sequence[tuple[str, pd.DataFrame]]) -> go.Figure:
+    """Is the search still improving? Per study (name, trials): the best accuracy score among
+    feasible complete trials so far, against the trial number."""
+    fig = go.Figure()
+    for i, (name, trials) in enumerate(studies):
+        done = trials[(trials["state"] == "complete") & (trials["feasible"] == True)]  # noqa: E712
+        done = done.sort_values("trial")
+        fig.add_trace(go.Scatter(
+            x=done["trial"], y=done["accuracy_score"].cummax(), mode="lines", name=name,
+            line={"shape": "hv", "color": COLORS[i % len(COLORS)]},
+            hovertemplate="trial %{x}: best score %{y:.3f}<extra>%{fullData.name}</extra>",
+        ))
+    fig.update_layout(xaxis_title="trial", yaxis_title="best feasible accuracy score",
+                      height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig

@@ -3,10 +3,12 @@ real search code; error states show a message in the page, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -81,8 +83,18 @@ def test_candidate_page(storage, monkeypatch) -> None:
 
 def test_insights_page(storage, monkeypatch) -> None:
     at = _app(monkeypatch, storage, page="insights", study="dash")
-    assert len(at.get("plotly_chart")) == 1  # parallel coordinates
-    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) == 2
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) == 3  # importances for accuracy and for latency, parallel coordinates
+    space = set(optuna.load_study(study_name="dash", storage=storage).trials[0].params)
+    for chart in charts[:2]:
+        bars = chart["data"][0]
+        assert bars["type"] == "bar" and set(bars["y"]) <= space and len(bars["y"]) >= 2
+        assert list(bars["x"]) == sorted(bars["x"])  # the largest on top
+    # Optuna 5 draws parallel coordinates as one line per complete trial (plus axis traces)
+    complete = sum(t.state.name == "COMPLETE" for t in
+                   optuna.load_study(study_name="dash", storage=storage).trials)
+    lines = [tr for tr in charts[2]["data"] if tr["type"] == "scatter" and tr["mode"] == "lines"]
+    assert len(lines) >= complete
 
 
 def test_error_states_are_messages(storage, monkeypatch, tmp_path) -> None:

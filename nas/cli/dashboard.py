@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import typer
 
@@ -23,15 +21,18 @@ def dashboard(
     try:
         import streamlit  # noqa: F401
 
-        import dashboard as package
+        import dashboard  # noqa: F401
     except ImportError:
         raise SearchError("the dashboard needs Streamlit and plotly: "
                           "`pip install -e '.[dashboard]'`") from None
-    app = Path(package.__file__).with_name("app.py")
     console.print(f"swiftnas dashboard on http://127.0.0.1:{port} (storage {storage}); "
-                  "Ctrl-C stops it")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+                  "warming up (about 10 s), then it opens; Ctrl-C stops it")
+    # dashboard.serve pays the process's one-time costs (imports, first queries) before the
+    # server listens, so a user's first page is not the slow one
+    cmd = [sys.executable, "-m", "dashboard.serve", storage, "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    env = {**os.environ, "SWIFTNAS_STORAGE": storage}
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    sys.stdout.flush()
+    # become the server (not a parent waiting on it), so a signal to this process (SIGTERM from
+    # a supervisor, not only Ctrl-C to the terminal) stops the server and leaves no orphan
+    os.execv(sys.executable, cmd)

@@ -1,0 +1,52 @@
+"""Start the dashboard's Streamlit server with the one-time costs of a fresh process paid first.
+
+    python -m dashboard.serve STORAGE_URL [streamlit run options...]
+
+Streamlit runs the app in the server process, so the first page a user opened used to pay for
+importing torch, timm, Optuna and plotly, for plotly loading its validators, and for SQLAlchemy
+compiling Optuna's queries: about 8 s. ``warm_up`` pays them before the server listens, so the
+first page opens in its normal time. It only warms the process: nothing is cached, so every
+page still reads the storage itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+STORAGE_ENV = "SWIFTNAS_STORAGE"
+
+
+def warm_up(storage_url: str) -> None:
+    import optuna.importance
+    import optuna.visualization  # noqa: F401
+    import plotly.graph_objects as go
+
+    import search_spaces  # noqa: F401  (before timm, as everywhere)
+    from dashboard import data, plots  # noqa: F401  (torch, timm, Optuna, pandas)
+
+    go.Figure(go.Scatter(x=[0.0], y=[0.0]))  # loads plotly's validator table (~0.3 s)
+    # opens the storage and runs Optuna's trial queries once; errors are the pages' to show
+    with contextlib.suppress(Exception):
+        data.studies(storage_url)
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    storage_url, options = argv[0], argv[1:]
+    os.environ[STORAGE_ENV] = storage_url
+    warm_up(storage_url)
+    from streamlit.web import cli
+
+    app = Path(__file__).with_name("app.py")
+    sys.argv = ["streamlit", "run", str(app), *options]
+    cli.main(prog_name="streamlit")  # as `python -m streamlit` does; exits when the server stops
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
