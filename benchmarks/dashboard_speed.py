@@ -84,12 +84,12 @@ def _pages(study: str, trial: int) -> dict[str, tuple[str, str, str, int]]:
     header check keeps the previous page's content from counting during a click-through."""
     point = ".js-plotly-plot .scatterlayer path.point"
     return {
-        "studies": ("studies", "Studies", '[data-testid="stDataFrame"]', 1),
+        "studies": ("studies", "Studies", '[data-testid="stTable"]', 1),
         "pareto": (f"pareto&study={study}", "Pareto explorer", point, 1),
         "candidate": (f"candidate&study={study}&trial={trial}", "Candidate",
                       '[data-testid="stDownloadButton"]', 1),
         "latency": ("latency", "Latency model", point, 1),
-        "insights": (f"insights&study={study}", "Optuna insights", ".js-plotly-plot", 3),
+        "insights": (f"insights&study={study}", "Optuna insights", ".js-plotly-plot", 4),
     }
 
 

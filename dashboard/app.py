@@ -105,13 +105,11 @@ def page_studies(url: str) -> None:
                     f"--storage {url} --latency-budget-ms 1.0 --trials 100`")
             return
         best = []
-        curves = []
         for name, ours in zip(df["study"], df["swiftnas"], strict=True):
             if not ours:  # another tool's Optuna study in the same database
                 best.append("(not a swiftnas study)")
                 continue
             view = _guard(_study, url, name)
-            curves.append((name, view.trials))
             front = view.trials[view.trials["pareto"] == True]  # noqa: E712
             top = front.sort_values("accuracy_score", ascending=False).head(1)
             best.append("-" if top.empty else
@@ -121,10 +119,10 @@ def page_studies(url: str) -> None:
         shown = df.assign(best=best)[["study", "device", "latency_budget_ms", "sampler",
                                       "complete", "feasible", "failed", "running", "best",
                                       "last_update"]]
-        st.dataframe(shown, hide_index=True, width="stretch")
+        # a static table: the interactive grid's script is a second download for the browser,
+        # which made this first page of a fresh browser 0.5 s slower (benchmarks/dashboard_speed)
+        st.table(shown, hide_index=True)
         st.caption(f"{len(df)} studies in {url}")
-        if curves:
-            st.plotly_chart(plots.progress_figure(curves), width="stretch")
 
     table()
 
@@ -299,6 +297,8 @@ def page_insights(url: str) -> None:
         col.write(f"**Parameter importance for {label}**")
         # plotly, not st.bar_chart: one chart library for the browser to load, not two
         col.plotly_chart(plots.importance_figure(values), width="stretch")
+    st.write("**Search progress**")
+    st.plotly_chart(plots.progress_figure([(study, view.trials)]), width="stretch")
     target = st.radio("Parallel coordinates for", ["accuracy score", "latency"],
                       horizontal=True)
     top = tuple(list(imps[target])[:8])

@@ -3,11 +3,13 @@ real search code; error states show a message in the page, never a traceback."""
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -43,7 +45,7 @@ def _app(monkeypatch, url: str, **params: str) -> AppTest:
 
 def test_studies_page(storage, monkeypatch) -> None:
     at = _app(monkeypatch, storage, page="studies")
-    df = at.dataframe[0].value
+    df = at.table[0].value
     assert set(df["study"]) == {"dash", "dash12"}
     row = df[df["study"] == "dash"].iloc[0]
     assert (row["device"], row["complete"], row["latency_budget_ms"]) == ("iPhone 14", 8, 1.2)
@@ -81,19 +83,31 @@ def test_candidate_page(storage, monkeypatch) -> None:
     assert len(at.get("download_button")) == 1
 
 
+def _values(array: object) -> list:
+    """A plotly JSON array as a list (plotly sends numeric arrays as base64 typed arrays)."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)  # type: ignore[call-overload]
+
+
 def test_insights_page(storage, monkeypatch) -> None:
     at = _app(monkeypatch, storage, page="insights", study="dash")
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert len(charts) == 3  # importances for accuracy and for latency, parallel coordinates
+    # importances for accuracy and for latency, search progress, parallel coordinates
+    assert len(charts) == 4
     space = set(optuna.load_study(study_name="dash", storage=storage).trials[0].params)
     for chart in charts[:2]:
         bars = chart["data"][0]
         assert bars["type"] == "bar" and set(bars["y"]) <= space and len(bars["y"]) >= 2
-        assert list(bars["x"]) == sorted(bars["x"])  # the largest on top
+        assert _values(bars["x"]) == sorted(_values(bars["x"]))  # the largest on top
+    view = data.study(storage, "dash")
+    feasible = view.trials[view.trials["feasible"] == True].sort_values("trial")  # noqa: E712
+    progress = charts[2]["data"][0]
+    assert _values(progress["x"]) == list(feasible["trial"])
+    assert _values(progress["y"]) == list(feasible["accuracy_score"].cummax())
     # Optuna 5 draws parallel coordinates as one line per complete trial (plus axis traces)
-    complete = sum(t.state.name == "COMPLETE" for t in
-                   optuna.load_study(study_name="dash", storage=storage).trials)
-    lines = [tr for tr in charts[2]["data"] if tr["type"] == "scatter" and tr["mode"] == "lines"]
+    complete = int((view.trials["state"] == "complete").sum())
+    lines = [tr for tr in charts[3]["data"] if tr["type"] == "scatter" and tr["mode"] == "lines"]
     assert len(lines) >= complete
 
 

@@ -51,6 +51,9 @@ def served() -> Iterator[tuple[str, str]]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        # SIGTERM to `swiftnas dashboard` stops the server itself (it used to leave it orphaned)
+        assert wait_for(lambda: not _up(f"http://127.0.0.1:{port}/_stcore/health"), 10), \
+            "the Streamlit server outlived `swiftnas dashboard`"
 
 
 def test_pareto_select_and_export_in_chromium(served) -> None:

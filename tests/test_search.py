@@ -26,9 +26,11 @@ from nas.search import (
     reference_candidates,
     run_study,
     study_candidates,
+    study_names,
     timm_kwargs,
 )
 from nas.search.pareto import dominates
+from nas.search.trials import read_trials
 from nas.storage.storage import Storage, create_engine
 from search_spaces import PRESETS, ArchConfig, build_model
 
@@ -112,6 +114,37 @@ def test_study_runs_stores_resumes_and_caches(shm_dir: Path) -> None:
     rows = {r["study"]: r for r in list_studies(url)}
     assert rows["a"]["complete"] == 8 and rows["b"]["complete"] == 4
     assert rows["a"]["device"] == "iPhone 14" and rows["a"]["sampler"] == "nsga2"
+
+
+def test_read_trials_equals_optunas_own_reading(shm_dir: Path) -> None:
+    """The fast reader used by the dashboard returns what Optuna's storage API returns, for
+    every state, infinite values, intermediate values and both attribute kinds."""
+    url = f"sqlite:///{shm_dir}/read.db"
+    run_study(StudySpec(name="r", latency_budget_ms=1.0, population_size=4, seed=2), url, 3)
+    study = optuna.load_study(study_name="r", storage=url)
+    failed = study.ask()
+    failed.suggest_float("x", 0.0, 1.0)
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    running = study.ask()
+    # multi-objective trials cannot report(); the storage still holds intermediate values
+    study._storage.set_trial_intermediate_value(running._trial_id, 1, float("inf"))
+    study._storage.set_trial_intermediate_value(running._trial_id, 2, 0.5)
+    running.set_user_attr("note", {"a": [1, 2]})
+    study.add_trial(optuna.trial.create_trial(
+        values=[float("inf"), float("-inf")], params={"y": "b"},
+        distributions={"y": optuna.distributions.CategoricalDistribution(["a", "b"])}))
+    loaded = load_study(url, "r").study
+    ours, optunas = read_trials(loaded), loaded.get_trials(deepcopy=False)
+    assert [t.state.name for t in ours] == ["COMPLETE"] * 3 + ["FAIL", "RUNNING", "COMPLETE"]
+    for a, b in zip(ours, optunas, strict=True):
+        assert a == b  # FrozenTrial equality: every field
+        assert (a.params, a.distributions, a.user_attrs, a.system_attrs, a.values,
+                a.intermediate_values, a._trial_id) == (
+                b.params, b.distributions, b.user_attrs, b.system_attrs, b.values,
+                b.intermediate_values, b._trial_id)
+    done = read_trials(loaded, states=(optuna.trial.TrialState.COMPLETE,))
+    assert [t.number for t in done] == [0, 1, 2, 5]
+    assert study_names(url) == ["r"]
 
 
 def test_timm_kwargs_reproduce_timm_swiftformer() -> None:
