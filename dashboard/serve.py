@@ -20,6 +20,7 @@ STORAGE_ENV = "SWIFTNAS_STORAGE"
 
 
 def warm_up(storage_url: str) -> None:
+    # Optuna imports these lazily; importance pulls in scikit-learn (~0.3 s)
     import optuna.importance
     import optuna.visualization  # noqa: F401
     import plotly.graph_objects as go

@@ -30,6 +30,7 @@ def storage() -> Iterator[str]:
                   url, 8)
         run_study(StudySpec(name="dash12", device="iPhone 12", latency_budget_ms=2.0,
                             sampler="random", seed=9), url, 5)
+        optuna.create_study(study_name="foreign", storage=url)  # another tool's study
         yield url
 
 
@@ -46,7 +47,8 @@ def _app(monkeypatch, url: str, **params: str) -> AppTest:
 def test_studies_page(storage, monkeypatch) -> None:
     at = _app(monkeypatch, storage, page="studies")
     df = at.table[0].value
-    assert set(df["study"]) == {"dash", "dash12"}
+    assert set(df["study"]) == {"dash", "dash12", "foreign"}
+    assert df[df["study"] == "foreign"].iloc[0]["best"] == "(not a swiftnas study)"
     row = df[df["study"] == "dash"].iloc[0]
     assert (row["device"], row["complete"], row["latency_budget_ms"]) == ("iPhone 14", 8, 1.2)
     assert row["best"].startswith("trial ")

@@ -144,7 +144,9 @@ def test_read_trials_equals_optunas_own_reading(shm_dir: Path) -> None:
                 b.intermediate_values, b._trial_id)
     done = read_trials(loaded, states=(optuna.trial.TrialState.COMPLETE,))
     assert [t.number for t in done] == [0, 1, 2, 5]
-    assert study_names(url) == ["r"]
+    optuna.create_study(study_name="other", storage=url)  # another tool's study, same database
+    assert study_names(url) == ["r"]  # what the dashboard's pickers offer
+    assert {r["study"]: r["swiftnas"] for r in list_studies(url)} == {"r": True, "other": False}
 
 
 def test_timm_kwargs_reproduce_timm_swiftformer() -> None:

@@ -61,9 +61,10 @@ def load_study(storage_url: str, name: str) -> LoadedStudy:
 
 
 def study_names(storage_url: str) -> list[str]:
-    """The names of the studies in ``storage_url``, oldest first (one query; no trials read)."""
+    """The names of the swiftnas studies in ``storage_url``, oldest first (no trials read)."""
     open_storage(storage_url, create=False)  # a clear error for a URL without swiftnas data
-    return list(optuna.get_all_study_names(optuna_storage(storage_url, create=False)))
+    studies = optuna_storage(storage_url, create=False).get_all_studies()
+    return [s.study_name for s in studies if ATTR in s.user_attrs]
 
 
 def get_trial(loaded: LoadedStudy, number: int) -> optuna.trial.FrozenTrial | None:
