@@ -10,7 +10,10 @@ main content is visible, in two ways:
 - click-through: open the dashboard's address (the Studies page), then click each page in the
   sidebar once, as a new user does (looking at each page for THINK_S first): every read is cold;
 - direct links: open each page's deep link (`?page=...`) in a fresh page load, twice (first
-  visit cold, second warm). A full load also makes the browser compile plotly.js again.
+  visit cold, second warm), after the Studies page in the same browser. A full load also makes
+  the browser compile plotly.js again;
+- fresh-browser links: each deep link as the very first page of a fresh browser on a fresh
+  server (a link a colleague sent): the browser loads Streamlit's scripts from nothing.
 
 Each of --repeats rounds uses a fresh server and a fresh browser; medians and maxima are
 reported. `swiftnas dashboard` warms its process (imports, first queries) before it listens;
@@ -137,6 +140,17 @@ def direct_links(pw: Any, base: str, pages: dict[str, tuple[str, str, str, int]]
     return out
 
 
+def first_page(pw: Any, base: str, pages: dict[str, tuple[str, str, str, int]],
+               name: str) -> float:
+    """Page ``name``'s deep link as the very first page of a fresh browser."""
+    browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(180_000)
+    t = _timed(page, pages, name, functools.partial(page.goto, f"{base}/?page={pages[name][0]}"))
+    browser.close()
+    return t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage", required=True)
@@ -156,6 +170,7 @@ def main() -> None:
     starts: list[float] = []
     clicks: dict[str, list[float]] = {name: [] for name in pages}
     links: dict[str, dict[str, list[float]]] = {n: {"first": [], "second": []} for n in pages}
+    firsts: dict[str, list[float]] = {name: [] for name in pages}
     with sync_playwright() as pw:
         for _ in range(args.repeats):
             with _served(args.storage) as (base, start):
@@ -168,6 +183,9 @@ def main() -> None:
                                                           args.screenshot).items():
                     links[name]["first"].append(first)
                     links[name]["second"].append(second)
+            for name in pages:
+                with _served(args.storage) as (base, start):
+                    firsts[name].append(first_page(pw, base, pages, name))
             print("click-through", {k: round(v[-1], 2) for k, v in clicks.items()}, flush=True)
 
     def stats(xs: list[float]) -> dict[str, object]:
@@ -179,12 +197,13 @@ def main() -> None:
         "click_through": {n: stats(v) for n, v in clicks.items()},
         "direct_link_first": {n: stats(v["first"]) for n, v in links.items()},
         "direct_link_second": {n: stats(v["second"]) for n, v in links.items()},
+        "fresh_browser_link": {n: stats(v) for n, v in firsts.items()},
     }
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'page':<10} {'click-through':>22} {'link, first':>22} {'link, second':>22}")
+    kinds = ("click_through", "direct_link_first", "direct_link_second", "fresh_browser_link")
+    print(f"{'page':<10} " + " ".join(f"{k:>22}" for k in kinds))
     for name in pages:
-        cols = [out[k][name] for k in ("click_through", "direct_link_first",
-                                        "direct_link_second")]
+        cols = [out[k][name] for k in kinds]
         print(f"{name:<10} " + " ".join(
             f"{c['median_s']:>12.2f} (max {c['max_s']:.2f})" for c in cols))
     print(f"server start: median {statistics.median(starts):.1f} s")
