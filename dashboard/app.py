@@ -127,7 +127,9 @@ def page_studies(url: str) -> None:
     table()
 
 
-def _pick_studies(url: str) -> list[str]:
+def _names_and_linked(url: str) -> tuple[list[str], str | None]:
+    """The study names (the page stops when there are none) and the deep link's ``study``
+    when it names one of them (a warning says so when it does not)."""
     names = _guard(_names, url)
     if not names:
         st.info(f"No studies in {url} yet.")
@@ -135,7 +137,12 @@ def _pick_studies(url: str) -> list[str]:
     wanted = st.query_params.get("study")
     if wanted and wanted not in names:
         st.warning(f"No study {wanted!r} in {url}; studies: {', '.join(names)}.")
-    default = [wanted] if wanted in names else names[:1]
+    return names, wanted if wanted in names else None
+
+
+def _pick_studies(url: str) -> list[str]:
+    names, wanted = _names_and_linked(url)
+    default = [wanted] if wanted else names[:1]
     chosen = st.multiselect("Studies (two or more to compare, e.g. two devices)", names,
                             default=default)
     if not chosen:
@@ -202,14 +209,8 @@ def _open_candidate(study: str, trial: int) -> None:
 
 def page_candidate(url: str) -> None:
     st.header("Candidate")
-    names = _guard(_names, url)
-    if not names:
-        st.info(f"No studies in {url} yet.")
-        st.stop()
-    study = st.query_params.get("study")
-    if study and study not in names:
-        st.warning(f"No study {study!r} in {url}; studies: {', '.join(names)}.")
-    if study not in names:
+    names, study = _names_and_linked(url)
+    if study is None:
         study = st.selectbox("Study", names)
     view = _guard(_study, url, study)
     complete = view.trials[view.trials["state"] == "complete"]

@@ -64,16 +64,8 @@ def study(url: str, name: str) -> StudyView:
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(),
                                "fail_reason": t.user_attrs.get("fail_reason", "")}
         if t.state == TrialState.COMPLETE and info:
-            arch = ArchConfig.from_dict(info["arch"])
-            row.update(
-                accuracy_score=info["proxy_scores"]["score"], latency_ms=info["latency_ms"],
-                latency_low_ms=info["latency_low_ms"], latency_high_ms=info["latency_high_ms"],
-                params_m=info["params"] / 1e6, gmacs=info["macs"] / 1e9,
-                attn_blocks=arch.num_attn_blocks,
-                feasible=info["latency_ms"] <= loaded.budget_ms,
-                arch_key=arch.key(), arch_json=arch.to_json(indent=None),
-                **{f"proxy_{k}": v for k, v in info["proxy_scores"].items()},
-            )
+            row.update(_columns(from_summary(f"trial {t.number}", info, loaded.budget_ms,
+                                             t.number)))
         rows.append(row)
     columns = list(dict.fromkeys(
         TRIAL_COLUMNS + [c for r in rows for c in r if c.startswith("proxy_")]))
@@ -90,12 +82,19 @@ def study(url: str, name: str) -> StudyView:
 
 def references(url: str, name: str) -> pd.DataFrame:
     """SwiftFormer XS/S/L1/L3 under the study's proxy and predictor (read-only)."""
-    return pd.DataFrame([
-        {"name": c.name, "accuracy_score": c.accuracy_score, "latency_ms": c.latency_ms,
-         "latency_low_ms": c.latency_low_ms, "latency_high_ms": c.latency_high_ms,
-         "params_m": c.params / 1e6, "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks}
-        for c in reference_candidates(load_study(url, name), save=False)
-    ])
+    return pd.DataFrame([{"name": c.name, **_columns(c)}
+                         for c in reference_candidates(load_study(url, name), save=False)])
+
+
+def _columns(c: Candidate) -> dict[str, Any]:
+    """A candidate as the dashboard's columns (params in millions, MACs in billions)."""
+    return {
+        "accuracy_score": c.accuracy_score, "latency_ms": c.latency_ms,
+        "latency_low_ms": c.latency_low_ms, "latency_high_ms": c.latency_high_ms,
+        "params_m": c.params / 1e6, "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks,
+        "feasible": c.feasible, "arch_key": c.arch.key(), "arch_json": c.arch.to_json(indent=None),
+        **{f"proxy_{k}": v for k, v in c.proxy_scores.items()},
+    }
 
 
 def candidate(url: str, name: str, trial: int) -> tuple[Candidate, dict[str, Any]]:

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from search_spaces import ArchConfig
 
 from .spec import ATTR
+from .trials import read_trials
 
 
 def nondominated(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -84,7 +85,7 @@ def study_candidates(study: optuna.Study) -> list[Candidate]:
     budget = study.user_attrs[ATTR]["latency_budget_ms"]
     return [
         from_summary(f"trial {t.number}", t.user_attrs[ATTR], budget, trial=t.number)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for t in read_trials(study, states=(TrialState.COMPLETE,))
         if ATTR in t.user_attrs
     ]
 

@@ -167,10 +167,13 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     store = open_storage(storage_url)
     ostore = optuna_storage(storage_url, heartbeat_interval)
     wanted = spec.identity(settings.predictor_digest)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(ostore)}
+    # not optuna.get_all_study_summaries: it loads and deep-copies every trial of every study
+    existing = {s.study_name: s for s in ostore.get_all_studies()}
+    n_existing = (ostore.get_n_trials(ostore.get_study_id_from_name(spec.name))
+                  if spec.name in existing else 0)
     fresh = spec.name not in existing or (
         # a run killed between creating the study and labelling it: adopt the empty study
-        existing[spec.name].n_trials == 0 and ATTR not in existing[spec.name].user_attrs)
+        n_existing == 0 and ATTR not in existing[spec.name].user_attrs)
     if not fresh:
         summary = existing[spec.name]
         if list(summary.directions) != DIRECTIONS:
@@ -180,7 +183,6 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
                 "--study name"
             )
         check_identity(spec.name, summary.user_attrs.get(ATTR), wanted, store.url)
-    n_existing = existing[spec.name].n_trials if spec.name in existing else 0
     study = optuna.create_study(
         study_name=spec.name, storage=ostore, directions=["maximize", "minimize"],
         sampler=_make_sampler(spec, n_existing), load_if_exists=True,
