@@ -162,7 +162,7 @@ def ship_features() -> None:
     """Write the features of every calibration model (shipped with the package)."""
     from latency_models.defaults import CALIBRATION_FEATURES_PATH
 
-    CALIBRATION_FEATURES_PATH.unlink(missing_ok=True)
+    # incremental: entries already there are kept (delete the file to recompute them all)
     cache = FeatureCache(CALIBRATION_FEATURES_PATH)
     for m in read_measurements(calibration_csv()):
         if m.timm_name or m.arch:

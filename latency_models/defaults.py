@@ -5,8 +5,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from search_spaces._paths import shared_data_dir
-
 from .predictor import LatencyPredictor
 
 # Fitted on ../shared/data/latency/calibration.csv by `benchmarks/latency_accuracy.py fit-default`.
@@ -18,9 +16,14 @@ CALIBRATION_FEATURES_PATH = Path(__file__).with_name("data") / "calibration_feat
 DEFAULT_DEVICE = "iPhone 14"
 
 
+# The published calibration measurements (a copy of shared/data/latency/calibration.csv, with
+# its README of sources), shipped so that a clone or a wheel needs nothing beside it.
+CALIBRATION_CSV_PATH = Path(__file__).with_name("data") / "calibration.csv"
+
+
 def calibration_csv() -> Path:
-    """The published calibration measurements (``shared/data/latency/calibration.csv``)."""
-    return shared_data_dir() / "latency" / "calibration.csv"
+    """The shipped calibration measurements (``latency_models/data/calibration.csv``)."""
+    return CALIBRATION_CSV_PATH
 
 
 @lru_cache(maxsize=1)

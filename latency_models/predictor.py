@@ -242,7 +242,7 @@ class LatencyPredictor:
                 f"predictor uses feature set {data.get('feature_set_version')!r}, this swiftnas "
                 f"computes {FEATURE_SET_VERSION}; refit it with `swiftnas latency fit`"
             )
-        return cls(
+        predictor = cls(
             feature_names=list(data["feature_names"]),
             feature_scale=[float(v) for v in data["feature_scale"]],
             weights={k: [float(v) for v in w] for k, w in data["weights"].items()},
@@ -252,6 +252,52 @@ class LatencyPredictor:
             name=str(data["name"]), version=str(data["version"]), ridge=float(data["ridge"]),
             training=dict(data.get("training", {})), metrics=dict(data.get("metrics", {})),
         )
+        predictor.validate()
+        return predictor
+
+    def validate(self) -> None:
+        """Refuse an artifact that would predict silently wrong numbers: every shape must match
+        this swiftnas's feature set, every number be finite, and groups be present."""
+        def bad(what: str) -> PredictorError:
+            return PredictorError(f"predictor artifact is damaged: {what}; refit it with "
+                                  "`swiftnas latency fit --out`")
+
+        def finite(values: Sequence[float]) -> bool:
+            return all(math.isfinite(v) for v in values)
+
+        known = model_feature_names()  # a fit keeps the features active in its data
+        unknown = [f for f in self.feature_names if f not in known]
+        if not self.feature_names or unknown or len(set(self.feature_names)) != len(
+                self.feature_names):
+            raise bad(f"feature_names must be distinct names of feature set "
+                      f"{FEATURE_SET_VERSION} (unknown: {', '.join(map(str, unknown[:3])) or '-'})")
+        n = len(self.feature_names)
+        if len(self.feature_scale) != n or not finite(self.feature_scale) or any(
+                v <= 0 for v in self.feature_scale):
+            raise bad(f"feature_scale needs {n} finite positive values")
+        if not self.weights or set(self.weights) - set(COMPUTE_CLASSES):
+            raise bad(f"weights must be keyed by compute class ({', '.join(COMPUTE_CLASSES)}), "
+                      f"got {', '.join(sorted(self.weights)) or 'none'}")
+        for cls_name, w in self.weights.items():
+            if len(w) != n:
+                raise bad(f"weights[{cls_name!r}] has {len(w)} values, the feature set has {n}")
+            if not finite(w):
+                raise bad(f"weights[{cls_name!r}] holds a NaN or infinite value")
+        if not self.groups:
+            raise bad("it has no calibration groups")
+        for name, cal in self.groups.items():
+            if len(name.split(" | ")) != 3:
+                raise bad(f"group {name[:80]!r} is not 'source | device | compute unit'")
+            if cal.compute_class not in self.weights:
+                raise bad(f"group {name[:80]!r} uses compute class {cal.compute_class!r}, which "
+                          "has no weights")
+            numbers = [cal.scale, cal.offset_ms] + (
+                [cal.sigma_log] if cal.sigma_log is not None else [])
+            if not finite(numbers) or cal.scale <= 0 or (cal.sigma_log or 0) < 0:
+                raise bad(f"group {name[:80]!r} has a non-finite or negative scale or sigma")
+        if not finite([self.fallback_log_effect, self.pooled_sigma_log]) or \
+                self.pooled_sigma_log < 0:
+            raise bad("fallback_log_effect or pooled_sigma_log is not a finite number")
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")

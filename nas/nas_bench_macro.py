@@ -1,7 +1,8 @@
 """NAS-Bench-Macro (Su et al., CVPR 2021): CIFAR-10 accuracies of 6,561 MobileNetV2-style networks.
 
 Used as ground truth for training-free proxies. The data file ships in
-``shared/data/proxy/nas-bench-macro_cifar10.json``; its README describes the network, which
+``nas/data/nas-bench-macro_cifar10.json`` (a copy of the shared data, Apache-2.0, licence and
+README beside it); the README describes the network, which
 :func:`build_network` rebuilds so that parameters and FLOPs match the file for every code.
 """
 
@@ -15,7 +16,6 @@ from pathlib import Path
 
 from torch import nn
 
-from search_spaces._paths import shared_data_dir
 from search_spaces.errors import SwiftNASError
 
 STAGE_WIDTHS = (64, 128, 256)
@@ -25,6 +25,7 @@ HEAD_WIDTH = 1280
 NUM_CLASSES = 10
 INPUT_SIZE = (3, 32, 32)
 DATA_ENV = "SWIFTNAS_NBM_PATH"
+SHIPPED_PATH = Path(__file__).with_name("data") / "nas-bench-macro_cifar10.json"
 
 
 class BenchmarkDataError(SwiftNASError, ValueError):
@@ -107,11 +108,12 @@ class BenchmarkEntry:
 
 
 def default_data_path() -> Path:
-    """The shipped file: ``$SWIFTNAS_NBM_PATH``, else ``proxy/`` in the shared data folder."""
+    """``$SWIFTNAS_NBM_PATH``, else the copy shipped in ``nas/data/`` (Apache-2.0, licence
+    beside it)."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env)
-    return shared_data_dir() / "proxy" / "nas-bench-macro_cifar10.json"
+    return SHIPPED_PATH
 
 
 def load(path: str | Path | None = None) -> dict[str, BenchmarkEntry]:
@@ -120,7 +122,7 @@ def load(path: str | Path | None = None) -> dict[str, BenchmarkEntry]:
     if not path.is_file():
         raise BenchmarkDataError(
             f"NAS-Bench-Macro data not found at {str(path)!r}. Set {DATA_ENV} to the path of "
-            "nas-bench-macro_cifar10.json (or SWIFTNAS_DATA_DIR to the shared data folder)."
+            "nas-bench-macro_cifar10.json, or unset it to use the copy shipped with swiftnas."
         )
     raw = json.loads(path.read_text())
     return {

@@ -112,7 +112,7 @@ def test_feature_cache_persists_and_survives_a_damaged_file(tmp_path: Path) -> N
 # ----------------------------------------------------------------------------- measurement files
 def test_calibration_file_parses_with_groups_and_fallback_flags() -> None:
     rows = read_measurements(calibration_csv())
-    assert len(rows) == 445
+    assert len(rows) == 467
     assert sum(m.fallback for m in rows) == 32
     swift = {m.group for m in rows if "SwiftFormer" in m.source}
     assert swift == {"arXiv:2303.15446 (SwiftFormer, ICCV'23) | iPhone 14 | ANE"}

@@ -69,7 +69,7 @@ def _stored_measurements(storage: str | None) -> list[Measurement]:
 def fit(
     measurements: list[Path] = typer.Option(
         None, "--measurements", help="Measurement CSV (repeat for several). Default: the shipped "
-        "calibration set (shared/data/latency/calibration.csv)."),
+        "calibration set (latency_models/data/calibration.csv)."),
     storage: str = typer.Option(
         None, "--storage", help="Also use measurements imported into this storage with "
         "`swiftnas latency import`."),

@@ -8,6 +8,7 @@ stores results, so a killed worker cannot corrupt the database.
 from __future__ import annotations
 
 import logging
+import socket
 from collections import deque
 from typing import Any
 
@@ -72,7 +73,11 @@ class RayExecutor:
                                       "logging_level": logging.WARNING,
                                       "runtime_env": {"env_vars": env}}
             if address is None:
-                kwargs["num_cpus"] = workers
+                # "local": a new Ray of our own even when a `ray start` cluster runs here (plain
+                # ray.init() would join that cluster and refuse num_cpus)
+                address, kwargs["num_cpus"] = "local", workers
+            else:
+                check_reachable(address)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -111,7 +116,26 @@ class RayExecutor:
             self._ray.cancel(ref, force=True)
         self._handles.clear()
         if self._started:
+            self._started = False
             self._ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a Ray address nothing listens on (ray.init would retry for minutes)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SearchError(f"--ray-address {address!r} is not HOST:PORT or ray://HOST:PORT; e.g. "
+                          "ray://head:10001 (Ray Client) or head:6379 (GCS), or 'auto'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SearchError(f"cannot reach Ray at {address!r} ({exc.strerror or exc}) within "
+                          f"{timeout_s:g} s; check that the cluster runs (`ray status` on its "
+                          "head) and the address, or omit --ray-address to start a local Ray"
+                          ) from None
 
 
 def make_executor(settings: EvaluationSettings, *, workers: int,

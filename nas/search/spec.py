@@ -26,6 +26,7 @@ SAMPLERS = ("nsga2", "tpe", "random")
 OBJECTIVES = (f"accuracy_score:{OBJECTIVE_PROXY}:maximize", "latency_ms:minimize")
 ATTR = "swiftnas"  # the study user attribute that holds the identity
 FORMAT = 1
+MAX_STUDY_NAME = 512  # Optuna's study_name column (VARCHAR(512) on PostgreSQL)
 
 # The proxy scores a candidate at a fixed input size, so it cannot see the deployment resolution:
 # with resolution in the space a search would always pick the smallest one. Searches therefore
@@ -77,8 +78,11 @@ class StudySpec:
     predictor_path: str | None = None  # None: the shipped default predictor
 
     def __post_init__(self) -> None:
-        if not self.name.strip():
+        if not isinstance(self.name, str) or not self.name.strip():
             raise SearchError("study name is empty; pass --study NAME")
+        if len(self.name) > MAX_STUDY_NAME:
+            raise SearchError(f"study name is {len(self.name)} characters long, the storage "
+                              f"allows {MAX_STUDY_NAME} (Optuna's limit); choose a shorter --study")
         budget = self.latency_budget_ms
         if not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0:
             raise SearchError(f"latency budget must be a positive number of milliseconds, but got "
@@ -135,6 +139,14 @@ CONFIG_KEYS = {"study", "storage", "device", "latency_budget_ms", "trials", "sam
                "space", "proxy"}
 
 
+CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "study": (str,), "storage": (str,), "device": (str,), "latency_budget_ms": (int, float),
+    "trials": (int,), "sampler": (str,), "workers": (int,), "ray_address": (str,),
+    "seed": (int,), "population_size": (int,), "predictor": (str,),
+    "heartbeat_interval": (int,), "space": (dict,), "proxy": (dict,)}
+CONFIG_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table"}
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """A study TOML file as a dict of option values (see README, "Search studies")."""
     path = Path(path)
@@ -148,6 +160,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise SearchError(f"config file {str(path)!r}: unknown key(s) {', '.join(unknown)}; "
                           f"known keys: {', '.join(sorted(CONFIG_KEYS))}")
+    for key, value in data.items():
+        wanted = CONFIG_TYPES.get(key)
+        # bool is an int in Python, but `workers = true` is a mistake, not 1
+        if wanted and (not isinstance(value, wanted) or isinstance(value, bool)):
+            names = " or ".join(CONFIG_TYPE_NAMES[t] for t in wanted)
+            raise SearchError(f"config file {str(path)!r}: {key} must be {names}, but got "
+                              f"a {type(value).__name__}; e.g. trials = 100, latency_budget_ms = 1.2")
     try:
         if "space" in data:
             data["space"] = space_from_dict(data["space"])

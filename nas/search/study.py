@@ -14,11 +14,14 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 
 import optuna
+import sqlalchemy as sa
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
@@ -30,8 +33,9 @@ from nas.storage.storage import one_line
 from search_spaces import ArchConfig
 
 from .cache import cached_evaluation, register_predictor, save_evaluation
+from .coordination import AskLock, HeartbeatThread, SwiftNASRDBStorage, trial_counts
 from .evaluation import Evaluation, EvaluationSettings
-from .executors import make_executor
+from .executors import InlineExecutor, RayExecutor, make_executor
 from .pareto import nondominated
 from .spec import ATTR, SearchError, StudySpec, check_identity
 
@@ -116,12 +120,14 @@ def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
     # exists" and simply retries (`swiftnas db upgrade` beforehand avoids the race).
     for attempt in range(3):
         try:
-            return RDBStorage(
+            return SwiftNASRDBStorage(
                 url, heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                 skip_table_creation=not create,
             )
         except Exception as exc:  # Optuna wraps connection errors in several types
+            if isinstance(exc, StorageError):
+                raise
             if attempt < 2 and "already exists" in str(exc):
                 time.sleep(0.5 + attempt)
                 continue
@@ -160,12 +166,18 @@ def prepare_settings(spec: StudySpec) -> EvaluationSettings:
                               proxies=spec.proxies)
 
 
+def open_storages(storage_url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
+                  ) -> tuple[Storage, RDBStorage]:
+    """swiftnas's and Optuna's storage on ``storage_url`` (creating their tables, no study)."""
+    return open_storage(storage_url), optuna_storage(storage_url, heartbeat_interval)
+
+
 def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, *,
                heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
+               storages: tuple[Storage, RDBStorage] | None = None,
                ) -> tuple[optuna.Study, Storage, RDBStorage]:
     """Create study ``spec.name`` or load it for resuming (refusing a different identity)."""
-    store = open_storage(storage_url)
-    ostore = optuna_storage(storage_url, heartbeat_interval)
+    store, ostore = storages or open_storages(storage_url, heartbeat_interval)
     wanted = spec.identity(settings.predictor_digest)
     # not optuna.get_all_study_summaries: it loads and deep-copies every trial of every study
     existing = {s.study_name: s for s in ostore.get_all_studies()}
@@ -194,6 +206,34 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     return study, store, ostore
 
 
+def check_run_options(n_trials: int, workers: int, heartbeat_interval: int) -> None:
+    if n_trials <= 0:
+        raise SearchError(f"--trials must be a positive number, but got {n_trials}")
+    if workers < 0:
+        raise SearchError(f"--workers must be >= 0, but got {workers}; 0 evaluates in this "
+                          "process, K >= 1 on K Ray workers")
+    if heartbeat_interval < 1:
+        raise SearchError(f"--heartbeat-interval must be a whole number of seconds >= 1, but got "
+                          f"{heartbeat_interval}")
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """A database that fails mid-run (read-only, full disk, server gone) becomes one line;
+    completed trials are already stored, and the next run fails what was left RUNNING."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.DatabaseError,
+            optuna.exceptions.StorageInternalError) as exc:
+        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else (exc.__cause__ or exc)
+        if isinstance(cause, sa.exc.DBAPIError):
+            cause = cause.orig
+        raise StorageError(
+            f"storage {url} failed during the search: {one_line(cause)[:300]}; completed trials "
+            "are kept: fix the database (disk space, permissions, server) and rerun the same "
+            "command to resume") from exc
+
+
 def run_study(
     spec: StudySpec, storage_url: str, n_trials: int, *, workers: int = 0,
     ray_address: str | None = None, heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
@@ -202,20 +242,41 @@ def run_study(
     on_evaluation: Callable[[Evaluation], None] | None = None,
 ) -> SearchProgress:
     """Run ``spec`` until the study holds ``n_trials`` complete trials (resuming it when it
-    exists). Ctrl-C stops at the next safe point (see ``StopOnCtrlC``): results already computed
-    are kept, the trials still in flight are failed, and ``interrupted`` is set.
+    exists). Several drivers may run the same study at once: together they stop at exactly
+    ``n_trials`` complete (see ``coordination``). Ctrl-C stops at the next safe point (see
+    ``StopOnCtrlC``): results already computed are kept, the trials still in flight are failed,
+    and ``interrupted`` is set.
 
-    ``on_start`` is called once the options are validated and the study is open (before Ray
-    starts), ``on_progress`` after every finished trial, ``on_evaluation`` after every new
-    (not cached) evaluation.
+    Everything is validated, and the executor started, before the study is created or changed.
+    ``on_start`` is called once the study is open, ``on_progress`` after every finished trial,
+    ``on_evaluation`` after every new (not cached) evaluation.
     """
-    if n_trials <= 0:
-        raise SearchError(f"--trials must be a positive number, but got {n_trials}")
-    if workers < 0:
-        raise SearchError(f"--workers must be >= 0, but got {workers}")
+    check_run_options(n_trials, workers, heartbeat_interval)
     settings = prepare_settings(spec)
-    study, store, ostore = open_study(spec, settings, storage_url,
-                                      heartbeat_interval=heartbeat_interval)
+    storages = open_storages(storage_url, heartbeat_interval)
+    executor = make_executor(settings, workers=workers, ray_address=ray_address)
+    ask_lock = AskLock(storages[0].engine, spec.name)
+    try:
+        with storage_errors(storages[0].url):
+            study, store, ostore = open_study(spec, settings, storage_url,
+                                              heartbeat_interval=heartbeat_interval,
+                                              storages=storages)
+            return _drive(spec, study, store, ostore, executor, ask_lock, settings, n_trials,
+                          heartbeat_interval=heartbeat_interval, on_start=on_start,
+                          on_progress=on_progress, on_evaluation=on_evaluation)
+    finally:
+        executor.close()
+        ask_lock.close()
+
+
+def _drive(
+    spec: StudySpec, study: optuna.Study, store: Storage, ostore: RDBStorage,
+    executor: InlineExecutor | RayExecutor, ask_lock: AskLock, settings: EvaluationSettings,
+    n_trials: int, *, heartbeat_interval: int,
+    on_start: Callable[[SearchProgress], None] | None,
+    on_progress: Callable[[SearchProgress], None] | None,
+    on_evaluation: Callable[[Evaluation], None] | None,
+) -> SearchProgress:
     predictor_id = register_predictor(store, settings.predictor)
     fail_stale_trials(study)
 
@@ -239,20 +300,53 @@ def run_study(
     if progress.complete >= n_trials:
         return progress
 
-    executor = make_executor(settings, workers=workers, ray_address=ray_address)
     # executor handle -> (arch key, trials waiting for that evaluation)
     waiting: dict[int, tuple[str, list[Trial]]] = {}
     handle_of_key: dict[str, int] = {}
     asked: dict[int, Trial] = {}  # every trial between its ask and its tell
     poll_s = min(heartbeat_interval / 2, 1.0)  # how soon a Ctrl-C is acted on with Ray workers
-    last_beat = time.monotonic()
+    last_check = time.monotonic()
     failures_this_run = 0
+    beats = HeartbeatThread(ostore, heartbeat_interval / 2)
+
+    def counts() -> tuple[int, int]:
+        """(complete, running) trials of the study in the storage, every driver's."""
+        by_state = trial_counts(ostore, study._study_id)
+        progress.complete = by_state[TrialState.COMPLETE]
+        return by_state[TrialState.COMPLETE], by_state[TrialState.RUNNING]
+
+    def ask() -> Trial | None:
+        """A new trial, or None when complete + running trials already reach ``n_trials``."""
+        with ask_lock.held():
+            complete, running = counts()
+            if complete + running >= n_trials:
+                return None
+            trial = study.ask()
+            asked[trial.number] = trial
+        beats.track(trial._trial_id)
+        ostore.record_heartbeat(trial._trial_id)
+        return trial
+
+    def settle(trial: Trial, write: Callable[[], None]) -> bool:
+        """Run ``write`` (the trial's tell); False when another driver had already failed the
+        trial as stale (its evaluation is cached, so its retry is instant): dropped quietly."""
+        try:
+            write()
+            return True
+        except UpdateFinishedTrialError:
+            return False
+        finally:
+            asked.pop(trial.number, None)
+            beats.untrack(trial._trial_id)
 
     def finish(trial: Trial, ev: Evaluation) -> None:
-        trial.set_user_attr(ATTR, ev.summary())
-        trial.set_constraint(CONSTRAINT, ev.latency_ms - spec.latency_budget_ms)
-        study.tell(trial, [ev.accuracy_score, ev.latency_ms])
-        del asked[trial.number]
+        def write() -> None:
+            trial.set_user_attr(ATTR, ev.summary())
+            trial.set_constraint(CONSTRAINT, ev.latency_ms - spec.latency_budget_ms)
+            study.tell(trial, [ev.accuracy_score, ev.latency_ms])
+
+        if not settle(trial, write):
+            return
         progress.complete += 1
         progress.completed_this_run += 1
         if ev.latency_ms <= spec.latency_budget_ms:
@@ -263,25 +357,23 @@ def run_study(
             on_progress(progress)
 
     def fail(trial: Trial, reason: str) -> None:
-        trial.set_user_attr("fail_reason", reason[:2000])
-        study.tell(trial, state=TrialState.FAIL)
-        del asked[trial.number]
-        progress.failed += 1
-        if on_progress:
-            on_progress(progress)
+        def write() -> None:
+            trial.set_user_attr("fail_reason", reason[:2000])
+            study.tell(trial, state=TrialState.FAIL)
 
-    def in_flight() -> int:
-        return sum(len(ts) for _, ts in waiting.values())
+        if settle(trial, write):
+            progress.failed += 1
+            if on_progress:
+                on_progress(progress)
 
     interrupted = "interrupted (Ctrl-C); rerun the same command to resume"
-    with StopOnCtrlC() as stop:
+    with StopOnCtrlC() as stop, beats:
         try:
             while not stop.requested:
-                while (progress.complete + in_flight() < n_trials
-                       and len(waiting) < executor.capacity and not stop.requested):
-                    trial = study.ask()
-                    asked[trial.number] = trial
-                    ostore.record_heartbeat(trial._trial_id)
+                while len(waiting) < executor.capacity and not stop.requested:
+                    trial = ask()
+                    if trial is None:
+                        break
                     arch = spec.space.sample(trial)
                     key = arch.key()
                     ev = cached_evaluation(store, arch, settings, predictor_id)
@@ -294,8 +386,11 @@ def run_study(
                         handle = executor.submit(arch)
                         waiting[handle] = (key, [trial])
                         handle_of_key[key] = handle
-                if not waiting:
-                    break
+                if not waiting and not stop.requested:
+                    if counts()[0] >= n_trials:
+                        break
+                    # other drivers hold the last trials: wait, in case they fail or die
+                    time.sleep(poll_s)
                 for handle, result in executor.wait(timeout=poll_s):
                     key, trials = waiting.pop(handle)
                     del handle_of_key[key]
@@ -314,22 +409,19 @@ def run_study(
                         failures_this_run += len(trials)
                         for trial in trials:
                             fail(trial, f"{type(result).__name__}: {result}")
-                        if failures_this_run > max(10, n_trials):
+                        if failures_this_run > max(10, min(n_trials, 1000)):
                             raise SearchError(
                                 f"{failures_this_run} evaluations failed in this run (last: "
-                                f"{type(result).__name__}: {result}); see the trials' fail_reason"
+                                f"{type(result).__name__}: {one_line(result)[:300]}); see the "
+                                "trials' fail_reason"
                             )
-                if time.monotonic() - last_beat >= heartbeat_interval / 2:
-                    for _, trials in waiting.values():
-                        for trial in trials:
-                            ostore.record_heartbeat(trial._trial_id)
+                if time.monotonic() - last_check >= heartbeat_interval / 2:
                     fail_stale_trials(study)  # a driver killed meanwhile left RUNNING trials
-                    last_beat = time.monotonic()
+                    last_check = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C: stop without waiting for a safe point
             stop.requested = True
-        finally:
-            executor.close()
         if stop.requested:
+            executor.close()
             progress.interrupted = True
             for trial in list(asked.values()):
                 # a second Ctrl-C may have landed inside this trial's tell

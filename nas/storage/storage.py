@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic.config import Config
@@ -56,9 +56,10 @@ def head_revision() -> str:
 def create_engine(url: str) -> sa.Engine:
     try:
         engine = sa.create_engine(url, future=True)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
+        # ValueError: a part that does not parse, e.g. a non-numeric port
         raise StorageError(
-            f"malformed storage URL {url!r} ({exc}); use an SQLAlchemy URL such as "
+            f"malformed storage URL {url!r} ({one_line(exc)}); use an SQLAlchemy URL such as "
             "sqlite:///swiftnas.db or postgresql+psycopg://user:pass@host/db"
         ) from exc
     except ImportError as exc:
@@ -73,7 +74,24 @@ def create_engine(url: str) -> sa.Engine:
                 f"storage URL {url!r}: folder {str(Path(db).parent)!r} does not exist; "
                 "create it or use another path"
             )
+        _transactional_sqlite(engine)
     return engine
+
+
+def _transactional_sqlite(engine: sa.Engine) -> None:
+    """Make SQLite transactions real (SQLAlchemy's documented recipe): Python's sqlite3 driver
+    emits no BEGIN of its own, so a SAVEPOINT opened the transaction and its RELEASE committed
+    it, and a failing evaluation could leave a candidate row without its latency row. With the
+    driver's own handling off and an explicit BEGIN, a session is one transaction whose
+    savepoints nest inside it."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
 
 
 class Storage:
@@ -91,7 +109,7 @@ class Storage:
             with self.engine.connect() as conn:
                 return MigrationContext.configure(
                     conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:  # unreachable server, not a database file, ...
             raise StorageError(
                 f"cannot open storage {self.url}: {one_line(exc.orig)}; check the URL, that the "
                 "server runs and that you may connect"
@@ -162,7 +180,14 @@ class Storage:
 def open_storage(url: str = DEFAULT_STORAGE, *, create: bool = True) -> Storage:
     """Open ``url``. A database without swiftnas tables gets them when ``create``; one with an
     older schema raises ``StorageError`` naming `swiftnas db upgrade`."""
-    storage = Storage(create_engine(url))
+    engine = create_engine(url)
+    db = engine.url.database
+    if (not create and engine.dialect.name == "sqlite" and db and db != ":memory:"
+            and not Path(db).is_file()):
+        # readers (pareto, studies, dashboard) must not leave an empty database behind
+        raise StorageError(f"no such storage: {db!r} does not exist; check --storage, or create "
+                           "it with `swiftnas search` or `swiftnas db upgrade`")
+    storage = Storage(engine)
     if storage.current_revision() is None and create:
         try:
             storage.upgrade()
