@@ -18,7 +18,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,14 @@ class SwiftNASRDBStorage(RDBStorage):
         stale = super()._get_stale_trial_ids(study_id)
         assert self.heartbeat_interval is not None
         grace = timedelta(seconds=self.grace_period or 2 * self.heartbeat_interval)
-        # datetime_start is written by the asking process's clock (datetime.now()), so it is
-        # compared with this process's clock; drivers on several machines need synced clocks.
-        cutoff = datetime.now() - grace
+        # datetime_start holds the asking process's clock as naive UTC; drivers on several
+        # machines need clocks synced within the grace period (NTP does that).
+        cutoff = datetime.now(UTC).replace(tzinfo=None) - grace
         beating = sa.select(models.TrialHeartbeatModel.trial_id)
         query = (sa.select(models.TrialModel.trial_id)
                  .where(models.TrialModel.study_id == study_id,
                         models.TrialModel.state == TrialState.RUNNING,
-                        models.TrialModel.datetime_start < cutoff,
+                        models.TrialModel._datetime_start_utc < cutoff,
                         models.TrialModel.trial_id.not_in(beating)))
         with self.engine.connect() as conn:
             silent = [int(r[0]) for r in conn.execute(query)]

@@ -166,7 +166,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         if wanted and (not isinstance(value, wanted) or isinstance(value, bool)):
             names = " or ".join(CONFIG_TYPE_NAMES[t] for t in wanted)
             raise SearchError(f"config file {str(path)!r}: {key} must be {names}, but got "
-                              f"a {type(value).__name__}; e.g. trials = 100, latency_budget_ms = 1.2")
+                              f"a {type(value).__name__}; e.g. trials = 100")
     try:
         if "space" in data:
             data["space"] = space_from_dict(data["space"])
