@@ -13,6 +13,7 @@ import streamlit as st
 
 import search_spaces  # noqa: F401  (first: keeps `import timm` working, see README)
 from dashboard import data, plots
+from nas.search.escaping import markdown_text
 
 PAGES = ["Studies", "Pareto explorer", "Candidate", "Latency model", "Optuna insights"]
 SLUGS = {"studies": 0, "pareto": 1, "candidate": 2, "latency": 3, "insights": 4}
@@ -84,7 +85,7 @@ def _guard(fn, *args: Any) -> Any:
     try:
         return fn(*args)
     except Exception as exc:  # the storage URL, a missing study, a broken file: say so
-        st.error(f"{type(exc).__name__}: {exc}")
+        st.error(markdown_text(f"{type(exc).__name__}: {exc}"))
         st.stop()
 
 
@@ -101,8 +102,8 @@ def page_studies(url: str) -> None:
             _study.clear()
         df = _guard(_studies, url)
         if df.empty:
-            st.info(f"No studies in {url} yet. Start one: `swiftnas search --study NAME "
-                    f"--storage {url} --latency-budget-ms 1.0 --trials 100`")
+            st.info(markdown_text(f"No studies in {url} yet. Start one: swiftnas search --study "
+                                  f"NAME --storage {url} --latency-budget-ms 1.0 --trials 100"))
             return
         best = []
         for name, ours in zip(df["study"], df["swiftnas"], strict=True):
@@ -116,13 +117,16 @@ def page_studies(url: str) -> None:
                         f"trial {int(top['trial'].iloc[0])}: score "
                         f"{top['accuracy_score'].iloc[0]:.3f} at "
                         f"{top['latency_ms'].iloc[0]:.3f} ms")
-        shown = df.assign(best=best)[["study", "device", "latency_budget_ms", "sampler",
-                                      "complete", "feasible", "failed", "running", "best",
-                                      "last_update"]]
+        # st.table renders Markdown in every cell: names are user text, so escape them
+        shown = df.assign(best=best, study=df["study"].map(markdown_text),
+                          device=df["device"].map(markdown_text),
+                          sampler=df["sampler"].map(markdown_text))[
+            ["study", "device", "latency_budget_ms", "sampler", "complete", "feasible",
+             "failed", "running", "best", "last_update"]]
         # a static table: the interactive grid's script is a second download for the browser,
         # which made this first page of a fresh browser 0.5 s slower (benchmarks/dashboard_speed)
         st.table(shown, hide_index=True)
-        st.caption(f"{len(df)} studies in {url}")
+        st.caption(f"{len(df)} studies in {markdown_text(url)}")
 
     table()
 
@@ -132,11 +136,11 @@ def _names_and_linked(url: str) -> tuple[list[str], str | None]:
     when it names one of them (a warning says so when it does not)."""
     names = _guard(_names, url)
     if not names:
-        st.info(f"No studies in {url} yet.")
+        st.info(f"No studies in {markdown_text(url)} yet.")
         st.stop()
     wanted = st.query_params.get("study")
     if wanted and wanted not in names:
-        st.warning(f"No study {wanted!r} in {url}; studies: {', '.join(names)}.")
+        st.warning(markdown_text(f"No study {wanted!r} in {url}; studies: {', '.join(names)}."))
     return names, wanted if wanted in names else None
 
 
@@ -180,7 +184,7 @@ def page_pareto(url: str) -> None:
     n_points = sum(len(s[1]) for s in series)
     n_front = sum(int(s[1]["pareto"].sum()) for s in series)
     st.caption(f"{n_points} trials shown, {n_front} on the feasible Pareto front; SwiftFormer "
-               f"presets scored with the proxy and predictor of {chosen[0]!r}.")
+               f"presets scored with the proxy and predictor of {markdown_text(chosen[0])}.")
     selection: Any = event.get("selection", {}) if event else {}
     points = selection.get("points", [])
     picked = [p for p in points if p.get("customdata")]
@@ -224,10 +228,10 @@ def page_candidate(url: str) -> None:
     trial = st.selectbox("Trial", trials, index=trials.index(default))
     cand, info = _guard(_candidate, url, study, trial)
     row = complete[complete["trial"] == trial].iloc[0]
-    st.subheader(f"{study} / trial {trial}")
+    st.subheader(markdown_text(f"{study} / trial {trial}"))
     m = st.columns(5)
     m[0].metric("Accuracy score", f"{cand.accuracy_score:.3f}")
-    m[1].metric(f"Latency on {view.device}", f"{cand.latency_ms:.3f} ms",
+    m[1].metric(f"Latency on {markdown_text(view.device)}", f"{cand.latency_ms:.3f} ms",
                 help=f"90% interval {cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms")
     m[2].metric("Params", f"{cand.params / 1e6:.2f} M")
     m[3].metric("MACs", f"{cand.macs / 1e9:.3f} G")
@@ -237,7 +241,7 @@ def page_candidate(url: str) -> None:
               f"infeasible (over the {view.budget_ms:g} ms budget)")
     st.write(f"**Where it sits:** {status}. 90% latency interval "
              f"{cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms "
-             f"({info.get('latency_group', '')}).")
+             f"({markdown_text(info.get('latency_group', ''))}).")
     st.plotly_chart(plots.architecture_figure(cand.arch), width="stretch")
     st.dataframe(data.stages_table(cand.arch), hide_index=True, width="stretch")
     st.write("**Proxy scores**")
@@ -256,7 +260,8 @@ def page_latency(url: str) -> None:
     st.header("Latency model")
     df, metrics, info = _guard(_latency, url)
     cv = info.get("cv") or {}
-    st.write(f"Predictor in use: **{info['name']} v{info['version']}** (fitted "
+    st.write(f"Predictor in use: **{markdown_text(info['name'])} "
+             f"v{markdown_text(info['version'])}** (fitted "
              f"{info.get('fitted_at') or '?'}); leave-one-family-out MAPE "
              f"{cv.get('mape', float('nan')):.1f}%, Spearman {cv.get('spearman') or 0:.3f}.")
     st.caption("Points are in-sample for the shipped calibration rows (the predictor was "
@@ -273,16 +278,17 @@ def page_latency(url: str) -> None:
     upload = st.file_uploader("Measurement CSV", type=["csv"])
     if upload is not None:
         try:
-            rows = data.check_measurements_csv(upload.getvalue().decode("utf-8"))
+            rows = data.check_measurements_csv(upload.getvalue())
         except Exception as exc:
-            st.error(f"Not imported: {exc}")
+            st.error(f"Not imported: {markdown_text(exc)}")
         else:
             st.success(f"{len(rows)} valid rows.")
             if st.button("Import into the storage"):
                 added = _guard(data.import_measurements, url, rows, upload.name)
                 _latency.clear()
-                st.success(f"Imported {added} measurements. Refit with `swiftnas latency fit "
-                           f"--storage {url} --out my_predictor.json`.")
+                st.success(markdown_text(
+                    f"Imported {added} measurements. Refit with swiftnas latency fit --storage "
+                    f"{url} --out my_predictor.json."))
 
 
 def page_insights(url: str) -> None:
@@ -315,7 +321,7 @@ def main() -> None:
     if "goto" in st.session_state:
         st.session_state["page"] = st.session_state.pop("goto")
     page = st.sidebar.radio("Page", PAGES, key="page")
-    st.sidebar.caption(f"Storage: `{URL}`")
+    st.sidebar.caption(f"Storage: {markdown_text(URL)}")
     slug_of = {v: k for k, v in SLUGS.items()}
     st.query_params["page"] = slug_of[PAGES.index(page)]
     {"Studies": page_studies, "Pareto explorer": page_pareto, "Candidate": page_candidate,

@@ -204,11 +204,13 @@ def latency_rows(url: str | None) -> tuple[pd.DataFrame, dict[str, Any], dict[st
     return pd.DataFrame(rows), metrics, info
 
 
-def check_measurements_csv(text: str) -> list[Any]:
-    """Parse an uploaded CSV (raises MeasurementError with row and column on bad input)."""
+def check_measurements_csv(data: bytes) -> list[Any]:
+    """Parse an uploaded CSV (raises MeasurementError with row and column on bad input). An
+    upload's ``arch`` cells must be inline JSON: a path in them is never read."""
     from latency_models import parse_measurements
+    from latency_models.measurements import decode_csv
 
-    return parse_measurements(text, name="uploaded CSV")
+    return parse_measurements(decode_csv(data, name="uploaded CSV"), name="uploaded CSV")
 
 
 def import_measurements(url: str, rows: list[Any], origin: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import pandas as pd
@@ -40,7 +41,7 @@ def pareto_figure(studies: Sequence[tuple[str, pd.DataFrame, float]],
     fig = go.Figure()
     for i, (name, df, budget) in enumerate(studies):
         color = COLORS[i % len(COLORS)]
-        label = f"{name}: " if len(studies) > 1 else ""
+        label = f"{html.escape(name)}: " if len(studies) > 1 else ""  # plotly renders HTML
         for feasible, symbol in ((True, "circle"), (False, "x")):
             part = df[(df["feasible"] == feasible) & (df["pareto"] == False)]  # noqa: E712
             fig.add_trace(go.Scatter(
@@ -105,8 +106,9 @@ def latency_figure(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for origin, part in have.groupby("origin"):
         fig.add_trace(go.Scatter(
-            x=part["measured_ms"], y=part["predicted_ms"], mode="markers", name=str(origin),
-            text=part["model"] + " | " + part["group"],
+            x=part["measured_ms"], y=part["predicted_ms"], mode="markers",
+            name=html.escape(str(origin)),  # user file names and models: plotly renders HTML
+            text=(part["model"] + " | " + part["group"]).map(html.escape),
             hovertemplate="%{text}<br>measured %{x:.3f} ms, predicted %{y:.3f} ms<extra></extra>",
         ))
     if len(have):
@@ -138,7 +140,8 @@ def progress_figure(studies: Sequence[tuple[str, pd.DataFrame]]) -> go.Figure:
         done = trials[(trials["state"] == "complete") & (trials["feasible"] == True)]  # noqa: E712
         done = done.sort_values("trial")
         fig.add_trace(go.Scatter(
-            x=done["trial"], y=done["accuracy_score"].cummax(), mode="lines", name=name,
+            x=done["trial"], y=done["accuracy_score"].cummax(), mode="lines",
+            name=html.escape(name),
             line={"shape": "hv", "color": COLORS[i % len(COLORS)]},
             hovertemplate="trial %{x}: best score %{y:.3f}<extra>%{fullData.name}</extra>",
         ))

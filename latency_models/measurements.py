@@ -94,13 +94,19 @@ def _parse_arch(text: str, base: Path | None, where: str) -> ArchConfig:
     try:
         if text.startswith("{"):
             return ArchConfig.from_json(text)
-        path = Path(text) if base is None or Path(text).is_absolute() else base / text
-        return ArchConfig.from_json(path.read_text())
+        if base is None:  # text from elsewhere (an upload): never read a file it names
+            raise MeasurementError(
+                f"{where}: column 'arch' must be inline ArchConfig JSON here (a file path is not "
+                "read from an uploaded CSV); paste the JSON into the cell")
+        path = Path(text) if Path(text).is_absolute() else base / text
+        return ArchConfig.from_file(path)
     except OSError as exc:
         raise MeasurementError(
             f"{where}: column 'arch' names {text!r}, which cannot be read ({exc.strerror}); "
             "give inline ArchConfig JSON or a path relative to the CSV"
         ) from exc
+    except MeasurementError:
+        raise
     except (SwiftNASError, ValueError, json.JSONDecodeError) as exc:
         raise MeasurementError(f"{where}: column 'arch' is not a valid ArchConfig: {exc}") from exc
 
@@ -156,12 +162,27 @@ def read_measurements(path: str | Path) -> list[Measurement]:
     """All rows of a measurement CSV. Any malformed row raises; nothing is half-read."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise MeasurementError(
             f"cannot read measurement file {str(path)!r}: {exc.strerror or exc}"
         ) from exc
-    return parse_measurements(text, name=str(path), base=path.parent)
+    return parse_measurements(decode_csv(data, name=str(path)), name=str(path), base=path.parent)
+
+
+def decode_csv(data: bytes, *, name: str = "<csv>") -> str:
+    """A CSV file's text; binary data is refused in one line (its bytes are never echoed)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MeasurementError(
+            f"{name} is not a UTF-8 text CSV (undecodable byte at offset {exc.start}); export "
+            "it as CSV (UTF-8) from your spreadsheet"
+        ) from None
+    if "\x00" in text:
+        raise MeasurementError(f"{name} is not a text CSV (it contains NUL bytes); export it as "
+                               "CSV (UTF-8)")
+    return text
 
 
 def parse_measurements(text: str, *, name: str = "<csv>", base: Path | None = None

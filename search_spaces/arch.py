@@ -13,11 +13,19 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import InvalidArchError
 
 NUM_STAGES = 4
+# Explicit bounds, far above any mobile network (and the search space), so that a crafted file
+# cannot ask for a model that exhausts memory or a parse that never ends.
+MAX_DEPTH = 64
+MAX_WIDTH = 4096
+MAX_MLP_RATIO = 16.0
+MAX_RESOLUTION = 2048
+MAX_JSON_CHARS = 64 * 1024  # an ArchConfig JSON is under 1 KB
 ARCH_FORMAT_VERSION = 1  # bump when to_dict()'s layout changes; from_dict() reads older versions
 
 
@@ -37,14 +45,14 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         where = f"stages[{self.index}]"
-        if not _is_int(self.depth) or self.depth < 1:
+        if not _is_int(self.depth) or not 1 <= self.depth <= MAX_DEPTH:
             raise InvalidArchError(
-                f"{where}.depth", self.depth, "must be an integer >= 1",
+                f"{where}.depth", self.depth, f"must be an integer in 1..{MAX_DEPTH}",
                 "Every stage needs at least one block: use depth 1 or more.",
             )
-        if not _is_int(self.width) or self.width < 2:
+        if not _is_int(self.width) or not 2 <= self.width <= MAX_WIDTH:
             raise InvalidArchError(
-                f"{where}.width", self.width, "must be an integer >= 2",
+                f"{where}.width", self.width, f"must be an integer in 2..{MAX_WIDTH}",
                 "Use a channel count such as 48, 64 or 128.",
             )
         if self.index == 0 and self.width % 2:
@@ -58,9 +66,10 @@ class StageConfig:
             isinstance(ratio, bool)
             or not isinstance(ratio, int | float)
             or not math.isfinite(ratio)
+            or ratio > MAX_MLP_RATIO
         ):
             raise InvalidArchError(
-                f"{where}.mlp_ratio", ratio, "must be a finite number",
+                f"{where}.mlp_ratio", ratio, f"must be a finite number up to {MAX_MLP_RATIO:g}",
                 "Use a ratio such as 3.0 or 4.0.",
             )
         if int(self.width * ratio) < 1:
@@ -77,6 +86,12 @@ class StageConfig:
                 f"Use e.g. [{self.depth - 1}] for attention in the last block, or [] for none.",
             )
         attn = tuple(attn)
+        if len(attn) > self.depth:
+            raise InvalidArchError(
+                f"{where}.attn", f"{len(attn)} indices",
+                f"must list at most {self.depth} blocks (the stage has depth {self.depth})",
+                "List each attention block once.",
+            )
         for i in attn:
             if not _is_int(i) or not 0 <= i < self.depth:
                 raise InvalidArchError(
@@ -152,11 +167,12 @@ class ArchConfig:
             normalised.append(stage)
         object.__setattr__(self, "stages", tuple(normalised))
         res = self.resolution
-        if not _is_int(res) or res < 32 or res % 32:
-            near = max(32, 32 * round(res / 32)) if isinstance(res, int | float) else 224
+        if not _is_int(res) or res < 32 or res % 32 or res > MAX_RESOLUTION:
+            near = (max(32, 32 * round(res / 32))
+                    if isinstance(res, int | float) and math.isfinite(res) else 224)
             raise InvalidArchError(
-                "resolution", res, "must be a positive multiple of 32 (the network reduces by 32)",
-                f"Use {near}.",
+                "resolution", res, "must be a positive multiple of 32 (the network reduces by "
+                f"32), at most {MAX_RESOLUTION}", f"Use {min(near, MAX_RESOLUTION)}.",
             )
 
     # -- convenience views -------------------------------------------------------------------
@@ -222,14 +238,43 @@ class ArchConfig:
         return cls(stages=data["stages"], resolution=data.get("resolution", 224))
 
     @classmethod
+    def from_file(cls, path: str | Path) -> ArchConfig:
+        """Read an ArchConfig JSON file; anything else (a folder, a device, a large or binary
+        file) is refused without reading it whole or echoing it."""
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidArchError("arch", str(path), "is not a file",
+                                   "Pass the path of an ArchConfig JSON file.")
+        if path.stat().st_size > MAX_JSON_CHARS:
+            raise InvalidArchError("arch", str(path), "is not an ArchConfig JSON file (too large)",
+                                   "Pass the path of an ArchConfig JSON file.")
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidArchError("arch", str(path), "is not an ArchConfig JSON file (not "
+                                   "UTF-8 text)", "Pass the path of an ArchConfig JSON file.",
+                                   ) from None
+        return cls.from_json(text)
+
+    @classmethod
     def from_json(cls, text: str) -> ArchConfig:
+        # Never echo the text: it may be any file a user (or an uploaded CSV) pointed at.
+        if len(text) > MAX_JSON_CHARS:
+            raise InvalidArchError(
+                "arch", f"{len(text)} characters", f"is not an ArchConfig JSON (those are under "
+                f"{MAX_JSON_CHARS} characters)", "Pass an ArchConfig JSON file.")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidArchError(
-                "arch", text[:60], f"is not valid JSON ({exc.msg} at line {exc.lineno})",
+                "arch", f"{len(text)} characters of text",
+                f"is not an ArchConfig JSON (not valid JSON: {exc.msg} at line {exc.lineno})",
                 "Check the file; `swiftnas space sample --format json` writes a valid example.",
             ) from None
+        except RecursionError:
+            raise InvalidArchError(
+                "arch", "deeply nested JSON", "is not an ArchConfig JSON",
+                "Pass an ArchConfig JSON file.") from None
         return cls.from_dict(data)
 
     @classmethod

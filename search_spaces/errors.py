@@ -22,7 +22,10 @@ class InvalidArchError(SearchSpaceError):
     def __init__(self, field: str, received: object, problem: str, fix: str) -> None:
         self.field = field
         self.received = received
-        super().__init__(f"`{field}` {problem}, but got {received!r}. {fix}")
+        shown = repr(received)
+        if len(shown) > 80:  # a 2,000,000-entry list must not become a 16 MB message
+            shown = shown[:60] + f"... ({len(shown)} characters)"
+        super().__init__(f"`{field}` {problem}, but got {shown}. {fix}")
 
 
 class UnknownPresetError(SearchSpaceError):

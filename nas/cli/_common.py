@@ -37,5 +37,5 @@ def load_arch(spec: str) -> ArchConfig:
                 f"Architecture file {spec!r} does not exist. Pass a path to an ArchConfig JSON "
                 f"file or a preset name ({', '.join(PRESETS)})."
             )
-        return ArchConfig.from_json(path.read_text())
+        return ArchConfig.from_file(path)
     return get_preset(spec)
