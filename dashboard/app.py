@@ -14,6 +14,7 @@ import streamlit as st
 import search_spaces  # noqa: F401  (first: keeps `import timm` working, see README)
 from dashboard import data, plots
 from nas.search.escaping import markdown_text
+from nas.search.export import model_name_for
 
 PAGES = ["Studies", "Pareto explorer", "Candidate", "Latency model", "Optuna insights"]
 SLUGS = {"studies": 0, "pareto": 1, "candidate": 2, "latency": 3, "insights": 4}
@@ -251,7 +252,7 @@ def page_candidate(url: str) -> None:
     coreml = st.checkbox("Include the Core ML package (about 10 s)", value=False)
     payload = _guard(_export_zip, url, study, trial, coreml)
     st.download_button("Export for training (zip)", payload,
-                       file_name=f"{study}_trial_{trial}.zip", mime="application/zip",
+                       file_name=f"{model_name_for(study, trial)}.zip", mime="application/zip",
                        help="The files of `swiftnas export`: arch.json, model.py, train.sh, "
                        "MODEL_CARD.md, export.json")
 

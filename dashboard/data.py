@@ -208,9 +208,12 @@ def check_measurements_csv(data: bytes) -> list[Any]:
     """Parse an uploaded CSV (raises MeasurementError with row and column on bad input). An
     upload's ``arch`` cells must be inline JSON: a path in them is never read."""
     from latency_models import parse_measurements
+    from latency_models.architectures import check_timm_names
     from latency_models.measurements import decode_csv
 
-    return parse_measurements(decode_csv(data, name="uploaded CSV"), name="uploaded CSV")
+    rows = parse_measurements(decode_csv(data, name="uploaded CSV"), name="uploaded CSV")
+    check_timm_names(rows)
+    return rows
 
 
 def import_measurements(url: str, rows: list[Any], origin: str) -> int:

@@ -12,7 +12,9 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -34,6 +36,17 @@ def _check_timm_name(name: str) -> None:
         raise UnknownModelError(
             f"unknown timm model {name!r}{hint}; use a name from `timm.list_models()`"
         )
+
+
+def check_timm_names(rows: Iterable[Any]) -> None:
+    """Every row's ``timm_name`` (when set) is a timm model; the first that is not raises,
+    naming its row (``origin``)."""
+    for m in rows:
+        if m.timm_name:
+            try:
+                _check_timm_name(m.timm_name)
+            except UnknownModelError as exc:
+                raise UnknownModelError(f"{m.origin}: column 'timm_name': {exc}") from None
 
 
 def default_resolution(timm_name: str) -> int:

@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
+    except OSError as exc:  # a full or read-only disk met while writing: one line, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}; check disk space and permissions",
+                   err=True)
+        return 2
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("Aborted.", err=True)
         return 130

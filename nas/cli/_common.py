@@ -12,8 +12,10 @@ from rich.console import Console
 if TYPE_CHECKING:
     from search_spaces import ArchConfig
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)  # one-line messages stay one line
+# markup off: study names, paths and messages are user text, and "oops[/bold]" in one of them
+# must print as it is, not break the whole table (styles are given as objects where wanted)
+console = Console(markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)  # one-line messages stay one
 
 
 class OutputFormat(StrEnum):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ._common import OutputFormat, console, err_console, load_arch, print_json
 
@@ -82,6 +83,9 @@ def fit(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
 ) -> None:
     """Fit a predictor and print its cross-validated metrics per measurement group."""
+    from nas.outputs import check_output_path
+
+    check_output_path(out, folder=False)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from latency_models import calibration_csv, fit_predictor, read_measurements
@@ -150,6 +154,9 @@ def predict(
     if measurements is not None:
         if out is None:
             raise typer.BadParameter("--measurements needs --out FILE for the predictions")
+        from nas.outputs import check_output_path
+
+        check_output_path(out, folder=False)
         _predict_csv(predictor, measurements, out, source)
         return
     if (model is None) == (arch is None):
@@ -168,18 +175,19 @@ def predict(
         print_json({"model": what, "device": device, **p.to_dict(),
                     "predictor": f"{predictor.name} v{predictor.version}"})
         return
-    console.print(f"{what} on {device}: [bold]{p.latency_ms:.3f} ms[/] "
-                  f"(90% interval {p.low_ms:.3f}-{p.high_ms:.3f} ms)\ngroup: {p.group}")
+    console.print(Text.assemble(f"{what} on {device}: ", (f"{p.latency_ms:.3f} ms", "bold"),
+                                f" (90% interval {p.low_ms:.3f}-{p.high_ms:.3f} ms)\n"
+                                f"group: {p.group}"))
 
 
 def _predict_csv(predictor: LatencyPredictor, path: Path, out: Path, source: str | None) -> None:
     from latency_models import MeasurementError
     from latency_models.architectures import atomic_write_text
-    from latency_models.measurements import parse_row
+    from latency_models.measurements import decode_csv, parse_row
     from search_spaces import SwiftNASError
 
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = decode_csv(path.read_bytes(), name=str(path))
     except OSError as exc:
         raise MeasurementError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
     reader = csv.DictReader(io.StringIO(text))
@@ -296,6 +304,9 @@ def export_coreml(
         from latency_models import default_resolution
 
         default_resolution(model)  # unknown names fail here, before the slow part
+    from nas.outputs import check_output_path
+
+    check_output_path(out, folder=True)
     with console.status("converting to Core ML (about 5-30 s)..."):
         result = run_export(out_dir=out, arch=cfg, timm_name=model or "", resolution=resolution)
     if fmt is OutputFormat.json:
@@ -312,9 +323,11 @@ def import_measurements(
 ) -> None:
     """Append your own measurements to the storage; `latency fit --storage` then uses them."""
     from latency_models import read_measurements
+    from latency_models.architectures import check_timm_names
     from nas.storage import open_storage
 
     rows = read_measurements(file)  # every row validated before anything is written
+    check_timm_names(rows)
     store = open_storage(storage)
     added = store.add_measurements(rows, origin=str(file))
     total = len(store.measurements())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ._common import console, err_console, print_json
@@ -84,7 +86,9 @@ def search(
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                "{task.fields[info]}", TimeElapsedColumn())
     bar = Progress(*columns, console=err_console)
-    task = bar.add_task(f"study {spec.name}", total=n_trials, info="starting", start=False)
+    # the description column parses markup: the study name is user text
+    task = bar.add_task(f"study {escape(spec.name)}", total=n_trials, info="starting",
+                        start=False)
 
     def show(p: Any) -> None:
         bar.update(task, completed=p.complete, info=(
@@ -165,8 +169,8 @@ def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
     console.print(table)
     if not front:
         console.print("no feasible trial yet: raise --latency-budget-ms or run more trials")
-    console.print(f"export one: swiftnas export --study {loaded.name} --storage "
-                  f"{loaded.storage.url} --trial N --out DIR")
+    console.print(f"export one: swiftnas export --study {shlex.quote(loaded.name)} --storage "
+                  f"{shlex.quote(loaded.storage.url)} --trial N --out DIR")
 
 
 def pareto(

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.outputs import check_output_path
 from search_spaces import ArchConfig
 
 from .cache import record_export
+from .escaping import markdown_text
 from .pareto import Candidate, from_summary
 from .results import LoadedStudy, get_trial, study_settings
 from .spec import ATTR, SearchError
@@ -39,8 +41,11 @@ class ExportResult:
     files: list[str]
 
 
+MODEL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,150}")
+
+
 def model_name_for(study: str, trial: int | None) -> str:
-    slug = re.sub(r"[^0-9a-zA-Z]+", "_", study).strip("_").lower() or "study"
+    slug = re.sub(r"[^0-9a-z]+", "_", study.lower()).strip("_")[:100] or "study"
     return f"swiftnas_{slug}" + (f"_t{trial}" if trial is not None else "")
 
 
@@ -75,7 +80,9 @@ def training_recipe(params: int) -> list[str]:
     return flags
 
 
-_MODEL_PY = '''"""{name}: a SwiftFormer architecture found by swiftnas ({origin}).
+# Only {name} (an identifier, checked) and repr() literals reach generated Python; the origin,
+# which holds the user's study name, is data (ORIGIN), never part of a docstring or code.
+_MODEL_PY = '''"""{name}: a SwiftFormer architecture found by swiftnas (see ORIGIN).
 
 Importing this module registers ``{name}`` with timm:
 
@@ -95,6 +102,7 @@ from search_spaces import ArchConfig, build_model
 from timm.models import register_model
 
 ARCH = ArchConfig.from_json((Path(__file__).parent / "arch.json").read_text())
+ORIGIN = {origin!r}
 TIMM_KWARGS = {timm_kwargs!r}  # timm's own swiftformer kwargs for this arch, or None
 
 
@@ -145,7 +153,8 @@ torchrun --nproc_per_node="${{NPROC:-8}}" "$HERE/train_timm.py" "$TIMM_TRAIN" "$
 def _model_card(name: str, info: dict[str, Any], recipe: list[str],
                 kwargs: dict[str, Any] | None) -> str:
     lat = info["latency"]
-    scores = "\n".join(f"| {k} | {v:.4g} |" for k, v in info["proxy_scores"].items())
+    esc = markdown_text  # origin, device, predictor and group are user text
+    scores = "\n".join(f"| {esc(k)} | {v:.4g} |" for k, v in info["proxy_scores"].items())
     timm_cmd = ""
     if kwargs is not None:
         kw = " ".join(f"{k}=\"{v!r}\"" if isinstance(v, list) else f"{k}={v}"
@@ -161,15 +170,15 @@ def _model_card(name: str, info: dict[str, Any], recipe: list[str],
     )
     return f"""# {name}
 
-A SwiftFormer architecture from swiftnas: {info['origin']}. Random weights until trained.
+A SwiftFormer architecture from swiftnas: {esc(info['origin'])}. Random weights until trained.
 
 | | |
 |---|---|
 | parameters | {info['params'] / 1e6:.2f} M |
 | MACs at {info['arch']['resolution']} px | {info['macs'] / 1e9:.3f} G |
-| predicted latency on {lat['device']} | {lat['latency_ms']:.3f} ms |
+| predicted latency on {esc(lat['device'])} | {lat['latency_ms']:.3f} ms |
 | 90% interval | {lat['low_ms']:.3f} to {lat['high_ms']:.3f} ms |
-| latency predictor | {lat['predictor']} (calibration group: {lat['group']}) |
+| latency predictor | {esc(lat['predictor'])} (calibration group: {esc(lat['group'])}) |
 | attention blocks | {info['num_attn_blocks']} |
 | architecture key | `{info['arch_key']}` |
 
@@ -209,7 +218,11 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
     """Write the export files for ``candidate`` into ``out_dir`` (see the module docstring)."""
     import timm
 
+    if not MODEL_NAME.fullmatch(model_name):
+        raise SearchError(f"model name {model_name[:80]!r} is not a Python identifier of "
+                          "lowercase letters, digits and underscores; see model_name_for()")
     out = Path(out_dir)
+    check_output_path(out, folder=True)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SearchError(f"export folder {str(out)!r} exists and is not empty; choose a new "
                           "--out or remove it")
