@@ -27,6 +27,8 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
+from nas.storage.storage import sqlite_path
+
 
 class SwiftNASRDBStorage(RDBStorage):
     """RDBStorage + stale trials without any heartbeat (see the module docstring)."""
@@ -107,11 +109,8 @@ class AskLock:
         self._key = int.from_bytes(digest[:8], "big", signed=True)
         self._conn: sa.Connection | None = None
         self._file: Any = None
-        db = engine.url.database
-        if engine.dialect.name == "sqlite" and db and db != ":memory:":
-            self._path: Path | None = Path(db).with_name(Path(db).name + ".swiftnas-lock")
-        else:
-            self._path = None
+        db = sqlite_path(engine)
+        self._path = Path(db).with_name(Path(db).name + ".swiftnas-lock") if db else None
 
     @contextmanager
     def held(self) -> Iterator[None]:

@@ -35,7 +35,7 @@ from search_spaces import ArchConfig
 from .cache import cached_evaluation, register_predictor, save_evaluation
 from .coordination import AskLock, HeartbeatThread, SwiftNASRDBStorage, trial_counts
 from .evaluation import Evaluation, EvaluationSettings
-from .executors import InlineExecutor, RayExecutor, make_executor
+from .executors import InlineExecutor, RayExecutor, check_reachable, make_executor
 from .pareto import nondominated
 from .spec import ATTR, SearchError, StudySpec, check_identity
 
@@ -206,7 +206,8 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     return study, store, ostore
 
 
-def check_run_options(n_trials: int, workers: int, heartbeat_interval: int) -> None:
+def check_run_options(n_trials: int, workers: int, heartbeat_interval: int,
+                      ray_address: str | None = None) -> None:
     if n_trials <= 0:
         raise SearchError(f"--trials must be a positive number, but got {n_trials}")
     if workers < 0:
@@ -215,6 +216,11 @@ def check_run_options(n_trials: int, workers: int, heartbeat_interval: int) -> N
     if heartbeat_interval < 1:
         raise SearchError(f"--heartbeat-interval must be a whole number of seconds >= 1, but got "
                           f"{heartbeat_interval}")
+    if ray_address is not None:
+        if workers == 0:
+            raise SearchError("--ray-address needs --workers K >= 1 (the number of evaluations "
+                              "to run at once on the cluster)")
+        check_reachable(ray_address)
 
 
 @contextmanager
@@ -251,7 +257,7 @@ def run_study(
     ``on_start`` is called once the study is open, ``on_progress`` after every finished trial,
     ``on_evaluation`` after every new (not cached) evaluation.
     """
-    check_run_options(n_trials, workers, heartbeat_interval)
+    check_run_options(n_trials, workers, heartbeat_interval, ray_address)
     settings = prepare_settings(spec)
     storages = open_storages(storage_url, heartbeat_interval)
     executor = make_executor(settings, workers=workers, ray_address=ray_address)

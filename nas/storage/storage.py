@@ -68,14 +68,25 @@ def create_engine(url: str) -> sa.Engine:
             "for PostgreSQL install swiftnas with `pip install -e '.[postgres]'`"
         ) from exc
     if engine.dialect.name == "sqlite":
-        db = engine.url.database
-        if db and db != ":memory:" and not Path(db).parent.exists():
+        db = sqlite_path(engine)
+        if db and not Path(db).parent.exists():
             raise StorageError(
                 f"storage URL {url!r}: folder {str(Path(db).parent)!r} does not exist; "
                 "create it or use another path"
             )
         _transactional_sqlite(engine)
     return engine
+
+
+def sqlite_path(engine: sa.Engine) -> str | None:
+    """The file of a SQLite engine (also for ``sqlite:///file:PATH?mode=ro&uri=true``), or None
+    for other databases and in-memory SQLite."""
+    if engine.dialect.name != "sqlite":
+        return None
+    db = engine.url.database or ""
+    if db.startswith("file:"):
+        db = db.removeprefix("file:").split("?")[0]
+    return db if db and db != ":memory:" else None
 
 
 def _transactional_sqlite(engine: sa.Engine) -> None:
@@ -181,9 +192,8 @@ def open_storage(url: str = DEFAULT_STORAGE, *, create: bool = True) -> Storage:
     """Open ``url``. A database without swiftnas tables gets them when ``create``; one with an
     older schema raises ``StorageError`` naming `swiftnas db upgrade`."""
     engine = create_engine(url)
-    db = engine.url.database
-    if (not create and engine.dialect.name == "sqlite" and db and db != ":memory:"
-            and not Path(db).is_file()):
+    db = sqlite_path(engine)
+    if not create and db and not Path(db).is_file():
         # readers (pareto, studies, dashboard) must not leave an empty database behind
         raise StorageError(f"no such storage: {db!r} does not exist; check --storage, or create "
                            "it with `swiftnas search` or `swiftnas db upgrade`")
