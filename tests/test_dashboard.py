@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import data, plots
 from nas.search import StudySpec, run_study
+from nas.search.escaping import markdown_text
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -69,7 +70,7 @@ def test_pareto_page_plots_every_trial_and_opens_a_candidate(storage, monkeypatc
     at.selectbox(key="open_candidate").set_value(first).run()
     assert not at.exception
     assert at.sidebar.radio[0].value == "Candidate"
-    assert any(h.value == first for h in at.subheader)
+    assert any(h.value == markdown_text(first) for h in at.subheader)  # escaped user text
 
 
 def test_candidate_page(storage, monkeypatch) -> None:
