@@ -122,7 +122,7 @@ def test_error_states_are_messages(storage, monkeypatch, tmp_path) -> None:
     at = _app(monkeypatch, empty, page="studies")
     assert any("No studies" in i.value for i in at.info)
     at = _app(monkeypatch, storage, page="pareto", study="nope")
-    assert any("No study 'nope'" in w.value for w in at.warning)
+    assert any(markdown_text("No study 'nope'") in w.value for w in at.warning)
     for url in ("notaurl", "sqlite:////no/such/dir/x.db",
                 "postgresql+psycopg://nobody@127.0.0.1:1/none"):
         at = _app(monkeypatch, url, page="studies")
@@ -147,7 +147,8 @@ def test_plots_are_pure_functions_of_frames() -> None:
 def test_latency_page_and_csv_import(storage, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("SWIFTNAS_CACHE_DIR", str(tmp_path / "cache"))  # shipped features only
     at = _app(monkeypatch, storage, page="latency")
-    assert any("Predictor in use: **swiftnas-latency" in m.value for m in at.markdown)
+    assert any("Predictor in use: **" + markdown_text("swiftnas-latency") in m.value
+               for m in at.markdown)
     groups = at.dataframe[0].value
     assert "arXiv:2303.15446 (SwiftFormer, ICCV'23) | iPhone 14 | ANE" in set(groups["group"])
     assert len(at.get("plotly_chart")) == 1

@@ -332,6 +332,10 @@ def test_storage_schema_check_names_the_upgrade_command(tmp_path: Path) -> None:
         conn.execute(sa.text("INSERT INTO swiftnas_alembic_version VALUES ('0000')"))
     with pytest.raises(StorageError, match=r"swiftnas db upgrade --storage"):
         open_storage(url)
+    with pytest.raises(StorageError, match="no such storage"):  # readers create no file
+        open_storage(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
+    assert not (tmp_path / "empty.db").exists()
+    sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}").connect().close()  # an empty file
     with pytest.raises(StorageError, match="has swiftnas schema none"):
         open_storage(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
 

@@ -7,7 +7,7 @@ import re
 
 # every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them
 # also defeats GFM autolinks (www., http://), Streamlit's :color[...] directives and $math$
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_PUNCTUATION = re.compile(r"([!-.:-@\[-`{-~])")
 
 
 def markdown_text(value: object) -> str:
