@@ -156,9 +156,9 @@ def test_latency_page_and_csv_import(storage, monkeypatch, tmp_path) -> None:
     from latency_models import MeasurementError
 
     with pytest.raises(MeasurementError, match="latency_ms"):
-        data.check_measurements_csv("model,device,latency_ms,timm_name\nm,iPhone 14,-1,resnet18\n")
-    rows = data.check_measurements_csv("model,device,latency_ms,timm_name\n"
-                                       "m,iPhone 14,1.5,resnet18\n")
+        data.check_measurements_csv(b"model,device,latency_ms,timm_name\nm,iPhone 14,-1,resnet18\n")
+    rows = data.check_measurements_csv(b"model,device,latency_ms,timm_name\n"
+                                       b"m,iPhone 14,1.5,resnet18\n")
     assert data.import_measurements(storage, rows, "test.csv") == 1
     df, _, _ = data.latency_rows(storage)
     mine = df[df["origin"] == "imported"]
