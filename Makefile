@@ -16,12 +16,14 @@ install: $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e .
 
-# Debian packages the tests use: a real PostgreSQL server, Chromium for the dashboard test.
+# Debian packages the tests use: a real PostgreSQL server, Chromium for the dashboard test,
+# Fashion-MNIST (the one real image dataset offline) for `swiftnas train`.
+SYSTEM_PACKAGES := postgresql chromium dataset-fashion-mnist
 system-deps:
-	@if ! dpkg -s postgresql chromium >/dev/null 2>&1; then \
+	@if ! dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update && \
-	  $$SUDO apt-get install -y --no-install-recommends postgresql chromium; \
+	  $$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); \
 	fi
 
 install-dev: $(BIN)/python system-deps

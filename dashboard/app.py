@@ -13,7 +13,7 @@ import streamlit as st
 
 import search_spaces  # noqa: F401  (first: keeps `import timm` working, see README)
 from dashboard import data, plots
-from nas.search.escaping import markdown_text
+from nas.search.escaping import screen_text
 from nas.search.export import model_name_for
 
 PAGES = ["Studies", "Pareto explorer", "Candidate", "Latency model", "Optuna insights"]
@@ -86,7 +86,7 @@ def _guard(fn, *args: Any) -> Any:
     try:
         return fn(*args)
     except Exception as exc:  # the storage URL, a missing study, a broken file: say so
-        st.error(markdown_text(f"{type(exc).__name__}: {exc}"))
+        st.error(screen_text(f"{type(exc).__name__}: {exc}"))
         st.stop()
 
 
@@ -103,7 +103,7 @@ def page_studies(url: str) -> None:
             _study.clear()
         df = _guard(_studies, url)
         if df.empty:
-            st.info(markdown_text(f"No studies in {url} yet. Start one: swiftnas search --study "
+            st.info(screen_text(f"No studies in {url} yet. Start one: swiftnas search --study "
                                   f"NAME --storage {url} --latency-budget-ms 1.0 --trials 100"))
             return
         best = []
@@ -119,15 +119,15 @@ def page_studies(url: str) -> None:
                         f"{top['accuracy_score'].iloc[0]:.3f} at "
                         f"{top['latency_ms'].iloc[0]:.3f} ms")
         # st.table renders Markdown in every cell: names are user text, so escape them
-        shown = df.assign(best=best, study=df["study"].map(markdown_text),
-                          device=df["device"].map(markdown_text),
-                          sampler=df["sampler"].map(markdown_text))[
+        shown = df.assign(best=best, study=df["study"].map(screen_text),
+                          device=df["device"].map(screen_text),
+                          sampler=df["sampler"].map(screen_text))[
             ["study", "device", "latency_budget_ms", "sampler", "complete", "feasible",
              "failed", "running", "best", "last_update"]]
         # a static table: the interactive grid's script is a second download for the browser,
         # which made this first page of a fresh browser 0.5 s slower (benchmarks/dashboard_speed)
         st.table(shown, hide_index=True)
-        st.caption(f"{len(df)} studies in {markdown_text(url)}")
+        st.caption(f"{len(df)} studies in {screen_text(url)}")
 
     table()
 
@@ -137,11 +137,11 @@ def _names_and_linked(url: str) -> tuple[list[str], str | None]:
     when it names one of them (a warning says so when it does not)."""
     names = _guard(_names, url)
     if not names:
-        st.info(f"No studies in {markdown_text(url)} yet.")
+        st.info(f"No studies in {screen_text(url)} yet.")
         st.stop()
     wanted = st.query_params.get("study")
     if wanted and wanted not in names:
-        st.warning(markdown_text(f"No study {wanted!r} in {url}; studies: {', '.join(names)}."))
+        st.warning(screen_text(f"No study {wanted!r} in {url}; studies: {', '.join(names)}."))
     return names, wanted if wanted in names else None
 
 
@@ -185,7 +185,7 @@ def page_pareto(url: str) -> None:
     n_points = sum(len(s[1]) for s in series)
     n_front = sum(int(s[1]["pareto"].sum()) for s in series)
     st.caption(f"{n_points} trials shown, {n_front} on the feasible Pareto front; SwiftFormer "
-               f"presets scored with the proxy and predictor of {markdown_text(chosen[0])}.")
+               f"presets scored with the proxy and predictor of {screen_text(chosen[0])}.")
     selection: Any = event.get("selection", {}) if event else {}
     points = selection.get("points", [])
     picked = [p for p in points if p.get("customdata")]
@@ -229,10 +229,10 @@ def page_candidate(url: str) -> None:
     trial = st.selectbox("Trial", trials, index=trials.index(default))
     cand, info = _guard(_candidate, url, study, trial)
     row = complete[complete["trial"] == trial].iloc[0]
-    st.subheader(markdown_text(f"{study} / trial {trial}"))
+    st.subheader(screen_text(f"{study} / trial {trial}"))
     m = st.columns(5)
     m[0].metric("Accuracy score", f"{cand.accuracy_score:.3f}")
-    m[1].metric(f"Latency on {markdown_text(view.device)}", f"{cand.latency_ms:.3f} ms",
+    m[1].metric(f"Latency on {screen_text(view.device)}", f"{cand.latency_ms:.3f} ms",
                 help=f"90% interval {cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms")
     m[2].metric("Params", f"{cand.params / 1e6:.2f} M")
     m[3].metric("MACs", f"{cand.macs / 1e9:.3f} G")
@@ -242,7 +242,7 @@ def page_candidate(url: str) -> None:
               f"infeasible (over the {view.budget_ms:g} ms budget)")
     st.write(f"**Where it sits:** {status}. 90% latency interval "
              f"{cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms "
-             f"({markdown_text(info.get('latency_group', ''))}).")
+             f"({screen_text(info.get('latency_group', ''))}).")
     st.plotly_chart(plots.architecture_figure(cand.arch), width="stretch")
     st.dataframe(data.stages_table(cand.arch), hide_index=True, width="stretch")
     st.write("**Proxy scores**")
@@ -261,8 +261,8 @@ def page_latency(url: str) -> None:
     st.header("Latency model")
     df, metrics, info = _guard(_latency, url)
     cv = info.get("cv") or {}
-    st.write(f"Predictor in use: **{markdown_text(info['name'])} "
-             f"v{markdown_text(info['version'])}** (fitted "
+    st.write(f"Predictor in use: **{screen_text(info['name'])} "
+             f"v{screen_text(info['version'])}** (fitted "
              f"{info.get('fitted_at') or '?'}); leave-one-family-out MAPE "
              f"{cv.get('mape', float('nan')):.1f}%, Spearman {cv.get('spearman') or 0:.3f}.")
     st.caption("Points are in-sample for the shipped calibration rows (the predictor was "
@@ -281,13 +281,13 @@ def page_latency(url: str) -> None:
         try:
             rows = data.check_measurements_csv(upload.getvalue())
         except Exception as exc:
-            st.error(f"Not imported: {markdown_text(exc)}")
+            st.error(f"Not imported: {screen_text(exc)}")
         else:
             st.success(f"{len(rows)} valid rows.")
             if st.button("Import into the storage"):
                 added = _guard(data.import_measurements, url, rows, upload.name)
                 _latency.clear()
-                st.success(markdown_text(
+                st.success(screen_text(
                     f"Imported {added} measurements. Refit with swiftnas latency fit --storage "
                     f"{url} --out my_predictor.json."))
 
@@ -322,7 +322,7 @@ def main() -> None:
     if "goto" in st.session_state:
         st.session_state["page"] = st.session_state.pop("goto")
     page = st.sidebar.radio("Page", PAGES, key="page")
-    st.sidebar.caption(f"Storage: {markdown_text(URL)}")
+    st.sidebar.caption(f"Storage: {screen_text(URL)}")
     slug_of = {v: k for k, v in SLUGS.items()}
     st.query_params["page"] = slug_of[PAGES.index(page)]
     {"Studies": page_studies, "Pareto explorer": page_pareto, "Candidate": page_candidate,

@@ -3,9 +3,12 @@ through Debian's Chromium by playwright (never `playwright install`: no download
 
 from __future__ import annotations
 
+import http.server
 import io
 import subprocess
 import tempfile
+import threading
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -33,13 +36,47 @@ def _up(url: str) -> bool:
         return False
 
 
+class _Lure(http.server.BaseHTTPRequestHandler):
+    """A local server that a crafted study name points links and images at: any request to it
+    means the browser rendered user text as Markdown or HTML."""
+
+    hits: list[str] = []  # noqa: RUF012 (shared on purpose: the handler is made per request)
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, str]]:
+def lure() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lure)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def _hostile_name(lure: str) -> str:
+    return (f"evil **bold** [click]({lure}/link) ![img]({lure}/md.png) "
+            f"<img src='{lure}/html.png'>")
+
+
+@pytest.fixture(scope="module")
+def served(lure: str) -> Iterator[tuple[str, str]]:
     base = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(dir=base) as d:
         storage = f"sqlite:///{d}/web.db"
         run_study(StudySpec(name="web", latency_budget_ms=1.2, population_size=4, seed=4),
                   storage, 8)
+        # evaluated already (same seed, cached): instant
+        run_study(StudySpec(name=_hostile_name(lure), latency_budget_ms=1.2, population_size=4,
+                            seed=4), storage, 1)
         port = free_port()
         proc = subprocess.Popen([swiftnas_exe(), "dashboard", "--storage", storage, "--port",
                                  str(port)], stdout=subprocess.DEVNULL,
@@ -97,3 +134,32 @@ def test_pareto_select_and_export_in_chromium(served) -> None:
     names = zipfile.ZipFile(io.BytesIO(payload)).namelist()
     assert f"swiftnas_web_t{trial}/arch.json" in names
     assert f"swiftnas_web_t{trial}/model.py" in names
+
+
+def test_user_text_renders_as_plain_text_in_chromium(served, lure) -> None:
+    """A crafted study name, on the Studies page and as a deep link's ``?study=`` (a known
+    study and an unknown one), shows as its literal text: no link, no image, no request."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _ = served
+    name = _hostile_name(lure)
+    quoted = urllib.parse.quote(name)
+    _Lure.hits.clear()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=90_000)
+        # the text shows as typed (an invisible word joiner defuses its URLs: not matched here)
+        for url, literal in ((f"{base}/?page=studies", "evil **bold** [click]("),
+                             (f"{base}/?page=candidate&study={quoted}", "html.png'> / trial 0"),
+                             (f"{base}/?page=pareto&study={quoted}x", 'No study "evil **bold**')):
+            page.goto(url)
+            expect(page.get_by_text(literal, exact=False).first).to_be_visible()
+            html = page.content()
+            assert f'href="{lure}' not in html and f'src="{lure}' not in html, url
+            assert page.locator(f'a[href^="{lure}"], img[src^="{lure}"]').count() == 0, url
+        page.wait_for_timeout(1000)  # time for any stray image fetch to arrive
+        page.screenshot(path=str(ARTIFACTS / "hostile_name.png"), full_page=True)
+        browser.close()
+    assert _Lure.hits == []

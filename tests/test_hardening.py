@@ -379,3 +379,16 @@ def test_read_only_database_mid_run_is_one_line(tmp_path, capsys) -> None:
                       "--trials", "3"], capsys)
     _one_line_error(code, err, "readonly")
     assert load_study(url, "x").study.trials[0].state.name == "COMPLETE"  # kept
+
+
+def test_screen_text_defuses_autolinks_and_reads_the_same() -> None:
+    from nas.search.escaping import WORD_JOINER, screen_text
+
+    raw = "see http://evil.example/x www.evil.org a@evil.net"
+    shown = screen_text(raw)
+    tokens = _markdown_tokens(shown)
+    assert {t.type for t in tokens} <= {"paragraph_open", "inline", "text", "paragraph_close"}
+    text = "".join(t.content for t in tokens if t.type == "text")
+    assert text.replace(WORD_JOINER, "") == raw
+    for pattern in ("://", "www.", "@e"):
+        assert pattern not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import subprocess
@@ -302,7 +303,15 @@ def test_export_builds_with_timm_trains_and_converts(finished_study, tmp_path) -
     assert (out / "coreml" / f"{info['model_name']}.mlpackage").is_dir()
     card = (out / "MODEL_CARD.md").read_text()
     assert f"{info['params'] / 1e6:.2f} M" in card and "iPhone 14" in card
-    assert f"--model {info['model_name']}" in (out / "train.sh").read_text()
+    assert f"--model {info['model_name']}" in (out / "train_timm.sh").read_text()
+    # train.sh runs `swiftnas train` as it is (only swiftnas installed): a tiny real run
+    env = {**os.environ, "PATH": f"{Path(swiftnas_exe()).parent}:{os.environ['PATH']}",
+           "EPOCHS": "1", "STORAGE": f"sqlite:///{tmp_path}/trained.db"}
+    ran = subprocess.run([str(out / "train.sh"), "fashion-mnist", "--resolution", "32",
+                          "--train-subset", "64", "--val-subset", "64"], env=env,
+                         capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert "top-1" in ran.stdout and (out / "output" / "metrics.csv").is_file()
     # A fresh interpreter, as a user would: import model.py, build with timm, one SGD step.
     script = f"""
 import sys
@@ -346,7 +355,7 @@ def test_migration_from_0001_keeps_measurements_and_creates_optuna_tables(tmp_pa
         command.upgrade(_alembic_config(conn), "0001")
     rows = parse_measurements("model,device,latency_ms,timm_name\nm,iPhone 14,1.5,resnet18\n")
     store.add_measurements(rows)
-    with pytest.raises(StorageError, match=r"schema 0001, this swiftnas needs 0002; run "
+    with pytest.raises(StorageError, match=r"schema 0001, this swiftnas needs 0003; run "
                                            r"`swiftnas db upgrade --storage sqlite:///"):
         open_storage(url, create=False)
     assert main(["db", "upgrade", "--storage", url]) == 0
@@ -355,4 +364,5 @@ def test_migration_from_0001_keeps_measurements_and_creates_optuna_tables(tmp_pa
     with upgraded.engine.connect() as conn:
         tables = {r[0] for r in conn.exec_driver_sql(
             "select name from sqlite_master where type='table'")}
-    assert {"swiftnas_candidates", "swiftnas_exports", "studies", "trials"} <= tables
+    assert {"swiftnas_candidates", "swiftnas_exports", "swiftnas_trained_results", "studies",
+            "trials"} <= tables

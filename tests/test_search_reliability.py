@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -249,3 +250,78 @@ def test_two_studies_at_once_on_postgresql(postgres_url: str) -> None:
     more = run_study(StudySpec(name="phone12", latency_budget_ms=2.0, device="iPhone 12",
                                sampler="random", seed=7), postgres_url, 6)
     assert (more.complete, more.completed_this_run) == (6, 1)
+
+
+# ------------------------------------------------------------------------ killed at the ask
+KILL_AT_ASK = """
+import os, signal, sys
+from nas.search import StudySpec
+from nas.search.study import open_study, prepare_settings
+spec = StudySpec(name=sys.argv[2], latency_budget_ms=1.0, population_size=4, seed=3)
+study, _, _ = open_study(spec, prepare_settings(spec), sys.argv[1], heartbeat_interval=1)
+study.ask()  # the trial exists, RUNNING; its first heartbeat is never recorded
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_driver_killed_between_ask_and_first_heartbeat(shm_dir: Path) -> None:
+    """The trial such a driver leaves has no heartbeat row at all; Optuna's own stale check
+    only looks at trials with heartbeats, so it used to stay RUNNING forever."""
+    url = f"sqlite:///{shm_dir}/ask.db"
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_ASK, url, "ask"], check=False,
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    [orphan] = _trials(url, "ask")
+    assert orphan.state == TrialState.RUNNING
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        assert conn.execute("select count(*) from trial_heartbeats").fetchone() == (0,)
+    time.sleep(2.5)  # older than the grace period (2 x 1 s)
+    rerun = subprocess.run(_search_cmd(url, "ask", 3, "--heartbeat-interval", "1"),
+                           capture_output=True, text=True, check=False,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert rerun.returncode == 0, rerun.stderr
+    trials = _assert_consistent(url, "ask", 3)
+    assert trials[0].state == TrialState.FAIL  # the orphan was failed (and its params retried)
+    listed = subprocess.run([swiftnas_exe(), "studies", "--storage", url, "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    [row] = json.loads(listed.stdout)
+    assert (row["running"], row["complete"]) == (0, 3)
+
+
+# ------------------------------------------------------------- several drivers on one study
+def _two_drivers(url: str, name: str, trials: int) -> list[subprocess.CompletedProcess]:
+    # A 1 s heartbeat (grace 2 s) is shorter than the first evaluation's warm-up in a fresh
+    # process: it used to expire there, so the other driver failed the trial and the first one
+    # crashed with UpdateFinishedTrialError when it told it.
+    cmd = [*_search_cmd(url, name, trials, "--heartbeat-interval", "1"), "--sampler", "random"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([*cmd, "--seed", str(seed)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for seed in (1, 2)]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
+def test_two_drivers_on_sqlite_stop_at_exactly_n(shm_dir: Path) -> None:
+    url = f"sqlite:///{shm_dir}/two.db"
+    assert subprocess.run([swiftnas_exe(), "db", "upgrade", "--storage", url],
+                          capture_output=True, check=False).returncode == 0
+    for run in _two_drivers(url, "two", 15):
+        assert run.returncode == 0, run.stderr
+    trials = _assert_consistent(url, "two", 15)
+    assert not [t for t in trials if t.state == TrialState.FAIL]  # nobody's trial went stale
+
+
+def test_two_drivers_on_postgresql_stop_at_exactly_n(postgres_url: str) -> None:
+    assert subprocess.run([swiftnas_exe(), "db", "upgrade", "--storage", postgres_url],
+                          capture_output=True, check=False).returncode == 0
+    for run in _two_drivers(postgres_url, "team", 15):
+        assert run.returncode == 0, run.stderr
+    trials = _trials(postgres_url, "team")
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == 15
+    assert TrialState.RUNNING not in states and TrialState.FAIL not in states
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))

@@ -16,6 +16,7 @@ from .latency import latency_app
 from .proxy import proxy_app
 from .search import export, pareto, search, studies
 from .space import space_app
+from .train import accuracy_app, train
 
 app = typer.Typer(
     name="swiftnas",
@@ -28,7 +29,8 @@ app.add_typer(space_app, name="space")
 app.add_typer(proxy_app, name="proxy")
 app.add_typer(latency_app, name="latency")
 app.add_typer(db_app, name="db")
-for command in (search, pareto, export, studies, dashboard):
+app.add_typer(accuracy_app, name="accuracy")
+for command in (search, pareto, export, studies, train, dashboard):
     app.command()(command)
 
 

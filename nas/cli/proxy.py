@@ -34,8 +34,13 @@ def list_proxies() -> None:
 @proxy_app.command("evaluate")
 def evaluate(
     benchmark: str = typer.Option(
-        ..., "--benchmark", help="'nas-bench-macro' or a JSONL file of timm models with "
-        "trained accuracies (see README)."),
+        ..., "--benchmark", help="'nas-bench-macro', 'trained' (the accuracies stored in "
+        "--storage by `swiftnas train` and `swiftnas accuracy import`) or a JSONL file of timm "
+        "models with trained accuracies (see README)."),
+    storage: str = typer.Option("sqlite:///swiftnas.db", "--storage", help="With --benchmark "
+                                "trained: the storage URL holding the trained accuracies."),
+    dataset: str = typer.Option(None, "--dataset", help="With --benchmark trained: only "
+                                "accuracies on this dataset (needed when several are stored)."),
     proxy: list[str] = typer.Option(
         None, "--proxy", help="Proxy to evaluate (repeat for several). Default: the default "
         "score and the free baselines."),
@@ -56,6 +61,10 @@ def evaluate(
                                                     "depth"])]
     if benchmark == "nas-bench-macro":
         specs = nas_bench_macro_specs(sample=sample, seed=seed)
+    elif benchmark == "trained":
+        from nas.proxies.evaluate import trained_specs
+
+        specs = trained_specs(storage, dataset=dataset)
     else:
         specs = jsonl_specs(Path(benchmark))
         if sample is not None and sample < len(specs):

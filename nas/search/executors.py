@@ -76,8 +76,6 @@ class RayExecutor:
                 # "local": a new Ray of our own even when a `ray start` cluster runs here (plain
                 # ray.init() would join that cluster and refuse num_cpus)
                 address, kwargs["num_cpus"] = "local", workers
-            else:
-                check_reachable(address)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -140,12 +138,8 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 def make_executor(settings: EvaluationSettings, *, workers: int,
                   ray_address: str | None = None) -> InlineExecutor | RayExecutor:
-    if workers < 0:
-        raise SearchError(f"--workers must be >= 0, but got {workers}; 0 evaluates in this "
-                          "process, K >= 1 on K Ray workers")
+    """The executor for validated options (``study.check_run_options`` checks them, and the
+    Ray address's reachability, once per run)."""
     if workers == 0:
-        if ray_address:
-            raise SearchError("--ray-address needs --workers K >= 1 (the number of evaluations "
-                              "to run at once on the cluster)")
         return InlineExecutor(settings)
     return RayExecutor(settings, workers=workers, address=ray_address)

@@ -2,8 +2,9 @@
 
 ``<out>/arch.json``      the ArchConfig
 ``<out>/model.py``       registers the architecture with timm (``timm.create_model(NAME)``)
-``<out>/train_timm.py``  runs timm's ``train.py`` with the architecture registered
-``<out>/train.sh``       the SwiftFormer-style ImageNet-1k training command
+``<out>/train.sh``       ``swiftnas train`` with SwiftFormer's recipe (only swiftnas needed)
+``<out>/train_timm.sh``  the alternative: timm's ``train.py`` (from a pytorch-image-models
+                         checkout), through ``train_timm.py`` which registers the architecture
 ``<out>/MODEL_CARD.md``  params, MACs, predicted latency with its interval, proxy scores, origin
 ``<out>/export.json``    the same facts, machine-readable
 ``<out>/coreml/``        with ``coreml=True``: the Core ML package to measure on an iPhone
@@ -135,13 +136,28 @@ runpy.run_path(script, run_name="__main__")
 '''
 
 _TRAIN_SH = '''#!/usr/bin/env bash
+# Train {name} with `swiftnas train` (SwiftFormer-style recipe, see MODEL_CARD.md). Needs only
+# swiftnas installed. DATA: an ImageFolder root (train/ and val/ class folders, e.g. ImageNet)
+# or fashion-mnist. Any `swiftnas train` option may follow, e.g. --epochs 30 --resolution 224.
+# The accuracy is stored in STORAGE (default sqlite:///swiftnas.db); rerun to resume.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+DATA="${{1:?usage: ./train.sh DATA [swiftnas train options]}}"
+shift
+swiftnas train --arch "$HERE/arch.json" --data "$DATA" \\
+  --epochs "${{EPOCHS:-300}}" --resolution {resolution} --batch-size 128 --lr 1e-3 \\
+  --weight-decay 0.025 --warmup-epochs 5 --smoothing 0.1 \\
+  --storage "${{STORAGE:-sqlite:///swiftnas.db}}" --out "$HERE/output" "$@"
+'''
+
+_TRAIN_TIMM_SH = '''#!/usr/bin/env bash
 # Train {name} on ImageNet-1k with timm's train.py (SwiftFormer-style recipe, see MODEL_CARD.md).
-#   TIMM_TRAIN=path/to/pytorch-image-models/train.py ./train.sh /path/to/imagenet [more args]
+#   TIMM_TRAIN=path/to/pytorch-image-models/train.py ./train_timm.sh /path/to/imagenet [more]
 # NPROC GPUs (default 8) x --batch-size 128 = global batch 1024.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 TIMM_TRAIN="${{TIMM_TRAIN:?set TIMM_TRAIN to pytorch-image-models/train.py (timm {timm_version})}}"
-DATA="${{1:?usage: train.sh /path/to/imagenet [extra train.py args]}}"
+DATA="${{1:?usage: train_timm.sh /path/to/imagenet [extra train.py args]}}"
 shift
 torchrun --nproc_per_node="${{NPROC:-8}}" "$HERE/train_timm.py" "$TIMM_TRAIN" "$DATA" \\
   --model {name} \\
@@ -199,15 +215,24 @@ The latency is a prediction. Measure it: export with `--coreml`, benchmark the p
 
 ## Training
 
-`train.sh` runs timm's `train.py` ({TIMM_TRAIN_URL}) with this model registered. The recipe
-follows SwiftFormer's ImageNet-1k training (300 epochs, AdamW, lr 1e-3, weight decay 0.025,
+`train.sh` runs `swiftnas train` (installed with swiftnas; nothing else to check out) on an
+ImageFolder root, stores the accuracy in swiftnas's storage and resumes when run again:
+
+```bash
+./train.sh /path/to/imagenet            # EPOCHS=30 ./train.sh ... for a shorter run
+```
+
+`train_timm.sh` is the alternative for multi-GPU ImageNet training: it runs timm's `train.py`
+({TIMM_TRAIN_URL}, from a pytorch-image-models checkout of the same timm version; the timm
+wheel does not include it) with this model registered. Both recipes
+follow SwiftFormer's ImageNet-1k training (300 epochs, AdamW, lr 1e-3, weight decay 0.025,
 cosine schedule with 5 warm-up epochs, label smoothing 0.1, random erasing 0.25; RandAugment
 and mixup/cutmix only for larger models, as SwiftFormer does for XS/S). SwiftFormer also
 distils from a RegNetY-16GF teacher, which timm's `train.py` does not do: expect somewhat lower
 accuracy than the paper's numbers for same-sized models.
 
 ```bash
-TIMM_TRAIN=path/to/pytorch-image-models/train.py ./train.sh /path/to/imagenet
+TIMM_TRAIN=path/to/pytorch-image-models/train.py ./train_timm.sh /path/to/imagenet
 ```
 {timm_cmd}"""
 
@@ -248,10 +273,12 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
         (tmp / "model.py").write_text(_MODEL_PY.format(
             name=model_name, origin=origin, timm_kwargs=kwargs, timm_note=timm_note))
         (tmp / "train_timm.py").write_text(_TRAIN_TIMM_PY.format(name=model_name))
-        train_sh = tmp / "train.sh"
-        train_sh.write_text(_TRAIN_SH.format(name=model_name, flags=" \\\n  ".join(recipe),
-                                             timm_version=timm.__version__))
-        train_sh.chmod(0o755)
+        (tmp / "train.sh").write_text(_TRAIN_SH.format(name=model_name,
+                                                      resolution=arch.resolution))
+        (tmp / "train_timm.sh").write_text(_TRAIN_TIMM_SH.format(
+            name=model_name, flags=" \\\n  ".join(recipe), timm_version=timm.__version__))
+        for script in ("train.sh", "train_timm.sh"):
+            (tmp / script).chmod(0o755)
         (tmp / "MODEL_CARD.md").write_text(_model_card(model_name, info, recipe, kwargs))
         if coreml:
             from latency_models.coreml import export_coreml

@@ -128,3 +128,33 @@ class ExportRow(Base):
     coreml: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
+
+
+class TrainedResultRow(Base):
+    """One trained accuracy: an architecture trained on a dataset with a recipe.
+
+    (arch_key, dataset, dataset_digest, recipe_key) identifies the experiment; a second
+    `swiftnas train` of it is a cache hit. Imported rows (trained elsewhere) have an empty
+    digest and the recipe key ``label:<their label>``.
+    """
+
+    __tablename__ = "swiftnas_trained_results"
+    __table_args__ = (UniqueConstraint("arch_key", "dataset", "dataset_digest", "recipe_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arch_key: Mapped[str] = mapped_column(String(512), index=True)
+    arch_json: Mapped[str] = mapped_column(Text)  # ArchConfig JSON; empty for a timm model
+    dataset: Mapped[str] = mapped_column(String(256), index=True)
+    dataset_digest: Mapped[str] = mapped_column(String(64))
+    recipe_key: Mapped[str] = mapped_column(String(300))
+    recipe_label: Mapped[str] = mapped_column(String(256))
+    recipe_json: Mapped[str] = mapped_column(Text)
+    top1: Mapped[float] = mapped_column(Float)  # percent
+    top5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    train_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    device: Mapped[str] = mapped_column(String(64))
+    versions_json: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))  # "train" or "import"
+    origin: Mapped[str] = mapped_column(String(2048))  # output folder, or imported file:line
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())

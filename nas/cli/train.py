@@ -1,0 +1,213 @@
+"""``swiftnas train`` and ``swiftnas accuracy``: trained accuracies, measured and stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ._common import OutputFormat, console, err_console, print_json
+
+DEFAULT_STORAGE = "sqlite:///swiftnas.db"
+STORAGE_HELP = ("SQLAlchemy URL where trained results are stored: sqlite:///swiftnas.db "
+                "(default) or postgresql+psycopg://user:pass@host/db.")
+
+accuracy_app = typer.Typer(help="Trained accuracies: import results trained elsewhere, list "
+                           "what is stored.", no_args_is_help=True)
+
+
+def _target(storage: str, study: str | None, trial: int | None, arch: str | None,
+            model: str | None):  # -> TrainTarget
+    from nas.training import TrainingError, TrainTarget
+
+    given = [n for n, v in (("--study/--trial", study or trial is not None), ("--arch", arch),
+                            ("--model", model)) if v]
+    if len(given) != 1:
+        raise TrainingError("name exactly one thing to train: --study S --trial N, --arch "
+                            f"ARCH.json (or a preset: xs, s, l1, l3) or --model TIMM_NAME; got "
+                            f"{', '.join(given) or 'none'}")
+    if study is not None or trial is not None:
+        if study is None or trial is None:
+            raise TrainingError("--study and --trial go together: --study NAME --trial N")
+        from nas.training.run import study_trial_arch
+
+        return TrainTarget(arch=study_trial_arch(storage, study, trial))
+    if arch is not None:
+        from ._common import load_arch
+
+        return TrainTarget(arch=load_arch(arch))
+    from search_spaces import PRESETS, create_timm_model, get_preset
+
+    assert model is not None
+    preset = model.removeprefix("swiftformer_")
+    if model.startswith("swiftformer_") and preset in PRESETS:
+        return TrainTarget(arch=get_preset(preset))  # the same network, and its arch key
+    create_timm_model(model, num_classes=2)  # an unknown name fails here, in one line
+    return TrainTarget(timm_name=model)
+
+
+def train(
+    study: str = typer.Option(None, "--study", help="Train a trial of this study (with --trial)."),
+    trial: int = typer.Option(None, "--trial", help="Trial number (with --study)."),
+    arch: str = typer.Option(None, "--arch", help="ArchConfig JSON file, or a preset (xs, s, "
+                             "l1, l3)."),
+    model: str = typer.Option(None, "--model", help="Any timm model name, e.g. "
+                              "swiftformer_xs or resnet18 (random init, never downloads)."),
+    data: str = typer.Option(..., "--data", help="fashion-mnist (Debian's "
+                             "dataset-fashion-mnist), or an ImageFolder root with train/ and "
+                             "val/ class folders."),
+    epochs: int = typer.Option(..., "--epochs", help="Training epochs."),
+    resolution: int = typer.Option(64, "--resolution", help="Input pixels, a multiple of 32."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Images per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate per 1024 images (scaled "
+                             "linearly with --batch-size, as SwiftFormer's recipe)."),
+    weight_decay: float = typer.Option(0.025, "--weight-decay", help="AdamW weight decay."),
+    warmup_epochs: int = typer.Option(0, "--warmup-epochs", help="Linear warm-up epochs."),
+    mixup: float = typer.Option(0.0, "--mixup", help="Mixup alpha (0: off)."),
+    smoothing: float = typer.Option(0.1, "--smoothing", help="Label smoothing."),
+    ema: bool = typer.Option(False, "--ema", help="Evaluate an EMA of the weights (timm "
+                             "ModelEmaV3)."),
+    train_subset: int = typer.Option(None, "--train-subset", help="Train on this many images "
+                                     "(a fixed random subset); default all."),
+    val_subset: int = typer.Option(None, "--val-subset", help="Validate on this many images; "
+                                   "default all."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and the shuffles."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (AMP on CUDA)."),
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.csv, the checkpoint "
+                             "(checkpoint.safetensors) and result.json. A killed run resumes "
+                             "from it when the same command is given again."),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    force: bool = typer.Option(False, "--force", help="Train even when storage already holds "
+                               "this architecture, data and recipe."),
+) -> None:
+    """Train one candidate for real and store its accuracy (a cache hit when already stored)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from nas.storage import open_storage
+    from nas.training import TrainRecipe, run_training
+
+    recipe = TrainRecipe(epochs=epochs, resolution=resolution, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, warmup_epochs=warmup_epochs, mixup=mixup,
+                         smoothing=smoothing, ema=ema, seed=seed, train_subset=train_subset,
+                         val_subset=val_subset)
+    store = open_storage(storage)
+    target = _target(storage, study, trial, arch, model)
+    progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+                        TextColumn("{task.fields[ips]:.0f} img/s"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                        transient=False)
+    task = None
+
+    def on_data(name: str, classes: int, n_train: int, n_val: int) -> None:
+        err_console.print(f"data {name}: {classes} classes, {n_train} training and {n_val} "
+                          f"validation images at {recipe.resolution} px")
+
+    def on_step(info) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task("train", total=info.steps * info.epochs,
+                                     epoch=f"{info.epoch}/{info.epochs}", loss=info.loss,
+                                     ips=info.images_per_s)
+        progress.update(task, completed=(info.epoch - 1) * info.steps + info.step,
+                        epoch=f"{info.epoch}/{info.epochs}", loss=info.loss,
+                        ips=info.images_per_s)
+
+    try:
+        outcome = run_training(target, data, recipe, out, store=store, device=device,
+                               force=force, on_step=on_step, on_data=on_data)
+    finally:
+        progress.stop()
+    r = outcome.result
+    if outcome.cached:
+        console.print(f"cache hit: {target.key} on {r.dataset} with this recipe is stored "
+                      f"(top-1 {r.top1:.2f}%, trained in {r.origin}); --force retrains")
+        return
+    console.print(f"top-1 {r.top1:.2f}%  top-5 {r.top5:.2f}%  ({r.train_seconds:.0f} s on "
+                  f"{r.device}, {outcome.steps} steps); stored in {store.url}; files in {out}")
+
+
+@accuracy_app.command("import")
+def accuracy_import(
+    file: Path = typer.Argument(..., help="CSV with columns dataset, recipe, top1 [, top5] and "
+                                "either arch (ArchConfig JSON, a JSON file relative to the CSV, "
+                                "or a preset) or study and trial."),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+) -> None:
+    """Import accuracies trained elsewhere (e.g. timm train.py on ImageNet); all rows or none."""
+    from nas.storage import open_storage
+    from nas.training.results import import_results, parse_import
+    from nas.training.run import study_trial_arch
+
+    if not file.is_file():
+        from nas.training import TrainingError
+
+        raise TrainingError(f"no such file {str(file)!r}; pass the CSV to import")
+    store = open_storage(storage)
+    rows = parse_import(file, study_arch=lambda s, t, where: study_trial_arch(storage, s, t))
+    n = import_results(store, rows)
+    console.print(f"imported {n} trained accuracies into {store.url}")
+
+
+@accuracy_app.command("list")
+def accuracy_list(
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    dataset: str = typer.Option(None, "--dataset", help="Only this dataset."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
+) -> None:
+    """List the stored trained accuracies."""
+    from nas.storage import open_storage
+    from nas.training.results import list_results
+
+    results = list_results(open_storage(storage, create=False), dataset=dataset)
+    if fmt == OutputFormat.json:
+        print_json([r.to_dict() for r in results])
+        return
+    table = Table(title=f"Trained accuracies in {storage}")
+    for col in ("arch", "dataset", "recipe", "top-1 %", "top-5 %", "seconds", "source"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        table.add_row(r.arch_key, r.dataset, r.recipe_label, f"{r.top1:.2f}",
+                      "-" if r.top5 is None else f"{r.top5:.2f}",
+                      "-" if r.train_seconds is None else f"{r.train_seconds:.0f}", r.source)
+    console.print(table)
+    console.print(f"{len(results)} results")
+
+
+@accuracy_app.command("fit")
+def accuracy_fit(
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    dataset: str = typer.Option(None, "--dataset", help="Fit on this dataset's accuracies "
+                                "(needed when several are stored)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the surrogate (JSON)."),
+    model: str = typer.Option(None, "--model", help="gp or bayes_ridge; default: the one "
+                              "with the best cross-validated Spearman."),
+) -> None:
+    """Learn trained accuracy from the architecture and its proxy score, with uncertainty."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    from nas.training.surrogate import AccuracySurrogate, feature_names, training_rows
+
+    with Progress("computing features", BarColumn(), MofNCompleteColumn(), console=err_console,
+                  transient=True) as progress:
+        task = progress.add_task("features", total=None)
+        rows, ys, name = training_rows(storage, dataset=dataset,
+                                       on_row=lambda: progress.advance(task))
+    surrogate = AccuracySurrogate.fit(rows, ys, names=feature_names(4), dataset=name, kind=model)
+    surrogate.save(out)
+    cv = surrogate.metrics["cv"]
+    for kind, m in cv.items():
+        console.print(f"{kind:12s} CV ({m['folds']} folds) Spearman {m['spearman']:.3f}  "
+                      f"Kendall {m['kendall']:.3f}  MAE {m['mae']:.2f} points  90% interval "
+                      f"holds {100 * m['coverage90']:.0f}%")
+    console.print(f"saved {surrogate.kind} surrogate on {len(ys)} architectures of {name} to "
+                  f"{out}", soft_wrap=True)

@@ -1,0 +1,87 @@
+"""One ``swiftnas train`` run end to end: resolve what to train, load the data, look in the
+results cache, train (resuming), store the result."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nas.storage import Storage
+
+from .data import load_data
+from .errors import TrainingError
+from .recipe import TrainRecipe
+from .results import TrainedResult, find_result, store_result
+from .trainer import StepInfo, TrainTarget, resolve_device, train, versions
+
+
+@dataclass
+class TrainOutcome:
+    result: TrainedResult
+    cached: bool  # found in storage; nothing was trained
+    steps: int = 0
+    final_loss: float = float("nan")
+
+
+def study_trial_arch(storage_url: str, study: str, trial: int) -> object:
+    """The ArchConfig of a study's complete trial."""
+    from nas.search import load_study
+    from nas.search.results import get_trial
+    from nas.search.spec import ATTR
+    from search_spaces import ArchConfig
+
+    loaded = load_study(storage_url, study)
+    frozen = get_trial(loaded, trial)
+    if frozen is None or ATTR not in frozen.user_attrs:
+        raise TrainingError(f"study {study!r} has no complete trial {trial}; `swiftnas pareto "
+                            f"--study ... --storage {storage_url}` lists its trials")
+    return ArchConfig.from_dict(frozen.user_attrs[ATTR]["arch"])
+
+
+def _out_checks(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {str(out)!r} is a file; pass a folder (it is created)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TrainingError(f"--out {str(out)!r} lies under the file {str(parent)!r}")
+            break
+
+
+def run_training(target: TrainTarget, data_spec: str, recipe: TrainRecipe, out: Path, *,
+                 store: Storage, device: str = "auto", force: bool = False,
+                 on_step: Callable[[StepInfo], None] | None = None,
+                 on_data: Callable[[str, int, int, int], None] | None = None) -> TrainOutcome:
+    """Train ``target`` unless storage already holds this experiment (or ``force``)."""
+    resolve_device(device)  # a CUDA request without CUDA fails before any work
+    _out_checks(out)
+    data = load_data(data_spec, recipe.resolution, train_subset=recipe.train_subset,
+                     val_subset=recipe.val_subset)
+    if on_data:
+        on_data(data.name, data.num_classes, len(data.train), len(data.val))  # type: ignore[arg-type]
+    ident = {"arch_key": target.key, "dataset": data.name, "dataset_digest": data.digest,
+             "recipe_key": recipe.key()}
+    if not force:
+        hit = find_result(store, **ident)
+        if hit is not None:
+            return TrainOutcome(hit, cached=True)
+    elif (out / "checkpoint.safetensors").exists() and (out / "metrics.csv").exists():
+        # --force retrains from scratch: the old run's files would otherwise be resumed
+        for name in ("checkpoint.safetensors", "metrics.csv"):
+            (out / name).unlink()
+    outcome = train(target, data, recipe, out, device=device, on_step=on_step, identity=ident)
+    result = TrainedResult(
+        arch_key=target.key, arch_json=target.arch_json, dataset=data.name,
+        dataset_digest=data.digest, recipe_key=recipe.key(), recipe_label=recipe.label(),
+        top1=outcome.top1, top5=outcome.top5, train_seconds=outcome.train_seconds,
+        device=outcome.device, source="train", origin=str(out.resolve())[:2048])
+    store_result(store, result, recipe_json=json.dumps(recipe.to_dict(), sort_keys=True),
+                 versions=versions())
+    summary = {**result.to_dict(), "recipe": recipe.to_dict(), "steps": outcome.steps,
+               "final_loss": outcome.final_loss, "versions": versions()}
+    from .checkpoint import atomic_write
+
+    atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+    return TrainOutcome(result, cached=False, steps=outcome.steps, final_loss=outcome.final_loss)
