@@ -76,12 +76,19 @@ def _read_idx(path: Path, *, images: bool) -> np.ndarray:
 
 
 class _GreyTensorDataset(Dataset):
-    """uint8 grey images -> normalised 3-channel float tensors at ``resolution``."""
+    """uint8 grey images -> normalised 3-channel float tensors at ``resolution``.
+
+    The images are resized once, up front, and kept as uint8 (60k at 64 px: 250 MB): resizing
+    per sample in ``__getitem__`` halved training throughput on 2 cores."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, resolution: int) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        grey = torch.from_numpy(np.ascontiguousarray(images))
+        resized = [torch.nn.functional.interpolate(
+            chunk[:, None].to(torch.float32), size=(resolution, resolution), mode="bilinear",
+            align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+            for chunk in grey.split(4096)]
+        self.images = torch.cat(resized) if resized else grey[:, None]
         self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.resolution = resolution
         self.mean = torch.tensor(MEAN).view(3, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1)
 
@@ -89,9 +96,7 @@ class _GreyTensorDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[i].to(torch.float32).div_(255.0)[None, None]
-        x = torch.nn.functional.interpolate(x, size=(self.resolution, self.resolution),
-                                            mode="bilinear", align_corners=False)[0]
+        x = self.images[i].to(torch.float32).div_(255.0)
         return (x.expand(3, -1, -1) - self.mean) / self.std, self.labels[i]
 
 

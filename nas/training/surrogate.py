@@ -51,7 +51,8 @@ def feature_names(num_stages: int) -> list[str]:
     return [*names, "log_params", "log_macs", *PROXY_FEATURES]
 
 
-def _build(kind: str, n_features: int, params: dict[str, Any] | None = None):
+def _build(kind: str, n_features: int, params: dict[str, Any] | None = None, *,
+           restarts: int = 2):
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
     from sklearn.linear_model import BayesianRidge
@@ -65,11 +66,22 @@ def _build(kind: str, n_features: int, params: dict[str, Any] | None = None):
 
             kernel = Kernel.clone_with_theta(kernel, np.array(params["theta"]))
             return GaussianProcessRegressor(kernel=kernel, normalize_y=True, optimizer=None)
-        return GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=2,
-                                        random_state=0)
+        return GaussianProcessRegressor(kernel=kernel, normalize_y=True,
+                                        n_restarts_optimizer=restarts, random_state=0)
     if kind == "bayes_ridge":
         return BayesianRidge()
     raise TrainingError(f"unknown surrogate model {kind!r}; choose one of {', '.join(MODELS)}")
+
+
+def _fit(model: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """Fit quietly: a length scale at its bound only means that feature does not matter."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
 
 
 def _predict(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +104,7 @@ class AccuracySurrogate:
 
     def __post_init__(self) -> None:
         self._model = _build(self.kind, len(self.feature_names), self.params or None)
-        self._model.fit(np.array(self.X), np.array(self.y))
+        _fit(self._model, np.array(self.X), np.array(self.y))
 
     # ---------------------------------------------------------------- fitting
     @classmethod
@@ -113,7 +125,7 @@ class AccuracySurrogate:
         cv = {k: cross_validate(Z, t, k) for k in MODELS}
         chosen = kind or max(MODELS, key=lambda k: cv[k]["spearman"])
         model = _build(chosen, Z.shape[1])
-        model.fit(Z, t)
+        _fit(model, Z, t)
         params = {"theta": model.kernel_.theta.tolist()} if chosen == "gp" else {}
         return cls(kind=chosen, feature_names=names, x_mean=mean.tolist(), x_std=std.tolist(),
                    X=Z.tolist(), y=t.tolist(), params=params, dataset=dataset,
@@ -164,7 +176,7 @@ class AccuracySurrogate:
             raise TrainingError("accuracy surrogate is damaged (missing or non-numeric "
                                 "fields); refit it with `swiftnas accuracy fit`") from None
         if names != feature_names(4) or X.ndim != 2 or X.shape != (len(y), len(names)) or \
-                mean.shape != std.shape != (len(names),) or len(y) < 5:
+                mean.shape != (len(names),) or std.shape != (len(names),) or len(y) < 5:
             raise TrainingError("accuracy surrogate is damaged (its shapes do not match its "
                                 "feature set); refit it with `swiftnas accuracy fit`")
         if not all(np.isfinite(a).all() for a in (X, y, mean, std)) or (std <= 0).any():
@@ -201,8 +213,8 @@ def cross_validate(Z: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5) -
     for f in range(k):
         test = order[f::k]
         train = np.setdiff1d(order, test)
-        model = _build(kind, Z.shape[1])
-        model.fit(Z[train], y[train])
+        model = _build(kind, Z.shape[1], restarts=0)  # the final fit restarts; folds need not
+        _fit(model, Z[train], y[train])
         pred[test], sd[test] = _predict(model, Z[test])
     inside = float(np.mean(np.abs(pred - y) <= Z90 * sd))
     return {"spearman": float(spearmanr(pred, y)[0]), "kendall": float(kendalltau(pred, y)[0]),

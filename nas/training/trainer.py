@@ -114,7 +114,7 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
     correct1 = correct5 = 0.0
     n = 0
     with torch.inference_mode():
-        for x, y in loader:
+        for x, y in _batches(loader):
             x, y = x.to(device), y.to(device)
             with torch.autocast(device.type, enabled=device.type == "cuda"):
                 out = model(x)
@@ -123,6 +123,16 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
             correct5 += float(topk) * len(y) / 100
             n += len(y)
     return 100.0 * correct1 / max(n, 1), 100.0 * correct5 / max(n, 1)
+
+
+def _batches(loader: DataLoader):  # type: ignore[no-untyped-def]
+    """The loader's batches; an error raised in a loader worker process arrives wrapped in a
+    traceback (``Caught TrainingError in DataLoader worker``): keep its one-line message."""
+    try:
+        yield from loader
+    except TrainingError as exc:
+        raise TrainingError(str(exc).strip().splitlines()[-1].removeprefix(
+            "nas.training.errors.TrainingError: ")) from None
 
 
 def train(target: TrainTarget, data: TrainingData, recipe: TrainRecipe, out: Path, *,
@@ -176,6 +186,8 @@ def train(target: TrainTarget, data: TrainingData, recipe: TrainRecipe, out: Pat
         metrics = read_metrics(out)[:start_epoch]  # rows after the checkpoint are re-run
 
     final_loss = float(metrics[-1]["train_loss"]) if metrics else float("nan")
+    top1, top5 = ((float(metrics[-1]["val_top1"]), float(metrics[-1]["val_top5"])) if metrics
+                  else (float("nan"), float("nan")))
     for epoch in range(start_epoch, recipe.epochs):
         model.train()
         # the shuffle depends on (seed, epoch) only, so a resumed epoch replays exactly
@@ -185,7 +197,7 @@ def train(target: TrainTarget, data: TrainingData, recipe: TrainRecipe, out: Pat
                             generator=gen, num_workers=workers, drop_last=False)
         started = time.perf_counter()
         loss_sum, seen = 0.0, 0
-        for i, (x, y) in enumerate(loader):
+        for i, (x, y) in enumerate(_batches(loader)):
             x, y = x.to(dev), y.to(dev)
             if mixup is not None:
                 if len(y) % 2:  # timm's Mixup needs an even batch
@@ -224,8 +236,7 @@ def train(target: TrainTarget, data: TrainingData, recipe: TrainRecipe, out: Pat
                         meta={"epoch": epoch + 1, "step": step_count, "seconds": seconds,
                               "identity": identity})
         write_metrics(out, metrics)
-    last = metrics[-1]
-    return TrainResult(top1=float(last["val_top1"]), top5=float(last["val_top5"]),
+    return TrainResult(top1=top1, top5=top5,
                        train_seconds=seconds, epochs=recipe.epochs, steps=step_count,
                        final_loss=final_loss, device=dev.type, metrics=metrics)
 
