@@ -8,8 +8,8 @@ validate the proxies (and the accuracy surrogate) on the space swiftnas searches
 
 Candidates: 40 architectures sampled from the default space with a fixed seed, stratified over
 predicted iPhone 14 latency (8 bins from 0.5 to 2.5 ms, 5 each), plus XS/S/L1/L3; every 4th
-sampled candidate (10) is trained again with a second seed for the seed-noise ceiling. Training goes through the
-product path (``nas.training.run_training``), so results live in SQL
+sampled candidate (10) is trained again with a second seed for the seed-noise ceiling.
+Training goes through the product path (``nas.training.run_training``), so results live in SQL
 (``benchmarks/results/trained_space.db``, or ``--storage``) and a run killed at any point
 resumes: finished candidates are cache hits, an unfinished one continues from its checkpoint.
 
