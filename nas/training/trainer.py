@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
     return 100.0 * correct1 / max(n, 1), 100.0 * correct5 / max(n, 1)
 
 
-def _batches(loader: DataLoader):  # type: ignore[no-untyped-def]
+def _batches(loader: DataLoader) -> Iterator[Any]:
     """The loader's batches; an error raised in a loader worker process arrives wrapped in a
     traceback (``Caught TrainingError in DataLoader worker``): keep its one-line message."""
     try:
