@@ -231,7 +231,12 @@ def page_candidate(url: str) -> None:
     row = complete[complete["trial"] == trial].iloc[0]
     st.subheader(screen_text(f"{study} / trial {trial}"))
     m = st.columns(5)
-    m[0].metric("Accuracy score", f"{cand.accuracy_score:.3f}")
+    if cand.accuracy_low is not None:  # the study's objective is a surrogate's top-1
+        m[0].metric("Predicted top-1", f"{cand.accuracy_score:.2f} %",
+                    help=f"accuracy surrogate, 90% interval {cand.accuracy_low:.1f}-"
+                    f"{cand.accuracy_high:.1f} %")
+    else:
+        m[0].metric("Accuracy score", f"{cand.accuracy_score:.3f}")
     m[1].metric(f"Latency on {screen_text(view.device)}", f"{cand.latency_ms:.3f} ms",
                 help=f"90% interval {cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms")
     m[2].metric("Params", f"{cand.params / 1e6:.2f} M")

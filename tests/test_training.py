@@ -309,3 +309,48 @@ def test_damaged_surrogate_is_refused(tmp_path, change, needle) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(TrainingError, match=needle):
         AccuracySurrogate.load(path)
+
+
+def test_search_with_a_fitted_surrogate(tmp_path, capsys) -> None:
+    """import -> fit -> search --accuracy surrogate -> pareto shows predicted top-1 with its
+    interval; resuming with another surrogate is refused. (The imported accuracies are made
+    up from the parameter count: this checks the machinery, not the model's quality.)"""
+    import math
+
+    import optuna
+
+    from latency_models import FeatureCache
+    from search_spaces import SwiftFormerSpace
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    cache = FeatureCache()
+    lines = ["arch,dataset,recipe,top1"]
+    for arch in SwiftFormerSpace().sample_random(8, seed=3):
+        acc = 60 + 4 * math.log(cache.get(arch=arch).params / 1e6)
+        lines.append('"' + arch.to_json(indent=None).replace('"', '""') + f'",gen,r,{acc:.2f}')
+    csv_path = _write(tmp_path / "acc.csv", "\n".join(lines) + "\n")
+    assert main(["accuracy", "import", str(csv_path), "--storage", url]) == 0
+    sur = tmp_path / "sur.json"
+    assert main(["accuracy", "fit", "--storage", url, "--out", str(sur)]) == 0
+    assert "CV" in capsys.readouterr().out
+    search = ["search", "--study", "sur", "--storage", url, "--latency-budget-ms", "1.5",
+              "--trials", "3", "--population-size", "4", "--accuracy", "surrogate",
+              "--surrogate", str(sur)]
+    assert main(search) == 0
+    study = optuna.load_study(study_name="sur", storage=url)
+    for t in study.trials:
+        acc = t.user_attrs["swiftnas"]["accuracy"]
+        assert t.values[0] == pytest.approx(acc["top1"]) and acc["low"] < acc["top1"] < acc["high"]
+    capsys.readouterr()
+    assert main(["pareto", "--study", "sur", "--storage", url, "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert all("accuracy_low" in r for r in shown["references"])  # presets scored the same way
+    # another surrogate is another objective: resuming with it is refused
+    other = tmp_path / "other.json"
+    assert main(["accuracy", "fit", "--storage", url, "--out", str(other), "--model",
+                 "bayes_ridge" if json.loads(sur.read_text())["kind"] == "gp" else "gp"]) == 0
+    capsys.readouterr()
+    code = main([*search[:-1], str(other), "--trials", "4"])
+    _one_line_error(code, capsys.readouterr().err, "accuracy objective")
+    code = main([*search[:-4]])  # the proxy objective on a surrogate study: refused too
+    _one_line_error(code, capsys.readouterr().err, "accuracy objective")

@@ -50,6 +50,11 @@ def search(
                                         "a few hundred trials; raise it for thousands)."),
     predictor: Path = typer.Option(None, "--predictor", help="Latency predictor file from "
                                    "`swiftnas latency fit` (default: the shipped one)."),
+    accuracy: str = typer.Option(
+        None, "--accuracy", help="The accuracy objective: proxy (default: the training-free "
+        "score) or surrogate (predicted top-1 of --surrogate, from `swiftnas accuracy fit`)."),
+    surrogate: Path = typer.Option(None, "--surrogate", help="Accuracy surrogate file (with "
+                                   "--accuracy surrogate)."),
     heartbeat_interval: int = typer.Option(
         None, "--heartbeat-interval", help="Seconds between trial heartbeats (default 10). A "
         "killed run's trials are failed and retried once silent for twice this."),
@@ -68,18 +73,25 @@ def search(
              "workers": workers, "ray_address": ray_address, "seed": seed,
              "population_size": population_size,
              "predictor": str(predictor) if predictor else None,
-             "heartbeat_interval": heartbeat_interval}
+             "heartbeat_interval": heartbeat_interval, "accuracy": accuracy,
+             "surrogate": str(surrogate) if surrogate else None}
     opts = {**cfg, **{k: v for k, v in flags.items() if v is not None}}
     for key, flag in (("study", "--study NAME"), ("latency_budget_ms", "--latency-budget-ms X")):
         if key not in opts:
             raise SearchError(f"missing {flag}; give it as a flag or in --config")
     url = opts.get("storage", DEFAULT_STORAGE)
     n_trials = int(opts.get("trials", 100))
+    objective = opts.get("accuracy", "proxy")
+    if objective not in ("proxy", "surrogate"):
+        raise SearchError(f"--accuracy must be proxy or surrogate, but got {objective!r}")
+    if (objective == "surrogate") != ("surrogate" in opts):
+        raise SearchError("--accuracy surrogate and --surrogate FILE go together (fit one with "
+                          "`swiftnas accuracy fit --out FILE`)")
     spec = StudySpec(
         name=str(opts["study"]), latency_budget_ms=opts["latency_budget_ms"],
         device=opts.get("device", "iPhone 14"), sampler=opts.get("sampler", "nsga2"),
         seed=opts.get("seed", 0), population_size=int(opts.get("population_size", 10)),
-        predictor_path=opts.get("predictor"),
+        predictor_path=opts.get("predictor"), surrogate_path=opts.get("surrogate"),
         **{k: opts[k] for k in ("space", "proxy") if k in opts},
     )
     _quiet_optuna()
@@ -151,15 +163,18 @@ def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
             row["dominates"] = ";".join(row["dominates"])
             writer.writerow(row)
         return
+    surrogate = any(c.accuracy_low is not None for c in [*front, *refs])
+    what = "predicted top-1 % (surrogate)" if surrogate else "score: higher is better"
     table = Table(title=f"Feasible Pareto front of {loaded.name!r} on {loaded.device}, "
-                  f"budget {loaded.budget_ms:g} ms (score: higher is better)")
-    for col in ("trial", "score", "latency ms", "90% interval", "params M", "GMACs", "attn",
-                "dominates"):
+                  f"budget {loaded.budget_ms:g} ms ({what})")
+    for col in ("trial", "top-1 %" if surrogate else "score", *(["top-1 90%"] * surrogate),
+                "latency ms", "90% interval", "params M", "GMACs", "attn", "dominates"):
         table.add_column(col, justify="left" if col in ("trial", "dominates") else "right")
     for c in [*front, *refs]:
         table.add_row(
             str(c.trial) if c.trial is not None else c.name.removeprefix("SwiftFormer-"),
-            f"{c.accuracy_score:.3f}",
+            f"{c.accuracy_score:.3f}" if not surrogate else f"{c.accuracy_score:.2f}",
+            *([f"{c.accuracy_low:.1f}-{c.accuracy_high:.1f}"] * surrogate),
             f"{c.latency_ms:.3f}", f"{c.latency_low_ms:.2f}-{c.latency_high_ms:.2f}",
             f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.3f}", str(c.arch.num_attn_blocks),
             ", ".join(d.removeprefix("SwiftFormer-") for d in c.dominates) or "-",

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from search_spaces import ArchConfig
 
+from .accuracy import objective
 from .spec import ATTR
 from .trials import read_trials
 
@@ -53,6 +54,9 @@ class Candidate:
     feasible: bool
     trial: int | None = None
     dominates: list[str] = field(default_factory=list)  # presets this candidate dominates
+    # with an accuracy surrogate: accuracy_score is its predicted top-1, this its 90% interval
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
 
     @property
     def point(self) -> tuple[float, float]:
@@ -65,18 +69,22 @@ class Candidate:
             "latency_high_ms": self.latency_high_ms, "params": self.params, "macs": self.macs,
             "attn_blocks": self.arch.num_attn_blocks, "feasible": self.feasible,
             "dominates": self.dominates, "arch_key": self.arch.key(),
+            **({"accuracy_low": self.accuracy_low, "accuracy_high": self.accuracy_high}
+               if self.accuracy_low is not None else {}),
             **{f"proxy_{k}": v for k, v in self.proxy_scores.items()},
         }
 
 
 def from_summary(name: str, summary: dict[str, Any], budget_ms: float,
                  trial: int | None = None) -> Candidate:
+    acc = summary.get("accuracy") or {}
     return Candidate(
         name=name, arch=ArchConfig.from_dict(summary["arch"]),
-        accuracy_score=summary["proxy_scores"]["score"], latency_ms=summary["latency_ms"],
+        accuracy_score=objective(summary), latency_ms=summary["latency_ms"],
         latency_low_ms=summary["latency_low_ms"], latency_high_ms=summary["latency_high_ms"],
         params=summary["params"], macs=summary["macs"], proxy_scores=summary["proxy_scores"],
         feasible=summary["latency_ms"] <= budget_ms, trial=trial,
+        accuracy_low=acc.get("low"), accuracy_high=acc.get("high"),
     )
 
 

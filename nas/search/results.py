@@ -16,6 +16,7 @@ from nas.storage import Storage, open_storage
 from nas.storage.models import PredictorRow
 from search_spaces import PRESETS
 
+from .accuracy import study_surrogate, with_accuracy
 from .cache import cached_evaluation, register_predictor, save_evaluation
 from .cache import predictor_id as cached_predictor_id
 from .evaluation import EvaluationSettings, evaluate_arch
@@ -95,6 +96,7 @@ def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Cand
     when there; evaluations that were missing are stored when ``save`` (the dashboard only
     reads, so it passes ``save=False``)."""
     settings = study_settings(loaded)
+    surrogate = study_surrogate(loaded.study.user_attrs)
     predictor_id = (register_predictor(loaded.storage, settings.predictor) if save
                     else cached_predictor_id(loaded.storage, settings.predictor_digest))
     out = []
@@ -105,7 +107,8 @@ def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Cand
             ev = evaluate_arch(arch, settings)
             if save and predictor_id is not None:
                 save_evaluation(loaded.storage, ev, settings, predictor_id)
-        out.append(from_summary(f"SwiftFormer-{name.upper()}", ev.summary(), loaded.budget_ms))
+        out.append(from_summary(f"SwiftFormer-{name.upper()}",
+                                with_accuracy(ev.summary(), surrogate), loaded.budget_ms))
     return out
 
 

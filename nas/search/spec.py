@@ -76,6 +76,7 @@ class StudySpec:
     proxy: ProxySettings = DEFAULT_SETTINGS
     proxies: tuple[str, ...] = DEFAULT_PROXIES
     predictor_path: str | None = None  # None: the shipped default predictor
+    surrogate_path: str | None = None  # accuracy surrogate (None: the proxy score)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -95,10 +96,15 @@ class StudySpec:
                               f"{self.population_size}")
         if OBJECTIVE_PROXY not in self.proxies:
             raise SearchError(f"the proxies must include the objective {OBJECTIVE_PROXY!r}")
+        if self.surrogate_path is not None and self.proxy != DEFAULT_SETTINGS:
+            raise SearchError("an accuracy surrogate reads the proxy score at the default proxy "
+                              "settings; drop the [proxy] table or search with --accuracy proxy")
 
-    def identity(self, predictor_digest: str) -> dict[str, Any]:
+    def identity(self, predictor_digest: str,
+                 surrogate_digest: str | None = None) -> dict[str, Any]:
         """What must match for a run to resume this study (JSON-able)."""
-        return {
+        extra = {} if surrogate_digest is None else {"surrogate_digest": surrogate_digest}
+        return {**extra,
             "format": FORMAT,
             "objectives": list(OBJECTIVES),
             "device": self.device,
@@ -121,9 +127,10 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
     labels = {"objectives": "objectives", "device": "--device",
               "latency_budget_ms": "--latency-budget-ms", "space": "search space",
               "proxy": "proxy settings", "proxies": "proxies", "format": "format",
-              "predictor_digest": "latency predictor (--predictor)"}
+              "predictor_digest": "latency predictor (--predictor)",
+              "surrogate_digest": "accuracy objective (--accuracy, --surrogate)"}
     for key, label in labels.items():
-        old, new = stored.get(key), wanted[key]
+        old, new = stored.get(key), wanted.get(key)
         if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
             shown = (f"{old!r}, not {new!r}" if key in ("device", "latency_budget_ms")
                      else "a different one")
@@ -136,14 +143,15 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
 # ---------------------------------------------------------------------------------- TOML
 CONFIG_KEYS = {"study", "storage", "device", "latency_budget_ms", "trials", "sampler", "workers",
                "ray_address", "seed", "population_size", "predictor", "heartbeat_interval",
-               "space", "proxy"}
+               "space", "proxy", "accuracy", "surrogate"}
 
 
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "study": (str,), "storage": (str,), "device": (str,), "latency_budget_ms": (int, float),
     "trials": (int,), "sampler": (str,), "workers": (int,), "ray_address": (str,),
     "seed": (int,), "population_size": (int,), "predictor": (str,),
-    "heartbeat_interval": (int,), "space": (dict,), "proxy": (dict,)}
+    "heartbeat_interval": (int,), "space": (dict,), "proxy": (dict,), "accuracy": (str,),
+    "surrogate": (str,)}
 CONFIG_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table"}
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
+from typing import Any
 
 import optuna
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ from nas.storage import Storage, StorageError, open_storage
 from nas.storage.storage import one_line
 from search_spaces import ArchConfig
 
+from .accuracy import SURROGATE_ATTR, objective, surrogate_digest, with_accuracy
 from .cache import cached_evaluation, register_predictor, save_evaluation
 from .coordination import AskLock, HeartbeatThread, SwiftNASRDBStorage, trial_counts
 from .evaluation import Evaluation, EvaluationSettings
@@ -172,13 +174,25 @@ def open_storages(storage_url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_
     return open_storage(storage_url), optuna_storage(storage_url, heartbeat_interval)
 
 
+def load_surrogate(spec: StudySpec) -> Any | None:
+    """The accuracy surrogate of ``spec`` (None: the objective is the proxy score)."""
+    if spec.surrogate_path is None:
+        return None
+    from nas.training.surrogate import AccuracySurrogate
+
+    return AccuracySurrogate.load(spec.surrogate_path)
+
+
 def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, *,
                heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
                storages: tuple[Storage, RDBStorage] | None = None,
+               surrogate: Any | None = None,
                ) -> tuple[optuna.Study, Storage, RDBStorage]:
     """Create study ``spec.name`` or load it for resuming (refusing a different identity)."""
     store, ostore = storages or open_storages(storage_url, heartbeat_interval)
-    wanted = spec.identity(settings.predictor_digest)
+    artifact = surrogate.to_dict() if surrogate is not None else None
+    wanted = spec.identity(settings.predictor_digest,
+                           surrogate_digest(artifact) if artifact is not None else None)
     # not optuna.get_all_study_summaries: it loads and deep-copies every trial of every study
     existing = {s.study_name: s for s in ostore.get_all_studies()}
     n_existing = (ostore.get_n_trials(ostore.get_study_id_from_name(spec.name))
@@ -200,6 +214,8 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
         sampler=_make_sampler(spec, n_existing), load_if_exists=True,
     )
     if fresh:
+        if artifact is not None:  # first: a study with the identity always has its surrogate
+            study.set_user_attr(SURROGATE_ATTR, artifact)
         study.set_user_attr(ATTR, wanted)
     study.set_user_attr("sampler", spec.sampler)  # the latest run's (may change on resume)
     study.set_user_attr("seed", spec.seed)
@@ -259,6 +275,7 @@ def run_study(
     """
     check_run_options(n_trials, workers, heartbeat_interval, ray_address)
     settings = prepare_settings(spec)
+    surrogate = load_surrogate(spec)
     storages = open_storages(storage_url, heartbeat_interval)
     executor = make_executor(settings, workers=workers, ray_address=ray_address)
     ask_lock = AskLock(storages[0].engine, spec.name)
@@ -266,8 +283,9 @@ def run_study(
         with storage_errors(storages[0].url):
             study, store, ostore = open_study(spec, settings, storage_url,
                                               heartbeat_interval=heartbeat_interval,
-                                              storages=storages)
-            return _drive(spec, study, store, ostore, executor, ask_lock, settings, n_trials,
+                                              storages=storages, surrogate=surrogate)
+            return _drive(spec, study, store, ostore, executor, ask_lock, settings, surrogate,
+                          n_trials,
                           heartbeat_interval=heartbeat_interval, on_start=on_start,
                           on_progress=on_progress, on_evaluation=on_evaluation)
     finally:
@@ -278,7 +296,7 @@ def run_study(
 def _drive(
     spec: StudySpec, study: optuna.Study, store: Storage, ostore: RDBStorage,
     executor: InlineExecutor | RayExecutor, ask_lock: AskLock, settings: EvaluationSettings,
-    n_trials: int, *, heartbeat_interval: int,
+    surrogate: Any | None, n_trials: int, *, heartbeat_interval: int,
     on_start: Callable[[SearchProgress], None] | None,
     on_progress: Callable[[SearchProgress], None] | None,
     on_evaluation: Callable[[Evaluation], None] | None,
@@ -346,10 +364,13 @@ def _drive(
             beats.untrack(trial._trial_id)
 
     def finish(trial: Trial, ev: Evaluation) -> None:
+        summary = with_accuracy(ev.summary(), surrogate)
+        accuracy = objective(summary)
+
         def write() -> None:
-            trial.set_user_attr(ATTR, ev.summary())
+            trial.set_user_attr(ATTR, summary)
             trial.set_constraint(CONSTRAINT, ev.latency_ms - spec.latency_budget_ms)
-            study.tell(trial, [ev.accuracy_score, ev.latency_ms])
+            study.tell(trial, [accuracy, ev.latency_ms])
 
         if not settle(trial, write):
             return
@@ -357,7 +378,7 @@ def _drive(
         progress.completed_this_run += 1
         if ev.latency_ms <= spec.latency_budget_ms:
             progress.feasible += 1
-            points.setdefault(ev.arch.key(), (ev.accuracy_score, ev.latency_ms))
+            points.setdefault(ev.arch.key(), (accuracy, ev.latency_ms))
             progress.pareto_size = len(nondominated(list(points.values())))
         if on_progress:
             on_progress(progress)
