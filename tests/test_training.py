@@ -354,3 +354,60 @@ def test_search_with_a_fitted_surrogate(tmp_path, capsys) -> None:
     _one_line_error(code, capsys.readouterr().err, "accuracy objective")
     code = main([*search[:-4]])  # the proxy objective on a surrogate study: refused too
     _one_line_error(code, capsys.readouterr().err, "accuracy objective")
+
+
+# ------------------------------------------------------------------------------ train-batch
+def _busy(title: bytes) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(title):
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_train_batch_on_two_ray_workers_survives_a_killed_worker(tmp_path, monkeypatch):
+    import threading
+
+    from nas.search import StudySpec, run_study
+
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else str(tmp_path)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_TMPDIR", base)
+    url = f"sqlite:///{tmp_path}/b.db"
+    run_study(StudySpec(name="b", latency_budget_ms=1.2, sampler="random", seed=2), url, 3)
+    out = tmp_path / "batch"
+    killed: list[int] = []
+
+    def killer() -> None:  # once a checkpoint exists, kill a worker that is training
+        if not wait_for(lambda: any(out.glob("*/checkpoint.safetensors")), 300, 0.05):
+            return
+        busy = _busy(b"ray::_train_task")
+        if busy:
+            os.kill(busy[0], signal.SIGKILL)
+            killed.append(busy[0])
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    code = main(["train-batch", "--study", "b", "--trials", "0,1,2", "--data", "fashion-mnist",
+                 "--epochs", "3", "--resolution", "32", "--train-subset", "512",
+                 "--val-subset", "128", "--batch-size", "64", "--workers", "2", "--out",
+                 str(out), "--storage", url])
+    thread.join(timeout=10)
+    assert code == 0
+    assert killed, "the test did not kill a training worker"
+    stored = list_results(open_storage(url, create=False))
+    assert len({r.arch_key for r in stored}) == len(stored) == 3
+    for r in stored:  # every run finished all its epochs, the killed one by resuming
+        rows = list(csv.DictReader((Path(r.origin) / "metrics.csv").open()))
+        assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    # run again: everything is a cache hit, nothing retrains
+    assert main(["train-batch", "--study", "b", "--trials", "0,1,2", "--data", "fashion-mnist",
+                 "--epochs", "3", "--resolution", "32", "--train-subset", "512",
+                 "--val-subset", "128", "--batch-size", "64", "--workers", "2", "--out",
+                 str(out), "--storage", url]) == 0
+    assert len(list_results(open_storage(url, create=False))) == 3

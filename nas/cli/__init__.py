@@ -16,7 +16,7 @@ from .latency import latency_app
 from .proxy import proxy_app
 from .search import export, pareto, search, studies
 from .space import space_app
-from .train import accuracy_app, train
+from .train import accuracy_app, train, train_batch
 
 app = typer.Typer(
     name="swiftnas",
@@ -32,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(accuracy_app, name="accuracy")
 for command in (search, pareto, export, studies, train, dashboard):
     app.command()(command)
+app.command("train-batch")(train_batch)
 
 
 def _version_callback(value: bool) -> None:

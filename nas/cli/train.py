@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -47,6 +48,10 @@ def _target(storage: str, study: str | None, trial: int | None, arch: str | None
     return TrainTarget(timm_name=model)
 
 
+DATA_HELP = ("fashion-mnist (Debian's dataset-fashion-mnist), or an ImageFolder root with "
+             "train/ and val/ class folders.")
+
+
 def train(
     study: str = typer.Option(None, "--study", help="Train a trial of this study (with --trial)."),
     trial: int = typer.Option(None, "--trial", help="Trial number (with --study)."),
@@ -54,9 +59,7 @@ def train(
                              "l1, l3)."),
     model: str = typer.Option(None, "--model", help="Any timm model name, e.g. "
                               "swiftformer_xs or resnet18 (random init, never downloads)."),
-    data: str = typer.Option(..., "--data", help="fashion-mnist (Debian's "
-                             "dataset-fashion-mnist), or an ImageFolder root with train/ and "
-                             "val/ class folders."),
+    data: str = typer.Option(..., "--data", help=DATA_HELP),
     epochs: int = typer.Option(..., "--epochs", help="Training epochs."),
     resolution: int = typer.Option(64, "--resolution", help="Input pixels, a multiple of 32."),
     batch_size: int = typer.Option(128, "--batch-size", help="Images per step."),
@@ -211,3 +214,51 @@ def accuracy_fit(
                       f"holds {100 * m['coverage90']:.0f}%")
     console.print(f"saved {surrogate.kind} surrogate on {len(ys)} architectures of {name} to "
                   f"{out}", soft_wrap=True)
+
+
+def train_batch(
+    study: str = typer.Option(..., "--study", help="The study whose candidates to train."),
+    top: int = typer.Option(None, "--top", help="Train the K most accurate of its feasible "
+                            "Pareto front."),
+    trials: str = typer.Option(None, "--trials", help="Or these trials, e.g. 3,17,42."),
+    data: str = typer.Option(..., "--data", help=DATA_HELP),
+    epochs: int = typer.Option(..., "--epochs", help="Training epochs."),
+    resolution: int = typer.Option(64, "--resolution", help="Input pixels, a multiple of 32."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Images per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate per 1024 images."),
+    train_subset: int = typer.Option(None, "--train-subset", help="Training images (default "
+                                     "all)."),
+    val_subset: int = typer.Option(None, "--val-subset", help="Validation images (default "
+                                   "all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and the shuffles."),
+    workers: int = typer.Option(2, "--workers", help="Trainings at once (Ray tasks): one GPU "
+                                "each with CUDA, else an equal share of the CPU threads."),
+    ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster "
+                                    "(e.g. ray://head:10001); default: a local Ray."),
+    out: Path = typer.Option(..., "--out", help="Folder for one sub-folder per candidate "
+                             "(metrics, checkpoint); on a cluster a folder all nodes share."),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=STORAGE_HELP),
+    force: bool = typer.Option(False, "--force", help="Retrain what is already stored."),
+) -> None:
+    """Train several of a study's candidates at once on Ray workers (resumable)."""
+    from nas.storage import open_storage
+    from nas.training import TrainRecipe
+    from nas.training.batch import parse_trials, run_batch, study_jobs
+
+    recipe = TrainRecipe(epochs=epochs, resolution=resolution, batch_size=batch_size, lr=lr,
+                         seed=seed, train_subset=train_subset, val_subset=val_subset)
+    if workers < 1:
+        from nas.training import TrainingError
+
+        raise TrainingError(f"--workers must be >= 1, but got {workers}")
+    store = open_storage(storage)
+    jobs = study_jobs(storage, study, top=top, trials=parse_trials(trials))
+    err_console.print(f"training {len(jobs)} candidates of {study!r} on {workers} workers")
+
+    def on_done(job: Any, result: Any, cached: bool) -> None:
+        how = "already stored" if cached else f"{result.train_seconds:.0f} s"
+        console.print(f"{job.label}: top-1 {result.top1:.2f}% ({how})")
+
+    results = run_batch(jobs, data, recipe, out, store=store, workers=workers,
+                        ray_address=ray_address, force=force, on_done=on_done)
+    console.print(f"{len(results)} trained accuracies stored in {store.url}", soft_wrap=True)
