@@ -103,9 +103,15 @@ def _recipe(seed: int):  # type: ignore[no-untyped-def]
 
 def jobs() -> list[tuple[str, object, int]]:
     cands = candidates()
-    # the seed repeats spread over the latency range: every 4th candidate
-    return [(label, arch, 0) for label, arch in cands] + \
-           [(label, arch, 1) for label, arch in cands[:40:4][:SEED_REPEATS]]
+    sampled, presets = cands[:-4], cands[-4:]
+    # Strided over the latency bins (c00, c05, c10, ... then c01, c06, ...), so that a partial
+    # run already spans the whole range; the presets after the first pass over the bins.
+    order = [sampled[i] for r in range(PER_BIN) for i in range(r, len(sampled), PER_BIN)]
+    first = len(BINS) - 1
+    main = order[:first] + presets + order[first:]
+    # the seed repeats spread over the latency range: every 4th sampled candidate
+    return [(label, arch, 0) for label, arch in main] + \
+           [(label, arch, 1) for label, arch in sampled[:40:4][:SEED_REPEATS]]
 
 
 def pilot(args: argparse.Namespace) -> None:

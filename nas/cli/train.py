@@ -71,6 +71,9 @@ def train(
     smoothing: float = typer.Option(0.1, "--smoothing", help="Label smoothing."),
     ema: bool = typer.Option(False, "--ema", help="Evaluate an EMA of the weights (timm "
                              "ModelEmaV3)."),
+    precise_bn_batches: int = typer.Option(20, "--precise-bn-batches", help="Recompute "
+                                           "BatchNorm statistics on this many training batches "
+                                           "before each evaluation (0: off)."),
     train_subset: int = typer.Option(None, "--train-subset", help="Train on this many images "
                                      "(a fixed random subset); default all."),
     val_subset: int = typer.Option(None, "--val-subset", help="Validate on this many images; "
@@ -100,7 +103,7 @@ def train(
     recipe = TrainRecipe(epochs=epochs, resolution=resolution, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, warmup_epochs=warmup_epochs, mixup=mixup,
                          smoothing=smoothing, ema=ema, seed=seed, train_subset=train_subset,
-                         val_subset=val_subset)
+                         val_subset=val_subset, precise_bn_batches=precise_bn_batches)
     store = open_storage(storage)
     target = _target(storage, study, trial, arch, model)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),

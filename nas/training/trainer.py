@@ -125,6 +125,32 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
     return 100.0 * correct1 / max(n, 1), 100.0 * correct5 / max(n, 1)
 
 
+def recalibrate_batchnorm(model: torch.nn.Module, data: TrainingData, *, batches: int,
+                          batch_size: int, seed: int, device: torch.device) -> None:
+    """Replace every BatchNorm's running statistics by their exact average over ``batches``
+    training batches (a fixed shuffle of ``seed``), as PreciseBN does."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    momenta = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    loader = DataLoader(data.train, batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed),
+                        num_workers=data.loader_workers)
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+        for i, (x, _) in enumerate(_batches(loader)):
+            if i >= batches:
+                break
+            model(x.to(device))
+    for bn, momentum in zip(norms, momenta, strict=True):
+        bn.momentum = momentum
+    model.train(was_training)
+
+
 def _batches(loader: DataLoader) -> Iterator[Any]:
     """The loader's batches; an error raised in a loader worker process arrives wrapped in a
     traceback (``Caught TrainingError in DataLoader worker``): keep its one-line message."""
@@ -225,7 +251,11 @@ def train(target: TrainTarget, data: TrainingData, recipe: TrainRecipe, out: Pat
         epoch_seconds = time.perf_counter() - started
         seconds += epoch_seconds
         final_loss = loss_sum / max(seen, 1)
-        top1, top5 = _evaluate(ema.module if ema else model, val_loader, dev, data.num_classes)
+        evaluated = ema.module if ema else model
+        recalibrate_batchnorm(evaluated, data, batches=recipe.precise_bn_batches,
+                              batch_size=recipe.batch_size, seed=recipe.seed * 100_003 + epoch,
+                              device=dev)
+        top1, top5 = _evaluate(evaluated, val_loader, dev, data.num_classes)
         metrics.append({"epoch": epoch + 1, "step": step_count, "train_loss": f"{final_loss:.6f}",
                         "val_top1": f"{top1:.3f}", "val_top5": f"{top5:.3f}",
                         "lr": f"{optimizer.param_groups[0]['lr']:.3e}",
