@@ -33,12 +33,41 @@ def test_console_script_help_and_one_line_error() -> None:
     assert lines == ["error: Unknown preset 'nosuchpreset'. Available presets: xs, s, l1, l3."]
 
 
-@pytest.mark.parametrize("args", [["space"], ["space", "sample"], ["space", "show"], ["proxy"],
-                                  ["proxy", "evaluate"], ["proxy", "score"], ["proxy", "list"],
-                                  ["space", "presets"]])
+def _all_commands() -> list[list[str]]:
+    """Every group and command of the CLI, read from the app itself (new ones are covered)."""
+    import typer
+
+    from nas.cli import app
+
+    out: list[list[str]] = []
+
+    def walk(cmd: object, path: list[str]) -> None:
+        out.append(path)
+        for name, sub in getattr(cmd, "commands", {}).items():  # groups have sub-commands
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+@pytest.mark.parametrize("args", _all_commands(), ids=lambda a: " ".join(a) or "swiftnas")
 def test_every_command_has_help(args, capsys) -> None:
     assert main([*args, "--help"]) == 0
     assert "Usage" in capsys.readouterr().out
+
+
+def test_help_texts_keep_square_brackets(capsys) -> None:
+    # Rich markup used to swallow "[coreml]" in `pip install -e '.[coreml]'`
+    assert main(["export", "--help"]) == 0
+    assert "'.[coreml]'" in " ".join(capsys.readouterr().out.split())
+
+
+def test_importing_the_cli_does_not_import_torch() -> None:
+    """`swiftnas --help` stays fast: torch, timm and Optuna load inside the commands."""
+    code = "import sys, nas.cli; print(sorted({'torch', 'timm', 'optuna'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_presets_json_has_timm_params(capsys) -> None:

@@ -81,6 +81,9 @@ def test_study_runs_stores_resumes_and_caches(shm_dir: Path) -> None:
     assert (first.complete, first.completed_this_run, first.failed) == (5, 5, 0)
     before = {t.number: t.values for t in _trials(url, "a")}
     assert len(before) == 5
+    # Optuna's own tools (plots, CLI, optuna-dashboard) label the axes from these
+    assert optuna.load_study(study_name="a", storage=url).metric_names == ["accuracy_score",
+                                                                           "latency_ms"]
 
     for t in _trials(url, "a"):
         info = t.user_attrs["swiftnas"]

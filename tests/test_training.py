@@ -411,3 +411,23 @@ def test_train_batch_on_two_ray_workers_survives_a_killed_worker(tmp_path, monke
                  "--val-subset", "128", "--batch-size", "64", "--workers", "2", "--out",
                  str(out), "--storage", url]) == 0
     assert len(list_results(open_storage(url, create=False))) == 3
+
+
+def test_proxy_evaluate_on_stored_trained_accuracies(tmp_path, capsys) -> None:
+    """The published ImageNet top-1 of SwiftFormer XS/S/L1/L3 (75.7, 78.5, 80.9, 83.0; Shaker
+    et al. 2023) grow with size: the parameter count ranks them perfectly."""
+    url = f"sqlite:///{tmp_path}/p.db"
+    path = _write(tmp_path / "paper.csv", "arch,dataset,recipe,top1\nxs,imagenet-1k,paper,75.7\n"
+                  "s,imagenet-1k,paper,78.5\nl1,imagenet-1k,paper,80.9\nl3,imagenet-1k,paper,83.0\n")
+    assert main(["accuracy", "import", str(path), "--storage", url]) == 0
+    capsys.readouterr()
+    assert main(["proxy", "evaluate", "--benchmark", "trained", "--storage", url, "--proxy",
+                 "params", "--proxy", "depth", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["networks"] == 4
+    assert out["proxies"]["params"]["spearman"] == pytest.approx(1.0)
+    # with two datasets stored, --dataset is required
+    other = _write(tmp_path / "o.csv", "arch,dataset,recipe,top1\nxs,cifar,r,90\n")
+    assert main(["accuracy", "import", str(other), "--storage", url]) == 0
+    code = main(["proxy", "evaluate", "--benchmark", "trained", "--storage", url])
+    _one_line_error(code, capsys.readouterr().err, "choose one with --dataset")

@@ -19,6 +19,8 @@ from .space import space_app
 from .train import accuracy_app, train, train_batch
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts are plain: '.[coreml]' must print as it is
+
     name="swiftnas",
     help="Hardware-aware architecture search for SwiftFormer-style mobile vision transformers.",
     no_args_is_help=True,

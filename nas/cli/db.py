@@ -6,7 +6,9 @@ import typer
 
 from ._common import console
 
-db_app = typer.Typer(help="The SQL storage: schema version and upgrades.", no_args_is_help=True)
+db_app = typer.Typer(
+    rich_markup_mode=None,  # help texts are plain: '.[coreml]' must print as it is
+    help="The SQL storage: schema version and upgrades.", no_args_is_help=True)
 STORAGE_HELP = "SQLAlchemy URL (default: sqlite:///swiftnas.db)."
 
 

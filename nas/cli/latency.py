@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from latency_models import FeatureCache, LatencyPredictor, Measurement
 
 latency_app = typer.Typer(
+    rich_markup_mode=None,  # help texts are plain: '.[coreml]' must print as it is
+
     help="iPhone Core ML latency: fit and evaluate the predictor, predict, export Core ML "
     "packages, import your own measurements.",
     no_args_is_help=True,

@@ -10,6 +10,8 @@ from rich.table import Table
 from ._common import OutputFormat, console, err_console, load_arch, print_json
 
 proxy_app = typer.Typer(
+    rich_markup_mode=None,  # help texts are plain: '.[coreml]' must print as it is
+
     help="Training-free accuracy proxies: list, validate against trained accuracies, score.",
     no_args_is_help=True,
 )

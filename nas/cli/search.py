@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_STORAGE = "sqlite:///swiftnas.db"
 STORAGE_HELP = ("SQLAlchemy URL: sqlite:///swiftnas.db (default) or "
                 "postgresql+psycopg://user:pass@host/db for teams and clusters.")
-STUDY_HELP = "Study name (re-running with the same name resumes it)."
+STUDY_HELP = "Study name (`swiftnas studies` lists them)."
 
 
 def _quiet_optuna() -> None:
@@ -30,7 +30,8 @@ def _quiet_optuna() -> None:
 
 
 def search(
-    study: str = typer.Option(None, "--study", help=STUDY_HELP + " Required here or in --config."),
+    study: str = typer.Option(None, "--study", help="Study name; re-running `search` with the "
+                              "same name resumes it. Required here or in --config."),
     storage: str = typer.Option(None, "--storage", help=STORAGE_HELP),
     device: str = typer.Option(None, "--device", help="Target iPhone (default 'iPhone 14'; "
                                "`swiftnas latency devices` lists them)."),

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from search_spaces import ArchConfig
 
 space_app = typer.Typer(
+    rich_markup_mode=None,  # help texts are plain: '.[coreml]' must print as it is
+
     help="Inspect the SwiftFormer search space, its presets and random samples.",
     no_args_is_help=True,
 )

@@ -14,7 +14,9 @@ DEFAULT_STORAGE = "sqlite:///swiftnas.db"
 STORAGE_HELP = ("SQLAlchemy URL where trained results are stored: sqlite:///swiftnas.db "
                 "(default) or postgresql+psycopg://user:pass@host/db.")
 
-accuracy_app = typer.Typer(help="Trained accuracies: import results trained elsewhere, list "
+accuracy_app = typer.Typer(
+    rich_markup_mode=None,  # help texts are plain: '.[coreml]' must print as it is
+    help="Trained accuracies: import results trained elsewhere, list "
                            "what is stored.", no_args_is_help=True)
 
 

@@ -42,6 +42,7 @@ from .pareto import nondominated
 from .spec import ATTR, SearchError, StudySpec, check_identity
 
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+METRIC_NAMES = ("accuracy_score", "latency_ms")
 CONSTRAINT = "latency_budget"  # predicted latency - budget; feasible when <= 0
 DEFAULT_HEARTBEAT_S = 10
 
@@ -217,6 +218,8 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
         if artifact is not None:  # first: a study with the identity always has its surrogate
             study.set_user_attr(SURROGATE_ATTR, artifact)
         study.set_user_attr(ATTR, wanted)
+    if study.metric_names != list(METRIC_NAMES):  # labels Optuna's plots, CLI, dashboard
+        study.set_metric_names(list(METRIC_NAMES))
     study.set_user_attr("sampler", spec.sampler)  # the latest run's (may change on resume)
     study.set_user_attr("seed", spec.seed)
     return study, store, ostore
