@@ -229,6 +229,7 @@ def report(args: argparse.Namespace) -> None:
         diffs = np.abs(np.array(a) - np.array(b))
         print(f"\nseed noise over {len(pairs)} pairs: Spearman {spearmanr(a, b)[0]:.3f}, "
               f"mean |diff| {diffs.mean():.2f} points, max {diffs.max():.2f}")
+    _surrogate_report(main)
     presets = [r for r in main if not r["label"].startswith("c")]
     print("\nfront check (trained candidates at no greater predicted latency, more accurate):")
     for p in presets:
@@ -237,6 +238,34 @@ def report(args: argparse.Namespace) -> None:
                   and float(r["top1"]) > float(p["top1"])]
         print(f"  {p['label']}: {float(p['top1']):.2f}% at {float(p['latency_ms']):.3f} ms; "
               f"{len(better)} better: {', '.join(better) or '-'}")
+
+
+def _surrogate_report(rows: list[dict[str, str]]) -> None:
+    """Cross-validated rank correlation of the accuracy surrogate fitted on the first 10, 20
+    and all trained points (in the benchmark's job order)."""
+    from latency_models import FeatureCache
+    from nas.training.surrogate import MODELS, arch_features, cross_validate
+
+    archs = {label: arch for label, arch in candidates()}
+    cache = FeatureCache()
+    X, y = [], []
+    for r in rows:
+        arch = archs[r["label"]]
+        f = cache.get(arch=arch)  # type: ignore[arg-type]
+        X.append(arch_features(arch, f.params, int(f.total("macs")), {"score": float(r["score"])}))
+        y.append(float(r["top1"]))
+    print("\n| surrogate | n | CV | Spearman | Kendall | MAE (points) | 90% coverage |")
+    print("|---|---|---|---|---|---|---|")
+    for n in sorted({min(10, len(y)), min(20, len(y)), len(y)}):
+        if n < 5:
+            continue
+        Z = np.asarray(X[:n], float)
+        mean, std = Z.mean(0), Z.std(0)
+        std[std == 0] = 1.0
+        for kind in MODELS:
+            m = cross_validate((Z - mean) / std, np.asarray(y[:n]), kind)
+            print(f"| {kind} | {n} | {m['folds']}-fold | {m['spearman']:.3f} | "
+                  f"{m['kendall']:.3f} | {m['mae']:.2f} | {100 * m['coverage90']:.0f}% |")
 
 
 def main() -> None:

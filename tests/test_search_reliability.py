@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ from optuna.trial import TrialState
 
 from nas.search import StudySpec, run_study
 
-from ._search_helpers import postgres_server, swiftnas_exe, wait_for
+from ._search_helpers import free_port, postgres_server, swiftnas_exe, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.slow
@@ -151,21 +152,27 @@ def test_killed_driver_resumes(shm_dir: Path) -> None:
             assert by_number[number].state == TrialState.FAIL
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_results(shm_dir: Path) -> None:
-    url = f"sqlite:///{shm_dir}/int.db"
-    cmd = _search_cmd(url, "int", 50)
+def _ctrl_c_after_two(url: str, name: str, trials: int) -> tuple[int, str]:
+    """Run `swiftnas search`, press Ctrl-C once two trials are complete; (exit code, stderr)."""
     # A background shell (CI) starts us with SIGINT ignored, and children inherit that; restore
     # the default so the driver gets Ctrl-C as in a terminal.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+    proc = subprocess.Popen(_search_cmd(url, name, trials), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "160"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        assert wait_for(lambda: _complete(url, "int") >= 2, timeout=120, interval=0.2)
+        assert wait_for(lambda: _complete(url, name) >= 2, timeout=120, interval=0.2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_results(shm_dir: Path) -> None:
+    url = f"sqlite:///{shm_dir}/int.db"
+    code, err = _ctrl_c_after_two(url, "int", 50)
+    assert code == 130, err
     assert "interrupted" in err and "run the same command again to resume" in err
     trials = _trials(url, "int")
     assert TrialState.RUNNING not in [t.state for t in trials]
@@ -325,3 +332,36 @@ def test_two_drivers_on_postgresql_stop_at_exactly_n(postgres_url: str) -> None:
     assert TrialState.RUNNING not in states and TrialState.FAIL not in states
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
+
+
+# ------------------------------------------------------------------- Ray cluster on the machine
+def test_workers_while_a_ray_start_cluster_runs(shm_dir: Path) -> None:
+    """`--workers K` starts a Ray of its own even when `ray start` runs here (plain ray.init()
+    joined that cluster and refused num_cpus, leaving an empty study)."""
+    ray_exe = str(Path(swiftnas_exe()).with_name("ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(shm_dir),
+           "OMP_NUM_THREADS": "1"}
+    port = free_port()
+    started = subprocess.run([ray_exe, "start", "--head", "--port", str(port), "--num-cpus", "1",
+                              "--disable-usage-stats", "--include-dashboard", "false"],
+                             env=env, capture_output=True, text=True, check=False)
+    assert started.returncode == 0, started.stderr
+    try:
+        url = f"sqlite:///{shm_dir}/cluster.db"
+        run = subprocess.run([*_search_cmd(url, "cluster", 3), "--workers", "1"], env=env,
+                             capture_output=True, text=True, check=False, timeout=300)
+        assert run.returncode == 0, run.stderr
+        _assert_consistent(url, "cluster", 3)
+        still = subprocess.run([ray_exe, "status", "--address", f"127.0.0.1:{port}"], env=env,
+                               capture_output=True, text=True, check=False)
+        assert still.returncode == 0, "the user's cluster did not survive the search"
+    finally:
+        subprocess.run([ray_exe, "stop", "--force"], env=env, capture_output=True, check=False)
+
+
+def test_huge_trial_count_keeps_the_progress_sane(shm_dir: Path) -> None:
+    url = f"sqlite:///{shm_dir}/huge.db"
+    code, err = _ctrl_c_after_two(url, "huge", 1_000_000_000_000)
+    assert code == 130, err
+    assert "1000000000000" in err  # the bar shows the target as it is
+    assert not re.search(r"\b(inf|nan)\b|Traceback|Overflow", err), err

@@ -345,6 +345,8 @@ def test_search_with_a_fitted_surrogate(tmp_path, capsys) -> None:
     assert main(["pareto", "--study", "sur", "--storage", url, "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert all("accuracy_low" in r for r in shown["references"])  # presets scored the same way
+    assert main(["pareto", "--study", "sur", "--storage", url]) == 0  # the table too
+    assert "predicted top-1" in " ".join(capsys.readouterr().out.split())
     # another surrogate is another objective: resuming with it is refused
     other = tmp_path / "other.json"
     assert main(["accuracy", "fit", "--storage", url, "--out", str(other), "--model",

@@ -168,14 +168,14 @@ def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
     what = "predicted top-1 % (surrogate)" if surrogate else "score: higher is better"
     table = Table(title=f"Feasible Pareto front of {loaded.name!r} on {loaded.device}, "
                   f"budget {loaded.budget_ms:g} ms ({what})")
-    for col in ("trial", "top-1 %" if surrogate else "score", *(["top-1 90%"] * surrogate),
+    for col in ("trial", "top-1 %" if surrogate else "score", *(["top-1 90%"] if surrogate else []),
                 "latency ms", "90% interval", "params M", "GMACs", "attn", "dominates"):
         table.add_column(col, justify="left" if col in ("trial", "dominates") else "right")
     for c in [*front, *refs]:
         table.add_row(
             str(c.trial) if c.trial is not None else c.name.removeprefix("SwiftFormer-"),
             f"{c.accuracy_score:.3f}" if not surrogate else f"{c.accuracy_score:.2f}",
-            *([f"{c.accuracy_low:.1f}-{c.accuracy_high:.1f}"] * surrogate),
+            *([f"{c.accuracy_low:.1f}-{c.accuracy_high:.1f}"] if surrogate else []),
             f"{c.latency_ms:.3f}", f"{c.latency_low_ms:.2f}-{c.latency_high_ms:.2f}",
             f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.3f}", str(c.arch.num_attn_blocks),
             ", ".join(d.removeprefix("SwiftFormer-") for d in c.dominates) or "-",
