@@ -130,6 +130,11 @@ def test_proxy_score_and_errors(capsys) -> None:
                  "--batch-size", "4", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["scores"]["act_units"] > 0 and out["settings"]["resolution"] == 64
+    # by default the search's own proxies only (all of them take minutes); MACs labelled
+    assert main(["proxy", "score", "--arch", "xs", "--batch-size", "4", "--format", "json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["scores"]) == ["grad_norm", "score", "swap"]
+    assert main(["proxy", "score", "--arch", "xs", "--batch-size", "4", "--proxy", "macs"]) == 0
+    assert "macs (at 64 px)" in capsys.readouterr().out
     assert main(["proxy", "score", "--arch", "xs", "--proxy", "nope"]) == 2
     assert "Available proxies" in capsys.readouterr().err
     assert main(["proxy", "score"]) == 2

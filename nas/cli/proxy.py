@@ -106,7 +106,8 @@ def evaluate(
 def score(
     arch: str = typer.Option(None, "--arch", help="ArchConfig JSON file or preset name."),
     model: str = typer.Option(None, "--model", help="A timm model name (random weights)."),
-    proxy: list[str] = typer.Option(None, "--proxy", help="Proxy (repeat). Default: all."),
+    proxy: list[str] = typer.Option(None, "--proxy", help="Proxy (repeat), or 'all'. Default: "
+                                    "the search's own (score, swap, grad_norm)."),
     resolution: int = typer.Option(None, "--resolution", help="Proxy input resolution "
                                    "(default: the search default)."),
     batch_size: int = typer.Option(None, "--batch-size", min=2, help="Gaussian inputs per pass."),
@@ -141,8 +142,12 @@ def score(
 
         net = create_timm_model(model)
         label = model
-    names = proxy or available_proxies()
-    scores = score_model(net, proxies=names, settings=settings, model_name=label)
+    from nas.search.evaluation import DEFAULT_PROXIES
+
+    names = (available_proxies() if proxy == ["all"] else proxy) or list(DEFAULT_PROXIES)
+    with err_console.status(f"computing {len(names)} proxies at {settings.resolution} px "
+                            f"(all of them take minutes on a busy machine)"):
+        scores = score_model(net, proxies=names, settings=settings, model_name=label)
     if fmt is OutputFormat.json:
         print_json({"model": label, "settings": dataclasses.asdict(settings), "scores": scores})
         return
@@ -151,5 +156,7 @@ def score(
     table.add_column("proxy")
     table.add_column("score", justify="right")
     for name, value in scores.items():
-        table.add_row(name, f"{value:.6g}")
+        # size baselines are counted on the proxy input, not the model's own resolution
+        shown = f"{name} (at {settings.resolution} px)" if name in ("macs", "act_units") else name
+        table.add_row(shown, f"{value:.6g}")
     console.print(table)
