@@ -127,7 +127,8 @@ def search(
         raise typer.Exit(130)
     err_console.print(
         f"study {spec.name}: {progress.complete} complete ({progress.completed_this_run} this "
-        f"run, {progress.cache_hits} from the cache), {progress.feasible} feasible, "
+        f"run, {progress.cache_hits} already evaluated: an architecture proposed again, or "
+        f"one this storage knew), {progress.feasible} feasible, "
         f"{progress.failed} failed, {progress.trials_per_minute:.1f} trials/min")
     _print_front(_load(url, spec.name), fmt="table")
 
