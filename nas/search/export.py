@@ -144,9 +144,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 DATA="${{1:?usage: ./train.sh DATA [swiftnas train options]}}"
 shift
+EPOCHS="${{EPOCHS:-300}}"
+WARMUP=$(( EPOCHS > 5 ? 5 : EPOCHS - 1 ))  # 5 warm-up epochs, fewer for a short run
 swiftnas train --arch "$HERE/arch.json" --data "$DATA" \\
-  --epochs "${{EPOCHS:-300}}" --resolution {resolution} --batch-size 128 --lr 1e-3 \\
-  --weight-decay 0.025 --warmup-epochs 5 --smoothing 0.1 \\
+  --epochs "$EPOCHS" --resolution {resolution} --batch-size 128 --lr 1e-3 \\
+  --weight-decay 0.025 --warmup-epochs "$WARMUP" --smoothing 0.1 \\
   --storage "${{STORAGE:-sqlite:///swiftnas.db}}" --out "$HERE/output" "$@"
 '''
 
