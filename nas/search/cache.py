@@ -45,7 +45,7 @@ def _get_or_add(session: Session, model: type[Row], unique: dict[str, Any],
 
 
 def register_predictor(storage: Storage, artifact: dict[str, Any]) -> int:
-    with storage.session() as session:
+    with storage.session(write=True) as session:
         row = _get_or_add(session, PredictorRow, {"digest": artifact_digest(artifact)}, {
             "name": str(artifact.get("name", "")), "version": str(artifact.get("version", "")),
             "artifact_json": json.dumps(artifact, sort_keys=True),
@@ -87,7 +87,7 @@ def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSe
 def save_evaluation(storage: Storage, ev: Evaluation, settings: EvaluationSettings,
                     predictor_id: int) -> int:
     """Store ``ev`` (one transaction); returns the candidate id."""
-    with storage.session() as session:
+    with storage.session(write=True) as session:
         cand = _get_or_add(session, CandidateRow, {"arch_key": ev.arch.key()}, {
             "arch_json": ev.arch.to_json(indent=None), "params": ev.params, "macs": ev.macs,
             "num_attn_blocks": ev.arch.num_attn_blocks,
@@ -107,7 +107,7 @@ def save_evaluation(storage: Storage, ev: Evaluation, settings: EvaluationSettin
 
 def record_export(storage: Storage, *, study_name: str, trial_number: int, arch: ArchConfig,
                   out_dir: str, files: list[str], coreml: bool) -> None:
-    with storage.session() as session:
+    with storage.session(write=True) as session:
         cand = session.scalars(sa.select(CandidateRow).filter_by(arch_key=arch.key())).one()
         session.add(ExportRow(study_name=study_name, trial_number=trial_number,
                               candidate_id=cand.id, out_dir=out_dir,

@@ -115,6 +115,14 @@ class StopOnCtrlC:
             self._previous = None
 
 
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # several drivers on one SQLite file wait for each other's writes instead of failing
+    from nas.storage.storage import SQLITE_BUSY_TIMEOUT_S
+
+    return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") \
+        else {}
+
+
 def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
                    create: bool = True) -> RDBStorage:
     """Optuna's storage on ``url``; a RUNNING trial whose heartbeat is older than twice
@@ -124,7 +132,8 @@ def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
     for attempt in range(3):
         try:
             return SwiftNASRDBStorage(
-                url, heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
+                url, engine_kwargs=_engine_kwargs(url),
+                heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                 skip_table_creation=not create,
             )

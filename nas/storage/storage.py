@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from latency_models import Measurement
 
 DEFAULT_STORAGE = "sqlite:///swiftnas.db"
+SQLITE_BUSY_TIMEOUT_S = 60
 VERSION_TABLE = "swiftnas_alembic_version"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -55,7 +56,9 @@ def head_revision() -> str:
 
 def create_engine(url: str) -> sa.Engine:
     try:
-        engine = sa.create_engine(url, future=True)
+        # SQLite: wait up to 60 s for another process's write lock (Python's default is 5)
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if url.startswith("sqlite") else {}
+        engine = sa.create_engine(url, future=True, connect_args=connect_args)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
         # ValueError: a part that does not parse, e.g. a non-numeric port
         raise StorageError(
@@ -102,7 +105,11 @@ def _transactional_sqlite(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A deferred transaction that has read and then writes cannot wait for another
+        # writer (SQLite answers "database is locked" at once, to avoid a deadlock: two
+        # drivers on one file hit it). Writing sessions take the write lock up front and wait.
+        write = conn.get_execution_options().get("swiftnas_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 class Storage:
@@ -145,8 +152,11 @@ class Storage:
             )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; ``write`` sessions take SQLite's write lock when they begin."""
         with self._sessions() as session:
+            if write:
+                session.connection(execution_options={"swiftnas_write": True})
             try:
                 yield session
                 session.commit()
@@ -167,7 +177,7 @@ class Storage:
             )
             for m in rows
         ]
-        with self.session() as session:
+        with self.session(write=True) as session:
             session.add_all(records)
         return len(records)
 

@@ -60,7 +60,7 @@ def find_result(store: Storage, *, arch_key: str, dataset: str, dataset_digest: 
 def store_result(store: Storage, result: TrainedResult, *, recipe_json: str,
                  versions: dict[str, str]) -> None:
     """Insert, or replace the same experiment's row (``--force``), in one transaction."""
-    with store.session() as session:
+    with store.session(write=True) as session:
         session.execute(sa.delete(TrainedResultRow).where(
             TrainedResultRow.arch_key == result.arch_key,
             TrainedResultRow.dataset == result.dataset,
@@ -188,7 +188,7 @@ def parse_import(path: Path, *, study_arch: Any) -> list[TrainedResult]:
 
 def import_results(store: Storage, results: list[TrainedResult]) -> int:
     """Store all rows in one transaction (a re-import of a row replaces it)."""
-    with store.session() as session:
+    with store.session(write=True) as session:
         for r in results:
             session.execute(sa.delete(TrainedResultRow).where(
                 TrainedResultRow.arch_key == r.arch_key, TrainedResultRow.dataset == r.dataset,
