@@ -51,23 +51,31 @@ def find_result(store: Storage, *, arch_key: str, dataset: str, dataset_digest: 
                 recipe_key: str) -> TrainedResult | None:
     with store.session() as session:
         row = session.scalars(sa.select(TrainedResultRow).where(
-            TrainedResultRow.arch_key == arch_key, TrainedResultRow.dataset == dataset,
-            TrainedResultRow.dataset_digest == dataset_digest,
-            TrainedResultRow.recipe_key == recipe_key)).first()
+            *_same_experiment(arch_key, dataset, dataset_digest, recipe_key))).first()
         return TrainedResult.from_row(row) if row else None
+
+
+def _same_experiment(arch_key: str, dataset: str, dataset_digest: str,
+                     recipe_key: str) -> tuple[Any, ...]:
+    """The WHERE clause of one experiment (the table's unique key)."""
+    return (TrainedResultRow.arch_key == arch_key, TrainedResultRow.dataset == dataset,
+            TrainedResultRow.dataset_digest == dataset_digest,
+            TrainedResultRow.recipe_key == recipe_key)
+
+
+def _replace(session: Any, r: TrainedResult, *, recipe_json: str, versions_json: str) -> None:
+    """Insert ``r``, replacing a stored row of the same experiment."""
+    session.execute(sa.delete(TrainedResultRow).where(
+        *_same_experiment(r.arch_key, r.dataset, r.dataset_digest, r.recipe_key)))
+    session.add(TrainedResultRow(**r.to_dict(), recipe_json=recipe_json,
+                                 versions_json=versions_json))
 
 
 def store_result(store: Storage, result: TrainedResult, *, recipe_json: str,
                  versions: dict[str, str]) -> None:
     """Insert, or replace the same experiment's row (``--force``), in one transaction."""
     with store.session(write=True) as session:
-        session.execute(sa.delete(TrainedResultRow).where(
-            TrainedResultRow.arch_key == result.arch_key,
-            TrainedResultRow.dataset == result.dataset,
-            TrainedResultRow.dataset_digest == result.dataset_digest,
-            TrainedResultRow.recipe_key == result.recipe_key))
-        session.add(TrainedResultRow(**result.to_dict(), recipe_json=recipe_json,
-                                     versions_json=json.dumps(versions)))
+        _replace(session, result, recipe_json=recipe_json, versions_json=json.dumps(versions))
 
 
 def list_results(store: Storage, *, dataset: str | None = None) -> list[TrainedResult]:
@@ -190,10 +198,6 @@ def import_results(store: Storage, results: list[TrainedResult]) -> int:
     """Store all rows in one transaction (a re-import of a row replaces it)."""
     with store.session(write=True) as session:
         for r in results:
-            session.execute(sa.delete(TrainedResultRow).where(
-                TrainedResultRow.arch_key == r.arch_key, TrainedResultRow.dataset == r.dataset,
-                TrainedResultRow.dataset_digest == r.dataset_digest,
-                TrainedResultRow.recipe_key == r.recipe_key))
-            session.add(TrainedResultRow(**r.to_dict(), recipe_json=json.dumps(
-                {"label": r.recipe_label}), versions_json="{}"))
+            _replace(session, r, recipe_json=json.dumps({"label": r.recipe_label}),
+                     versions_json="{}")
     return len(results)
