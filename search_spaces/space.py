@@ -111,19 +111,26 @@ class SwiftFormerSpace:
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, trial: Suggester) -> ArchConfig:
-        """Ask ``trial`` for every choice (parameter names ``s{i}_depth`` ..., ``resolution``)."""
+        """Ask ``trial`` for every choice (parameter names ``s{i}_depth`` ..., ``resolution``).
+
+        A choice with a single value is not asked: it would be recorded as a parameter that
+        never varies and clutter every plot of Optuna and optuna-dashboard."""
+
+        def choose(name: str, choices: Sequence[Any]) -> Any:
+            return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
+
         stages = []
         for i, st in enumerate(self.stages):
-            depth = trial.suggest_categorical(f"s{i}_depth", st.depths)
-            width = trial.suggest_categorical(f"s{i}_width", st.widths)
-            mlp_ratio = trial.suggest_categorical(f"s{i}_mlp_ratio", st.mlp_ratios)
-            count = trial.suggest_categorical(f"s{i}_attn_count", st.attn_counts)
-            stride = trial.suggest_categorical(f"s{i}_attn_stride", st.attn_strides)
+            depth = choose(f"s{i}_depth", st.depths)
+            width = choose(f"s{i}_width", st.widths)
+            mlp_ratio = choose(f"s{i}_mlp_ratio", st.mlp_ratios)
+            count = choose(f"s{i}_attn_count", st.attn_counts)
+            stride = choose(f"s{i}_attn_stride", st.attn_strides)
             stages.append(StageConfig(
                 depth=depth, width=width, mlp_ratio=mlp_ratio,
                 attn=attention_indices(depth, count, stride), index=i,
             ))
-        resolution = trial.suggest_categorical("resolution", self.resolutions)
+        resolution = choose("resolution", self.resolutions)
         return ArchConfig(stages=tuple(stages), resolution=resolution)
 
     def sample_random(self, n: int, *, seed: int | None = None) -> list[ArchConfig]:

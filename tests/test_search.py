@@ -88,8 +88,23 @@ def test_study_runs_stores_resumes_and_caches(shm_dir: Path) -> None:
     for t in _trials(url, "a"):
         info = t.user_attrs["swiftnas"]
         assert t.values == [info["proxy_scores"]["score"], info["latency_ms"]]
-        # feasible exactly when the predicted latency is within the budget
-        assert t.constraints["latency_budget"] == pytest.approx(info["latency_ms"] - 1.0)
+        # feasible exactly when the predicted latency is within the budget, stored in the list
+        # format that both Optuna and optuna-dashboard read
+        assert t.constraints == {"0": pytest.approx(info["latency_ms"] - 1.0)}
+        assert t.system_attrs["constraints"] == [pytest.approx(info["latency_ms"] - 1.0)]
+        # flat scalar copies for outside tools, next to the full record
+        flat = {k: v for k, v in t.user_attrs.items() if k != "swiftnas"}
+        assert flat == {
+            "params_m": pytest.approx(info["params"] / 1e6, abs=1e-4),
+            "macs_g": pytest.approx(info["macs"] / 1e9, abs=1e-4),
+            "latency_ms": info["latency_ms"],
+            "latency_low_ms": info["latency_low_ms"],
+            "latency_high_ms": info["latency_high_ms"],
+            **{f"proxy_{k}": v for k, v in info["proxy_scores"].items()},
+        }
+        assert all(isinstance(v, float) for v in flat.values())
+        # the fixed resolution (one value in the space) is not recorded as a parameter
+        assert "resolution" not in t.params and len(t.params) == 20
         assert SEARCH_SPACE.contains(ArchConfig.from_dict(info["arch"]))
         assert info["latency_low_ms"] < info["latency_ms"] < info["latency_high_ms"]
         assert info["params"] > 0 and info["macs"] > 0

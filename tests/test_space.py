@@ -87,6 +87,23 @@ def test_optuna_trial_is_a_suggester() -> None:
     }
 
 
+def test_single_value_choices_are_not_recorded_as_parameters() -> None:
+    space = SwiftFormerSpace(
+        stages=tuple(
+            StageChoices(depths=(2,), widths=(32, 48), mlp_ratios=(4.0,), attn_counts=(1,),
+                         attn_strides=(1,))
+            for _ in range(4)
+        ),
+        resolutions=(224,),
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    arch = space.sample(trial)
+    assert set(trial.params) == {f"s{i}_width" for i in range(4)}
+    assert space.contains(arch) and arch.resolution == 224
+    assert all(s.depth == 2 and s.attn == (1,) for s in arch.stages)
+
+
 def test_attention_indices_cover_placements() -> None:
     assert attention_indices(4, 1, 1) == (3,)  # paper: last block
     assert attention_indices(4, 0, 1) == ()  # attention-free

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from .dashboard import dashboard
+from .dashboard import dashboard, optuna_dashboard
 from .db import db_app
 from .latency import latency_app
 from .proxy import proxy_app
@@ -35,6 +35,7 @@ app.add_typer(accuracy_app, name="accuracy")
 for command in (search, pareto, export, studies, train, dashboard):
     app.command()(command)
 app.command("train-batch")(train_batch)
+app.command("optuna-dashboard")(optuna_dashboard)
 
 
 def _version_callback(value: bool) -> None:

@@ -43,13 +43,36 @@ from .spec import ATTR, SearchError, StudySpec, check_identity
 
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 METRIC_NAMES = ("accuracy_score", "latency_ms")
-CONSTRAINT = "latency_budget"  # predicted latency - budget; feasible when <= 0
+# Predicted latency - budget, stored as the one-element list under the system attribute
+# "constraints": the format Optuna's own samplers write for a `constraints_func`, which Optuna 5
+# reads back as `trial.constraints` and optuna-dashboard reads to mark infeasible trials. (Optuna
+# 5's `set_constraint` key, "constraints:<name>", is invisible to optuna-dashboard.)
+CONSTRAINTS_SYSTEM_ATTR = "constraints"
 DEFAULT_HEARTBEAT_S = 10
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     """Optuna's rule: feasible when every constraint value is <= 0."""
     return all(v <= 0 for v in trial.constraints.values())
+
+
+def flat_user_attrs(summary: dict[str, Any]) -> dict[str, float]:
+    """Scalar copies of a trial's headline metrics, so that outside tools (optuna-dashboard's
+    trial table, ``optuna trials``, pandas via ``trials_dataframe``) can sort and filter on them.
+    The full record stays in the nested ``swiftnas`` attribute."""
+    flat = {
+        "params_m": round(summary["params"] / 1e6, 4),
+        "macs_g": round(summary["macs"] / 1e9, 4),
+        "latency_ms": summary["latency_ms"],
+        "latency_low_ms": summary["latency_low_ms"],
+        "latency_high_ms": summary["latency_high_ms"],
+    }
+    flat.update({f"proxy_{name}": v for name, v in sorted(summary["proxy_scores"].items())})
+    accuracy = summary.get("accuracy")
+    if accuracy:
+        flat.update(accuracy_top1=accuracy["top1"], accuracy_low=accuracy["low"],
+                    accuracy_high=accuracy["high"])
+    return {k: float(v) for k, v in flat.items()}
 
 
 @dataclass
@@ -380,8 +403,12 @@ def _drive(
         accuracy = objective(summary)
 
         def write() -> None:
+            for name, value in flat_user_attrs(summary).items():
+                trial.set_user_attr(name, value)
             trial.set_user_attr(ATTR, summary)
-            trial.set_constraint(CONSTRAINT, ev.latency_ms - spec.latency_budget_ms)
+            trial.storage.set_trial_system_attr(
+                trial._trial_id, CONSTRAINTS_SYSTEM_ATTR, (ev.latency_ms - spec.latency_budget_ms,)
+            )
             study.tell(trial, [accuracy, ev.latency_ms])
 
         if not settle(trial, write):
