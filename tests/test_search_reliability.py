@@ -247,7 +247,7 @@ def test_two_studies_at_once_on_postgresql(postgres_url: str) -> None:
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
         for t in trials:
             info = t.user_attrs["swiftnas"]
-            assert t.constraints["latency_budget"] == pytest.approx(info["latency_ms"] - budget)
+            assert t.constraints["0"] == pytest.approx(info["latency_ms"] - budget)
             assert device in info["latency_group"]
     listed = subprocess.run([swiftnas_exe(), "studies", "--storage", postgres_url, "--format",
                              "json"], capture_output=True, text=True, check=True)
