@@ -137,6 +137,34 @@ def build_model(arch: ArchConfig, **kwargs: Any) -> SwiftFormerNAS:
     return SwiftFormerNAS(arch, **kwargs)
 
 
+def create_registered_model(variant: str, arch: ArchConfig, pretrained: bool = False,
+                            **kwargs: Any) -> nn.Module:
+    """What a timm ``@register_model`` function for ``arch`` returns, built like timm's own
+    ``swiftformer_*``: through ``build_model_with_cfg``, so ``features_only=True`` and
+    ``out_indices`` make a backbone (``FeatureListNet`` over the 4 stages, strides 4-32) and
+    ``timm.data.resolve_data_config`` finds the input size and normalisation."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    from timm.models import build_model_with_cfg
+
+    if pretrained:
+        raise SearchSpaceError(f"{variant} has no pretrained weights; train it first.")
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm passes them
+        kwargs.pop(key, None)
+    res = arch.resolution
+    cfg = {
+        "url": "", "num_classes": kwargs.get("num_classes", 1000),
+        "input_size": (3, res, res), "pool_size": (res // 32, res // 32),
+        "crop_pct": 0.95, "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.0", "classifier": ("head", "head_dist"),
+    }
+    return build_model_with_cfg(
+        SwiftFormerNAS, variant, pretrained=False, pretrained_cfg=cfg,
+        feature_cfg={"out_indices": (0, 1, 2, 3), "flatten_sequential": True},
+        arch=arch, **kwargs,
+    )
+
+
 def create_timm_model(name: str, **kwargs: Any) -> nn.Module:
     """``timm.create_model(name, pretrained=False, **kwargs)`` with a clear error for unknown
     names. Never downloads weights."""

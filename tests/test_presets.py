@@ -63,3 +63,32 @@ def test_default_space_contains_presets_and_reaches_beyond() -> None:
         assert 0 in choices.attn_counts  # attention-free stages
         assert max(choices.attn_counts) >= 2  # attention in more than one block
     assert min(space.resolutions) < 224 < max(space.resolutions)
+
+
+def test_registered_model_is_a_timm_backbone_like_timms_swiftformer() -> None:
+    """features_only / out_indices through timm.create_model, compared with timm's own model."""
+    from timm.models import register_model
+
+    from search_spaces.model import create_registered_model
+
+    @register_model
+    def swiftnas_test_backbone_xs(pretrained: bool = False, **kwargs):  # type: ignore[no-untyped-def]
+        return create_registered_model("swiftnas_test_backbone_xs", PRESETS["xs"], pretrained,
+                                       **kwargs)
+
+    ours = timm.create_model("swiftnas_test_backbone_xs", features_only=True)
+    ref = timm.create_model("swiftformer_xs", features_only=True)
+    assert ours.feature_info.channels() == ref.feature_info.channels() == [48, 56, 112, 220]
+    assert ours.feature_info.reduction() == ref.feature_info.reduction() == [4, 8, 16, 32]
+    ours.load_state_dict(ref.state_dict(), strict=True)  # same module names as timm's
+    x = torch.randn(1, 3, 96, 96)
+    ours.eval(), ref.eval()
+    with torch.no_grad():
+        for a, b in zip(ours(x), ref(x), strict=True):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b)
+    picked = timm.create_model("swiftnas_test_backbone_xs", features_only=True, out_indices=(2,))
+    assert [tuple(f.shape) for f in picked(x)] == [(1, 112, 6, 6)]
+    classifier = timm.create_model("swiftnas_test_backbone_xs", num_classes=7)
+    cfg = timm.data.resolve_data_config({}, model=classifier)
+    assert cfg["input_size"] == (3, 224, 224) and cfg["mean"] == ref.pretrained_cfg["mean"]

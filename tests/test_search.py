@@ -344,6 +344,13 @@ loss = torch.nn.functional.cross_entropy(net(x), y)
 loss.backward(); opt.step()
 assert torch.isfinite(loss)
 assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+# a detection/segmentation backbone, as timm's own swiftformer_* are
+arch = model.ARCH
+feats = timm.create_model({info['model_name']!r}, features_only=True, out_indices=(1, 2, 3))
+assert feats.feature_info.channels() == list(arch.widths[1:])
+assert feats.feature_info.reduction() == [8, 16, 32]
+shapes = [tuple(f.shape) for f in feats(torch.randn(1, 3, 128, 128))]
+assert shapes == [(1, w, 128 // r, 128 // r) for w, r in zip(arch.widths[1:], (8, 16, 32))], shapes
 print(sum(p.numel() for p in timm.create_model({info['model_name']!r}).parameters()))
 """
     ran = subprocess.run([swiftnas_python(), "-c", script], capture_output=True, text=True,

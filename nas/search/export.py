@@ -93,13 +93,16 @@ Importing this module registers ``{name}`` with timm:
 
 It needs swiftnas installed (``pip install -e .`` in its repository), which also keeps
 ``import timm`` working where torchvision's compiled ops do not load (CPU-only torch). The
-state_dict key names are timm's SwiftFormer names.{timm_note}
+state_dict key names are timm's SwiftFormer names. As a detection or segmentation backbone:
+``timm.create_model("{name}", features_only=True, out_indices=(1, 2, 3))`` returns the stage
+feature maps (strides 8, 16, 32; ``.feature_info.channels()`` gives their widths).{timm_note}
 """
 
 from pathlib import Path
 
 import search_spaces  # noqa: F401  (first: keeps `import timm` working with CPU-only torchvision)
-from search_spaces import ArchConfig, build_model
+from search_spaces import ArchConfig
+from search_spaces.model import create_registered_model
 from timm.models import register_model
 
 ARCH = ArchConfig.from_json((Path(__file__).parent / "arch.json").read_text())
@@ -109,11 +112,8 @@ TIMM_KWARGS = {timm_kwargs!r}  # timm's own swiftformer kwargs for this arch, or
 
 @register_model
 def {name}(pretrained: bool = False, **kwargs):
-    if pretrained:
-        raise ValueError("{name} has no pretrained weights; train it first (train.sh)")
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-        kwargs.pop(key, None)
-    return build_model(ARCH, **kwargs)
+    """timm's interface, ``features_only=True`` and ``out_indices`` included (a backbone)."""
+    return create_registered_model("{name}", ARCH, pretrained, **kwargs)
 '''
 
 _TRAIN_TIMM_PY = '''"""Run timm's train.py with {name} registered.
