@@ -383,3 +383,140 @@ def test_export_coreml_writes_an_ml_program_and_manifest(
     ops = mil_op_counts(model)
     assert ops.get("conv", 0) >= 5 and ops.get("linear", 0) >= 4
     assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".export-")]
+
+
+def _mil_ops(model) -> list:  # type: ignore[no-untyped-def]
+    spec = model.get_spec()
+    (block,) = spec.mlProgram.functions["main"].block_specializations.values()
+    return list(block.operations)
+
+
+def _const_floats(ops: list, output_name: str) -> list[float]:  # type: ignore[type-arg]
+    (op,) = [o for o in ops if o.type == "const" and o.outputs[0].name == output_name]
+    return list(op.attributes["val"].immediateValue.tensor.floats.values)
+
+
+@pytest.mark.slow
+def test_coreml_package_is_an_image_classifier_an_ios_developer_drops_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import coremltools as ct
+    from timm.data import IMAGENET_DEFAULT_MEAN
+
+    from nas.storage import open_storage
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n\nsmall bird\n")
+    arch = ArchConfig.from_lists(depths=[1, 1, 2, 1], widths=[16, 24, 32, 48], resolution=64)
+    arch_file = tmp_path / "arch.json"
+    arch_file.write_text(arch.to_json())
+    out_dir = tmp_path / "export"
+    code, out, err = _cli(capsys, "latency", "export-coreml", "--arch", str(arch_file),
+                          "--out", str(out_dir), "--labels", str(labels), "--format", "json")
+    assert code == 0, err
+    # quiet: no coremltools progress bars or proxy-loading lines
+    assert "Running MIL" not in err and "Failed to load" not in err and "%|" not in err
+    info = json.loads(out)
+    model = ct.models.MLModel(info["package"], skip_model_load=True)
+    desc = model.get_spec().description
+    # an RGB image input, as an app feeds from a camera or a photo
+    (image,) = desc.input
+    assert image.name == "image" and image.type.WhichOneof("Type") == "imageType"
+    assert image.type.imageType.colorSpace == ct.proto.FeatureTypes_pb2.ImageFeatureType.RGB
+    assert (image.type.imageType.width, image.type.imageType.height) == (64, 64)
+    # the normalisation is folded in: x / 255 - mean here, 1 / std in the first conv
+    ops = _mil_ops(model)
+    assert _const_floats(ops, "image__scaled___y_0") == [pytest.approx(1 / 255)]
+    assert _const_floats(ops, "image__biased___y_0") == pytest.approx(
+        [-m for m in IMAGENET_DEFAULT_MEAN])
+    # a classifier over the given labels
+    assert desc.predictedFeatureName == "classLabel"
+    assert [o.name for o in desc.output] == ["classLabel", "classLabel_probs"]
+    (classify,) = [o for o in ops if o.type == "classify"]
+    classes = classify.inputs["classes"].arguments[0].value.immediateValue.list.values
+    assert [c.immediateValue.tensor.strings.values[0] for c in classes] == [
+        "cat", "dog", "small bird"]
+    assert any(o.type == "softmax" for o in ops)  # class scores are probabilities
+    # FP16 compute: weights are stored as float16 constants
+    fp16 = ct.proto.MIL_pb2.DataType.Value("FLOAT16")
+    assert any(o.type == "const" and o.outputs[0].type.tensorType.dataType == fp16 for o in ops)
+    # metadata: author, version, description with the prediction, arch key
+    meta = desc.metadata
+    assert meta.author.startswith("swiftnas ") and meta.versionString
+    assert "predicted" in meta.shortDescription and "iPhone 14" in meta.shortDescription
+    user = dict(meta.userDefined)
+    assert user["swiftnas.architecture"] == arch.key()
+    low, mid, high = (float(user[f"swiftnas.predicted_latency{s}_ms"])
+                      for s in ("_low", "", "_high"))
+    assert 0 < low < mid < high
+    # the measurement row: fill in device and latency, and `latency import` takes it unchanged
+    rows = list(csv.DictReader((out_dir / "measurements.csv").open()))
+    assert len(rows) == 1 and rows[0]["latency_ms"] == "" and rows[0]["device"] == ""
+    rows[0].update(device="iPhone 15", latency_ms="0.42")
+    filled = tmp_path / "filled.csv"
+    with filled.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    url = f"sqlite:///{tmp_path}/m.db"
+    code, _, err = _cli(capsys, "latency", "import", str(filled), "--storage", url)
+    assert code == 0, err
+    (stored,) = open_storage(url).measurements()
+    assert stored.arch == arch and stored.latency_ms == 0.42
+
+    # multiarray input for pure benchmarking: a float tensor, no classifier
+    code, out, err = _cli(capsys, "latency", "export-coreml", "--arch", str(arch_file),
+                          "--out", str(tmp_path / "bench"), "--input", "multiarray",
+                          "--format", "json")
+    assert code == 0, err
+    desc = ct.models.MLModel(json.loads(out)["package"], skip_model_load=True) \
+        .get_spec().description
+    assert desc.input[0].type.WhichOneof("Type") == "multiArrayType"
+    assert [o.name for o in desc.output] == ["logits"]
+
+
+def test_folded_normalisation_equals_normalising_the_input() -> None:
+    from latency_models.coreml import _fold_std_into_first_conv, _normalisation
+    from search_spaces import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ArchConfig.from_lists(depths=[1, 1, 1, 1], widths=[16, 24, 32, 48],
+                                              resolution=64)).eval()
+    mean, std = _normalisation(model)
+    folded = _fold_std_into_first_conv(model, std).eval()
+    pixels = torch.randint(0, 256, (2, 3, 64, 64)).float()
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model((pixels / 255 - m) / s)
+        got = folded(pixels / 255 - m)  # what Core ML's scale 1/255 and bias -mean give
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(folded.stem[0].weight, model.stem[0].weight)  # a copy was changed
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("only-one\n", "has 1 label"),
+    ("a\nb\na\n", "label 3 repeats"),
+])
+def test_bad_labels_files_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       text: str, message: str) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text(text)
+    code, _, err = _cli(capsys, "latency", "export-coreml", "--arch", "xs", "--out",
+                        str(tmp_path / "out"), "--labels", str(labels))
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    labels.write_bytes(b"\xff\xfe\x00binary")
+    code, _, err = _cli(capsys, "latency", "export-coreml", "--arch", "xs", "--out",
+                        str(tmp_path / "out"), "--labels", str(labels))
+    assert code == 2 and "not UTF-8 text" in err
+
+
+def test_coremltools_import_is_quiet_in_a_fresh_interpreter() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "from latency_models.coreml import _coremltools; _coremltools()"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == ""

@@ -294,14 +294,40 @@ def export_coreml(
     model: str = typer.Option(None, "--model", help="A timm model name."),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
     resolution: int = typer.Option(None, "--resolution", min=32, help="Input side in pixels."),
+    input_kind: str = typer.Option("image", "--input",
+                                   help="image (RGB, normalisation folded in, what an app "
+                                        "feeds) or multiarray (a normalised tensor, for "
+                                        "benchmarking)."),
+    labels: Path = typer.Option(None, "--labels", help="Text file, one class label per line: "
+                                "the package becomes a classifier with that many classes."),
+    device: str = typer.Option("iPhone 14", "--device",
+                               help="Device whose predicted latency goes into the metadata "
+                                    "(--arch only)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show coremltools' own output."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
 ) -> None:
-    """Write a Core ML ML Program (FP16, iOS 16+) and a manifest, to measure on a device."""
+    """Write a Core ML ML Program (FP16, iOS 16+), its manifest and a measurements.csv row to
+    fill in after measuring on a device; image input and metadata by default."""
+    from latency_models.coreml import INPUT_KINDS, read_labels
     from latency_models.coreml import export_coreml as run_export
 
     if (model is None) == (arch is None):
         raise typer.BadParameter("give exactly one of --arch ARCH.json or --model TIMM_NAME")
+    if input_kind not in INPUT_KINDS:
+        raise typer.BadParameter(f"--input must be one of {', '.join(INPUT_KINDS)}, but got "
+                                 f"{input_kind!r}")
+    label_list = read_labels(labels) if labels is not None else None
     cfg = load_arch(arch) if arch is not None else None
+    prediction = None
+    if cfg is not None:
+        from latency_models.defaults import load_predictor
+
+        predictor = load_predictor()
+        predictor.resolve_group(device)  # an unknown device fails here, before the slow part
+        with console.status("predicting its latency..."):
+            pred = predictor.predict(device=device, arch=cfg, resolution=resolution)
+        prediction = {"latency_ms": pred.latency_ms, "low_ms": pred.low_ms,
+                      "high_ms": pred.high_ms, "device": device}
     if model is not None:
         from latency_models import default_resolution
 
@@ -310,7 +336,9 @@ def export_coreml(
 
     check_output_path(out, folder=True)
     with console.status("converting to Core ML (about 5-30 s)..."):
-        result = run_export(out_dir=out, arch=cfg, timm_name=model or "", resolution=resolution)
+        result = run_export(out_dir=out, arch=cfg, timm_name=model or "", resolution=resolution,
+                            input_kind=input_kind, labels=label_list, prediction=prediction,
+                            verbose=verbose)
     if fmt is OutputFormat.json:
         print_json({"package": str(result.package), "manifest": str(result.manifest),
                     **result.info})

@@ -214,22 +214,38 @@ def export(
     out: Path = typer.Option(..., "--out", help="Folder to create (must be new or empty)."),
     coreml: bool = typer.Option(False, "--coreml", help="Also write the Core ML package "
                                 "(needs `pip install -e '.[coreml]'`; about 10 s)."),
+    coreml_input: str = typer.Option("image", "--coreml-input",
+                                     help="Core ML input: image (RGB, normalisation folded in, "
+                                          "what an app feeds) or multiarray (benchmarking)."),
+    labels: Path = typer.Option(None, "--labels", help="With --coreml: a text file, one class "
+                                "label per line; the package becomes a classifier."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show coremltools' own output."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
 ) -> None:
-    """Export a trial as files to train it with timm.
+    """Export a trial as files to train it right away.
 
-    Writes arch.json, model.py (registers the model with timm), train.sh for timm's train.py,
-    MODEL_CARD.md and export.json; with --coreml also the Core ML package.
+    Writes arch.json, model.py (registers the model with timm), train.sh (runs `swiftnas
+    train`), train_timm.sh (timm's train.py), MODEL_CARD.md and export.json; with --coreml also
+    the Core ML package, its manifest and a measurements.csv to fill in.
     """
-    from nas.search import export_trial
+    from latency_models.coreml import INPUT_KINDS, read_labels
+    from nas.search import SearchError, export_trial
 
-    result = export_trial(_load(storage, study), trial, out, coreml=coreml, overwrite=force)
+    if coreml_input not in INPUT_KINDS:
+        raise SearchError(f"--coreml-input must be one of {', '.join(INPUT_KINDS)}, but got "
+                          f"{coreml_input!r}")
+    if labels is not None and not coreml:
+        raise SearchError("--labels applies to the Core ML package; add --coreml")
+    label_list = read_labels(labels) if labels is not None else None
+    result = export_trial(_load(storage, study), trial, out, coreml=coreml,
+                          coreml_input=coreml_input, labels=label_list, verbose=verbose,
+                          overwrite=force)
     console.print(f"exported trial {trial} of {study!r} as {result.model_name} to {out}:")
     for name in result.files:
         if ".mlpackage/" not in name or name.endswith("Manifest.json"):
             console.print(f"  {name}")
-    console.print(f"train: TIMM_TRAIN=path/to/pytorch-image-models/train.py {out}/train.sh "
-                  "/path/to/imagenet")
+    console.print(f"train: {out}/train.sh DATA  (an ImageFolder root with train/ and val/, or "
+                  "fashion-mnist)")
 
 
 def studies(

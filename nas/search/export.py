@@ -241,7 +241,9 @@ TIMM_TRAIN=path/to/pytorch-image-models/train.py ./train_timm.sh /path/to/imagen
 
 def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: str, origin: str,
                      device: str, predictor: str, latency_group: str = "",
-                     coreml: bool = False, overwrite: bool = False) -> ExportResult:
+                     coreml: bool = False, coreml_input: str = "image",
+                     labels: list[str] | None = None, verbose: bool = False,
+                     overwrite: bool = False) -> ExportResult:
     """Write the export files for ``candidate`` into ``out_dir`` (see the module docstring)."""
     import timm
 
@@ -285,7 +287,11 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
         if coreml:
             from latency_models.coreml import export_coreml
 
-            export_coreml(out_dir=tmp / "coreml", arch=arch, name=model_name)
+            prediction = {"latency_ms": candidate.latency_ms, "low_ms": candidate.latency_low_ms,
+                          "high_ms": candidate.latency_high_ms, "device": device}
+            export_coreml(out_dir=tmp / "coreml", arch=arch, name=model_name,
+                          input_kind=coreml_input, labels=labels, prediction=prediction,
+                          verbose=verbose)
         (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -298,8 +304,9 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
 
 
 def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
-                 coreml: bool = False, overwrite: bool = False,
-                 record: bool = True) -> ExportResult:
+                 coreml: bool = False, coreml_input: str = "image",
+                 labels: list[str] | None = None, verbose: bool = False,
+                 overwrite: bool = False, record: bool = True) -> ExportResult:
     """Export trial ``trial_number`` of a study; ``record`` notes the export in the storage."""
     from optuna.trial import TrialState
 
@@ -320,7 +327,7 @@ def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
         candidate, out_dir=out_dir, model_name=model_name_for(loaded.name, trial_number),
         origin=f"study {loaded.name!r}, trial {trial_number}", device=loaded.device,
         predictor=predictor, latency_group=summary.get("latency_group", ""), coreml=coreml,
-        overwrite=overwrite,
+        coreml_input=coreml_input, labels=labels, verbose=verbose, overwrite=overwrite,
     )
     if record:
         record_export(loaded.storage, study_name=loaded.name, trial_number=trial_number,
