@@ -159,14 +159,18 @@ def speed() -> None:
 
 
 def ship_features() -> None:
-    """Write the features of every calibration model (shipped with the package)."""
+    """Write the features of every calibration model and of the SwiftFormer presets (shipped
+    with the package: `latency predict --arch xs` then needs neither torch nor timm)."""
     from latency_models.defaults import CALIBRATION_FEATURES_PATH
+    from search_spaces import PRESETS
 
     # incremental: entries already there are kept (delete the file to recompute them all)
     cache = FeatureCache(CALIBRATION_FEATURES_PATH)
     for m in read_measurements(calibration_csv()):
         if m.timm_name or m.arch:
             cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+    for arch in PRESETS.values():
+        cache.get(arch=arch)
     cache.save()
     print(f"wrote {len(cache)} feature sets to {CALIBRATION_FEATURES_PATH}")
 

@@ -1,9 +1,12 @@
 """What a candidate costs on a device: latency features, measurements, predictors, Core ML export.
 
-Depends on :mod:`search_spaces` only. Core ML conversion (``coreml``) imports coremltools lazily.
+Depends on :mod:`search_spaces` only. Core ML conversion (``coreml``) imports coremltools lazily,
+and torch/timm load only when a model is built or traced.
 """
 
-from search_spaces import SwiftNASError  # noqa: F401  (first: makes `import timm` safe)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .architectures import (
     FeatureCache,
@@ -21,12 +24,11 @@ from .defaults import (
     load_predictor,
 )
 from .evaluation import evaluate_rows
-from .features import (
+from .featureset import (
     CATEGORIES,
     FEATURE_SET_VERSION,
     FeatureExtractionError,
     LatencyFeatures,
-    extract_features,
 )
 from .measurements import (
     MEASUREMENT_COLUMNS,
@@ -45,6 +47,19 @@ from .predictor import (
     default_feature_cache,
     fit_predictor,
 )
+
+if TYPE_CHECKING:
+    from .features import extract_features
+
+
+def __getattr__(name: str) -> Any:
+    # the tracer needs torch: loaded on first use (a cached prediction never needs it)
+    if name == "extract_features":
+        from .features import extract_features
+
+        return extract_features
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CATEGORIES",

@@ -14,15 +14,17 @@ import threading
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import timm
-import torch
-from torch import nn
+from search_spaces import ArchConfig, SwiftNASError
 
-from search_spaces import ArchConfig, SwiftNASError, build_model
+from .featureset import FEATURE_SET_VERSION, LatencyFeatures
 
-from .features import FEATURE_SET_VERSION, LatencyFeatures, extract_features
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and timm (seconds to import) load only when a model is built: a prediction from cached
+# features (`swiftnas latency predict --arch xs`) needs neither.
 
 
 class UnknownModelError(SwiftNASError, ValueError):
@@ -30,6 +32,8 @@ class UnknownModelError(SwiftNASError, ValueError):
 
 
 def _check_timm_name(name: str) -> None:
+    import timm
+
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
         hint = f" (similar: {', '.join(close)})" if close else ""
@@ -51,6 +55,8 @@ def check_timm_names(rows: Iterable[Any]) -> None:
 
 def default_resolution(timm_name: str) -> int:
     """The input side timm's default pretrained config uses for ``timm_name``."""
+    import timm
+
     _check_timm_name(timm_name)
     cfg = timm.models.get_pretrained_cfg(timm_name)
     size = cfg.input_size if cfg is not None else (3, 224, 224)
@@ -63,9 +69,11 @@ def build_timm_for_latency(timm_name: str) -> nn.Module:
     Built on ``meta`` (no memory, no init cost) when reparameterisation works there; models whose
     reparameterisation needs real tensors (MobileOne, FastViT, GhostNetV3) are built on CPU.
     """
-    _check_timm_name(timm_name)
+    import timm
+    import torch
     from timm.utils.model import reparameterize_model
 
+    _check_timm_name(timm_name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.device("meta"):
@@ -79,6 +87,10 @@ def build_timm_for_latency(timm_name: str) -> nn.Module:
 
 
 def build_arch_for_latency(arch: ArchConfig) -> nn.Module:
+    import torch
+
+    from search_spaces import build_model
+
     with torch.device("meta"):
         return build_model(arch).eval()
 
@@ -138,6 +150,8 @@ class FeatureCache:
         else:
             model = build_timm_for_latency(timm_name)
             name = timm_name
+        from .features import extract_features
+
         features = extract_features(model, resolution, name=name)
         with self._lock:
             self._items[key] = features

@@ -35,7 +35,7 @@ from scipy import optimize
 from search_spaces import ArchConfig, SwiftNASError
 
 from .architectures import FeatureCache, atomic_write_text
-from .features import CATEGORIES, FEATURE_SET_VERSION, LatencyFeatures
+from .featureset import CATEGORIES, FEATURE_SET_VERSION, LatencyFeatures
 from .measurements import DEFAULT_SOURCE, Measurement
 
 ARTIFACT_FORMAT = 1

@@ -19,9 +19,10 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from .arch import NUM_STAGES, ArchConfig, StageConfig
 from .errors import SearchSpaceError
@@ -186,6 +187,8 @@ class SwiftFormerSpace:
             for j in stage.attn:
                 mask[stage.depth - 1 - j] = 1.0
             values += [stage.depth, stage.width, stage.mlp_ratio, len(stage.attn), *mask]
+        import numpy as np  # here, not at import: `swiftnas --help` imports this module
+
         return np.asarray(values, dtype=np.float64)
 
     def describe(self) -> dict[str, Any]:

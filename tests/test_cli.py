@@ -68,6 +68,20 @@ def test_importing_the_cli_does_not_import_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+    # nor do --help, --version, the groups' help or an error path (main() catches swiftnas
+    # errors, so it imports their base class: search_spaces must load torch lazily)
+    code = (
+        "import sys\n"
+        "from nas.cli import main\n"
+        "for args in (['--help'], ['--version'], ['space', '--help'], ['latency', '--help'],\n"
+        "             ['proxy', '--help'], ['db', '--help'], ['accuracy', '--help'],\n"
+        "             ['search', '--help'], ['space', 'show', 'nosuchpreset']):\n"
+        "    main(args)\n"
+        "print(sorted({'torch', 'timm', 'optuna', 'numpy'} & set(sys.modules)), file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"
 
 
 def test_presets_json_has_timm_params(capsys) -> None:
@@ -141,3 +155,68 @@ def test_proxy_score_and_errors(capsys) -> None:
     assert "exactly one of --arch" in capsys.readouterr().err
     assert main(["proxy", "evaluate", "--benchmark", "missing.jsonl"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _at_80_columns(*args: str) -> str:
+    exe = shutil.which("swiftnas", path=str(Path(sys.executable).parent))
+    assert exe
+    done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "COLUMNS": "80"}, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    return done.stdout
+
+
+def test_latency_devices_at_80_columns_tells_groups_apart() -> None:
+    from latency_models.defaults import load_predictor
+
+    out = _at_80_columns("latency", "devices")
+    lines = out.splitlines()
+    body = lines[next(i for i, line in enumerate(lines) if line.startswith("──")) + 1:]
+    rows: list[list[str]] = []
+    for line in body:  # a wrapped source continues on an indented line
+        if line.startswith(" ") and rows:
+            rows[-1].extend(line.split())
+        elif line.strip():
+            rows.append(line.split())
+    # one row per group, and no two rows read the same
+    assert len(rows) == len(load_predictor().groups)
+    assert len({tuple(r) for r in rows}) == len(rows)
+    assert "…" not in out
+    assert "SwiftFormer ICCV'23" in out and "coreml-model-zoo mobilenet_v2" in out
+
+
+def test_studies_at_80_columns_keeps_headers_and_dates(tmp_path: Path) -> None:
+    from nas.search import StudySpec, run_study
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    run_study(StudySpec(name="a-rather-long-study-name", latency_budget_ms=1.2,
+                        sampler="random", seed=0), url, 2)
+    out = _at_80_columns("studies", "--storage", url)
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("study"))
+    header = lines[at].split()
+    assert header == ["study", "device", "budget", "sampler", "done", "feasible", "run/fail",
+                      "updated"]
+    assert "…" not in out
+    # the name is folded over lines, never cut
+    assert "".join(line.split()[0] for line in lines[at + 2:] if line.strip()) \
+        .startswith("a-rather-long-study-name")
+
+
+def test_predicting_a_preset_needs_neither_torch_nor_timm(tmp_path: Path) -> None:
+    """The presets' features ship with the package, and a prediction's features are cached on
+    disk: `latency predict --arch xs` stays fast (benchmarks/startup.py has the timings)."""
+    code = (
+        "import sys\n"
+        "from nas.cli import main\n"
+        "code = main(['latency', 'predict', '--arch', 'xs', '--device', 'iPhone 14',\n"
+        "             '--format', 'json'])\n"
+        "print(code, sorted({'torch', 'timm'} & set(sys.modules)), file=sys.stderr)"
+    )
+    env = {**__import__("os").environ, "SWIFTNAS_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "0 []"
+    assert json.loads(done.stdout)["latency_ms"] > 0

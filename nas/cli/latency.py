@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -170,8 +173,12 @@ def predict(
     if cfg is not None and resolution is not None and resolution % 32:
         raise SwiftNASError(f"--resolution must be a multiple of 32 for an ArchConfig, got "
                             f"{resolution}")
+    cache = _feature_cache()
     p = predictor.predict(device=device, timm_name=model or "", arch=cfg, resolution=resolution,
-                          source=source, cache=_feature_cache())
+                          source=source, cache=cache)
+    cache.save()  # the next prediction of this model needs neither torch nor timm
+    if cfg is not None and resolution is not None:
+        cfg = dataclasses.replace(cfg, resolution=resolution)  # the key names what was predicted
     what = model or (cfg.key() if cfg else "")
     if fmt is OutputFormat.json:
         print_json({"model": what, "device": device, **p.to_dict(),
@@ -263,6 +270,29 @@ def evaluate(
         console.print(f"{metrics['unpredicted']} row(s) could not be predicted")
 
 
+_ARXIV = re.compile(r"arXiv:(?P<id>\S+) \((?P<name>[^,/)]+)[^,)]*(?:, (?P<venue>[^)]+))?\)")
+_GITHUB = re.compile(r"github (?P<owner>[^/\s]+)/(?P<repo>\S+) (?P<path>\S+)")
+_HF = re.compile(r"Hugging Face (?P<owner>[^/\s]+)/(?P<repo>\S+)")
+
+
+def short_source(source: str) -> str:
+    """A source as a short label that still tells groups apart (full text: ``--format json``):
+    "arXiv:2303.15446 (SwiftFormer, ICCV'23)" -> "SwiftFormer ICCV'23", "github
+    vladimir-chernykh/coreml-model-zoo vision/classification/alexnet/README.md (commit x)" ->
+    "coreml-model-zoo alexnet"."""
+    if m := _ARXIV.match(source):
+        return " ".join(p.strip() for p in (m["name"], m["venue"] or m["id"]) if p)
+    if m := _GITHUB.match(source):
+        parts = [p for p in m["path"].split("/") if p and not p.lower().startswith("readme")]
+        where = Path(parts[-1]).stem if parts else ""
+        return f"{m['repo']} {where}".strip()
+    if m := _HF.match(source):
+        return f"HF {m['repo']}"
+    if source.startswith("developer.apple.com"):
+        return "Apple Core ML models page"
+    return source if len(source) <= 28 else source[:27] + "…"
+
+
 @latency_app.command("devices")
 def devices(
     predictor_path: Path = typer.Option(None, "--predictor", help=PREDICTOR_HELP),
@@ -274,15 +304,22 @@ def devices(
         print_json({d: {g: predictor.groups[g].to_dict() for g in gs}
                     for d, gs in predictor.devices().items()})
         return
-    table = Table(title=f"{predictor.name} v{predictor.version}: calibrated groups")
-    for col in ("device", "default", "source", "unit", "rows", "sigma log"):
-        table.add_column(col)
+    # readable at 80 columns: short source labels (full names: --format json), no rules
+    table = Table(title=f"{predictor.name} v{predictor.version}: calibrated groups "
+                  "(* = the device's default group)", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("device", min_width=9)
+    table.add_column("*", no_wrap=True)
+    table.add_column("source", overflow="fold", min_width=20)
+    for col in ("unit", "rows", "sigma log"):
+        table.add_column(col, no_wrap=True, justify="left" if col == "unit" else "right")
     for device, groups in predictor.devices().items():
         default = predictor.resolve_group(device)
         for g in groups:
             source, _, unit = g.split(" | ")
             cal = predictor.groups[g]
-            table.add_row(device, "*" if g == default else "", source, unit, str(cal.rows),
+            table.add_row(device, "*" if g == default else "", short_source(source), unit,
+                          str(cal.rows),
                           _fmt(cal.sigma_log if cal.sigma_log is not None
                                else predictor.pooled_sigma_log, 2))
     console.print(table)

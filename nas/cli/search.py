@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -260,16 +262,23 @@ def studies(
     if fmt == "json":
         print_json(rows)
         return
-    table = Table(title=f"Studies in {storage}")
-    for col in ("study", "device", "budget ms", "sampler", "complete", "feasible", "running",
-                "failed", "last update"):
-        table.add_column(col, justify="left" if col in ("study", "device", "sampler",
-                                                        "last update") else "right")
+    # readable at 80 columns: short headers, no vertical rules, names folded rather than cut
+    table = Table(title=f"Studies in {storage}", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, padding=(0, 1), collapse_padding=True)
+    table.add_column("study", overflow="fold", min_width=10)
+    table.add_column("device", min_width=9)
+    for col in ("budget", "sampler", "done", "feasible", "run/fail", "updated"):
+        table.add_column(col, justify="left" if col in ("sampler", "updated") else "right",
+                         no_wrap=True)
+    this_year = time.strftime("%Y")
     for r in rows:
         budget = r["latency_budget_ms"]
-        table.add_row(r["study"], r["device"], "-" if budget is None else f"{budget:g}",
-                      r["sampler"], str(r["complete"]), str(r["feasible"]), str(r["running"]),
-                      str(r["failed"]), r["last_update"] or "-")
+        updated = (r["last_update"] or "-").replace("T", " ")[:16]  # UTC, to the minute
+        if updated.startswith(this_year):
+            updated = updated[5:]  # "12-02 22:40" this year, the full date before
+        table.add_row(r["study"], r["device"], "-" if budget is None else f"{budget:g} ms",
+                      r["sampler"], str(r["complete"]), str(r["feasible"]),
+                      f"{r['running']}/{r['failed']}", updated)
     console.print(table)
     if not rows:
         console.print("no studies yet: start one with `swiftnas search --study NAME "
