@@ -53,6 +53,19 @@ def _target(storage: str, study: str | None, trial: int | None, arch: str | None
 DATA_HELP = ("fashion-mnist (Debian's dataset-fashion-mnist), or an ImageFolder root with "
              "train/ and val/ class folders.")
 
+# Recipe options shared by `train` and `train-batch` (declared once, so they cannot drift).
+DATA_OPT = typer.Option(..., "--data", help=DATA_HELP)
+EPOCHS_OPT = typer.Option(..., "--epochs", help="Training epochs.")
+RESOLUTION_OPT = typer.Option(64, "--resolution", help="Input pixels, a multiple of 32.")
+BATCH_SIZE_OPT = typer.Option(128, "--batch-size", help="Images per step.")
+LR_OPT = typer.Option(1e-3, "--lr", help="AdamW learning rate per 1024 images (scaled "
+                    "linearly with --batch-size, as SwiftFormer's recipe).")
+TRAIN_SUBSET_OPT = typer.Option(None, "--train-subset", help="Train on this many images "
+                              "(a fixed random subset); default all.")
+VAL_SUBSET_OPT = typer.Option(None, "--val-subset", help="Validate on this many images; "
+                            "default all.")
+SEED_OPT = typer.Option(0, "--seed", help="Seed of the initialisation and the shuffles.")
+
 
 def train(
     study: str = typer.Option(None, "--study", help="Train a trial of this study (with --trial)."),
@@ -61,12 +74,11 @@ def train(
                              "l1, l3)."),
     model: str = typer.Option(None, "--model", help="Any timm model name, e.g. "
                               "swiftformer_xs or resnet18 (random init, never downloads)."),
-    data: str = typer.Option(..., "--data", help=DATA_HELP),
-    epochs: int = typer.Option(..., "--epochs", help="Training epochs."),
-    resolution: int = typer.Option(64, "--resolution", help="Input pixels, a multiple of 32."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Images per step."),
-    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate per 1024 images (scaled "
-                             "linearly with --batch-size, as SwiftFormer's recipe)."),
+    data: str = DATA_OPT,
+    epochs: int = EPOCHS_OPT,
+    resolution: int = RESOLUTION_OPT,
+    batch_size: int = BATCH_SIZE_OPT,
+    lr: float = LR_OPT,
     weight_decay: float = typer.Option(0.025, "--weight-decay", help="AdamW weight decay."),
     warmup_epochs: int = typer.Option(0, "--warmup-epochs", help="Linear warm-up epochs."),
     mixup: float = typer.Option(0.0, "--mixup", help="Mixup alpha (0: off)."),
@@ -76,11 +88,9 @@ def train(
     precise_bn_batches: int = typer.Option(20, "--precise-bn-batches", help="Recompute "
                                            "BatchNorm statistics on this many training batches "
                                            "before each evaluation (0: off)."),
-    train_subset: int = typer.Option(None, "--train-subset", help="Train on this many images "
-                                     "(a fixed random subset); default all."),
-    val_subset: int = typer.Option(None, "--val-subset", help="Validate on this many images; "
-                                   "default all."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and the shuffles."),
+    train_subset: int = TRAIN_SUBSET_OPT,
+    val_subset: int = VAL_SUBSET_OPT,
+    seed: int = SEED_OPT,
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (AMP on CUDA)."),
     out: Path = typer.Option(..., "--out", help="Folder for metrics.csv, the checkpoint "
                              "(checkpoint.safetensors) and result.json. A killed run resumes "
@@ -226,16 +236,14 @@ def train_batch(
     top: int = typer.Option(None, "--top", help="Train the K most accurate of its feasible "
                             "Pareto front."),
     trials: str = typer.Option(None, "--trials", help="Or these trials, e.g. 3,17,42."),
-    data: str = typer.Option(..., "--data", help=DATA_HELP),
-    epochs: int = typer.Option(..., "--epochs", help="Training epochs."),
-    resolution: int = typer.Option(64, "--resolution", help="Input pixels, a multiple of 32."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Images per step."),
-    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate per 1024 images."),
-    train_subset: int = typer.Option(None, "--train-subset", help="Training images (default "
-                                     "all)."),
-    val_subset: int = typer.Option(None, "--val-subset", help="Validation images (default "
-                                   "all)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and the shuffles."),
+    data: str = DATA_OPT,
+    epochs: int = EPOCHS_OPT,
+    resolution: int = RESOLUTION_OPT,
+    batch_size: int = BATCH_SIZE_OPT,
+    lr: float = LR_OPT,
+    train_subset: int = TRAIN_SUBSET_OPT,
+    val_subset: int = VAL_SUBSET_OPT,
+    seed: int = SEED_OPT,
     workers: int = typer.Option(2, "--workers", help="Trainings at once (Ray tasks): one GPU "
                                 "each with CUDA, else an equal share of the CPU threads."),
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster "

@@ -67,24 +67,7 @@ class RayExecutor:
         self._ray = ray
         self.capacity = workers
         self._started = False
-        if not ray.is_initialized():
-            env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "logging_level": logging.WARNING,
-                                      "runtime_env": {"env_vars": env}}
-            if address is None:
-                # "local": a new Ray of our own even when a `ray start` cluster runs here (plain
-                # ray.init() would join that cluster and refuse num_cpus)
-                address, kwargs["num_cpus"] = "local", workers
-            try:
-                ray.init(address=address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise SearchError(
-                    f"cannot start or reach Ray at {address or 'a local instance'}: {exc}; "
-                    "check --ray-address (e.g. ray://host:10001 or host:6379), or omit it to "
-                    "start a local Ray"
-                ) from exc
-            self._started = True
+        self._started = start_ray(address, num_cpus=workers)
         self._remote = ray.remote(num_cpus=1, max_retries=max_retries)(worker_evaluate)
         self._settings_ref = ray.put(settings)
         self._handles: dict[Any, int] = {}
@@ -116,6 +99,36 @@ class RayExecutor:
         if self._started:
             self._started = False
             self._ray.shutdown()
+
+
+def start_ray(address: str | None, *, num_cpus: int, num_gpus: int | None = None) -> bool:
+    """Join the Ray cluster at ``address``, or start a local Ray with ``num_cpus`` (and
+    ``num_gpus``); True when this call started or joined it (the caller shuts it down), False
+    when Ray was already initialised in this process. Workers get one OpenMP/MKL thread each
+    unless a task sets its own."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.WARNING,
+                              "runtime_env": {"env_vars": env}}
+    if address is None:
+        # "local": a new Ray of our own even when a `ray start` cluster runs here (plain
+        # ray.init() would join that cluster and refuse num_cpus)
+        address, kwargs["num_cpus"] = "local", num_cpus
+        if num_gpus:
+            kwargs["num_gpus"] = num_gpus
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SearchError(
+            f"cannot start or reach Ray at {address or 'a local instance'}: {exc}; "
+            "check --ray-address (e.g. ray://host:10001 or host:6379), or omit it to "
+            "start a local Ray"
+        ) from exc
+    return True
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -10,8 +10,6 @@ retries to resume rather than restart.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from nas.storage import Storage
 from .data import load_data
 from .errors import TrainingError
 from .recipe import TrainRecipe
-from .results import TrainedResult, find_result, store_result
+from .results import TrainedResult, experiment_identity, find_result, record_training
 from .trainer import TrainResult, TrainTarget, train, versions
 
 
@@ -45,8 +43,7 @@ def _train_task(arch_json: str, data_spec: str, recipe: dict[str, Any], out: str
     data = load_data(data_spec, rec.resolution, train_subset=rec.train_subset,
                      val_subset=rec.val_subset)
     target = TrainTarget(arch=ArchConfig.from_json(arch_json))
-    ident = {"arch_key": target.key, "dataset": data.name, "dataset_digest": data.digest,
-             "recipe_key": rec.key()}
+    ident = experiment_identity(target.key, data.name, data.digest, rec)
     result = train(target, data, rec, Path(out), device=device, identity=ident)
     return result, data.name, data.digest
 
@@ -124,10 +121,9 @@ def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Pa
     from search_spaces import ArchConfig
 
     for job in jobs:
-        key = ArchConfig.from_json(job.arch_json).key()
-        hit = None if force else find_result(store, arch_key=key, dataset=data.name,
-                                             dataset_digest=data.digest,
-                                             recipe_key=recipe.key())
+        ident = experiment_identity(ArchConfig.from_json(job.arch_json).key(), data.name,
+                                    data.digest, recipe)
+        hit = None if force else find_result(store, **ident)
         if hit is not None:
             done.append(hit)
             if on_done:
@@ -137,19 +133,10 @@ def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Pa
     if not todo:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    started = False
-    if not ray.is_initialized():
-        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "logging_level": logging.WARNING,
-                                  "runtime_env": {"env_vars": env}}
-        address = ray_address
-        if address is None:
-            address, kwargs["num_cpus"] = "local", os.cpu_count() or 1
-            if cuda:
-                kwargs["num_gpus"] = torch.cuda.device_count()
-        ray.init(address=address, **kwargs)
-        started = True
+    from nas.search.executors import start_ray
+
+    started = start_ray(ray_address, num_cpus=os.cpu_count() or 1,
+                        num_gpus=torch.cuda.device_count() if cuda else None)
     try:
         threads = max(1, (os.cpu_count() or 1) // workers) if ray_address is None else 1
         # one GPU per task with CUDA; otherwise a set of CPU threads per task
@@ -173,16 +160,12 @@ def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Pa
                 except Exception as exc:  # retries used up, or training raised: go on
                     failures.append(f"{job.label}: {' '.join(str(exc).split())[-300:]}")
                     continue
-                arch = ArchConfig.from_json(job.arch_json)
-                stored = TrainedResult(
-                    arch_key=arch.key(), arch_json=job.arch_json, dataset=name,
-                    dataset_digest=digest, recipe_key=recipe.key(),
-                    recipe_label=recipe.label(), top1=result.top1, top5=result.top5,
-                    train_seconds=result.train_seconds, device=result.device, source="train",
-                    origin=str((out / job.label).resolve())[:2048])
-                store_result(store, stored, recipe_json=json.dumps(recipe.to_dict(),
-                                                                   sort_keys=True),
-                             versions=versions())
+                ident = experiment_identity(ArchConfig.from_json(job.arch_json).key(), name,
+                                            digest, recipe)
+                stored = record_training(store, ident, arch_json=job.arch_json,
+                                         outcome=result, recipe=recipe,
+                                         origin=str((out / job.label).resolve()),
+                                         versions=versions())
                 done.append(stored)
                 if on_done:
                     on_done(job, stored, False)

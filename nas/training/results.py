@@ -201,3 +201,24 @@ def import_results(store: Storage, results: list[TrainedResult]) -> int:
             _replace(session, r, recipe_json=json.dumps({"label": r.recipe_label}),
                      versions_json="{}")
     return len(results)
+
+
+def experiment_identity(arch_key: str, dataset: str, dataset_digest: str,
+                        recipe: Any) -> dict[str, str]:
+    """What makes two trainings the same experiment (the cache key of the results table)."""
+    return {"arch_key": arch_key, "dataset": dataset, "dataset_digest": dataset_digest,
+            "recipe_key": recipe.key()}
+
+
+def record_training(store: Storage, ident: dict[str, str], *, arch_json: str, outcome: Any,
+                    recipe: Any, origin: str, versions: dict[str, str]) -> TrainedResult:
+    """Store a finished training (``outcome``: the trainer's result) and return its row."""
+    result = TrainedResult(
+        arch_key=ident["arch_key"], arch_json=arch_json, dataset=ident["dataset"],
+        dataset_digest=ident["dataset_digest"], recipe_key=ident["recipe_key"],
+        recipe_label=recipe.label(), top1=outcome.top1, top5=outcome.top5,
+        train_seconds=outcome.train_seconds, device=outcome.device, source="train",
+        origin=origin[:2048])
+    store_result(store, result, recipe_json=json.dumps(recipe.to_dict(), sort_keys=True),
+                 versions=versions)
+    return result

@@ -13,7 +13,7 @@ from nas.storage import Storage
 from .data import load_data
 from .errors import TrainingError
 from .recipe import TrainRecipe
-from .results import TrainedResult, find_result, store_result
+from .results import TrainedResult, experiment_identity, find_result, record_training
 from .trainer import StepInfo, TrainTarget, resolve_device, train, versions
 
 
@@ -61,8 +61,7 @@ def run_training(target: TrainTarget, data_spec: str, recipe: TrainRecipe, out: 
                      val_subset=recipe.val_subset)
     if on_data:
         on_data(data.name, data.num_classes, len(data.train), len(data.val))  # type: ignore[arg-type]
-    ident = {"arch_key": target.key, "dataset": data.name, "dataset_digest": data.digest,
-             "recipe_key": recipe.key()}
+    ident = experiment_identity(target.key, data.name, data.digest, recipe)
     if not force:
         hit = find_result(store, **ident)
         if hit is not None:
@@ -72,13 +71,8 @@ def run_training(target: TrainTarget, data_spec: str, recipe: TrainRecipe, out: 
         for name in ("checkpoint.safetensors", "metrics.csv"):
             (out / name).unlink()
     outcome = train(target, data, recipe, out, device=device, on_step=on_step, identity=ident)
-    result = TrainedResult(
-        arch_key=target.key, arch_json=target.arch_json, dataset=data.name,
-        dataset_digest=data.digest, recipe_key=recipe.key(), recipe_label=recipe.label(),
-        top1=outcome.top1, top5=outcome.top5, train_seconds=outcome.train_seconds,
-        device=outcome.device, source="train", origin=str(out.resolve())[:2048])
-    store_result(store, result, recipe_json=json.dumps(recipe.to_dict(), sort_keys=True),
-                 versions=versions())
+    result = record_training(store, ident, arch_json=target.arch_json, outcome=outcome,
+                             recipe=recipe, origin=str(out.resolve()), versions=versions())
     summary = {**result.to_dict(), "recipe": recipe.to_dict(), "steps": outcome.steps,
                "final_loss": outcome.final_loss, "versions": versions()}
     from .checkpoint import atomic_write
