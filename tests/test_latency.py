@@ -520,3 +520,16 @@ def test_coremltools_import_is_quiet_in_a_fresh_interpreter() -> None:
         [sys.executable, "-c", "from latency_models.coreml import _coremltools; _coremltools()"],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0 and result.stderr == "" and result.stdout == ""
+
+
+def test_predict_csv_where_no_row_can_be_predicted_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "models.csv"
+    src.write_text("model,device,timm_name\na,iPhone 14,not_a_timm_model\nb,Pixel 9,resnet18\n")
+    out = tmp_path / "predicted.csv"
+    code, _, err = _cli(capsys, "latency", "predict", "--measurements", str(src), "--out",
+                        str(out))
+    assert code == 2
+    assert "no row could be predicted (2 row(s)" in err.splitlines()[-1]
+    assert not out.exists()

@@ -224,6 +224,10 @@ def _predict_csv(predictor: LatencyPredictor, path: Path, out: Path, source: str
             msg = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
             err_console.print(f"warning: no prediction: {msg}")
         rows_out.append({**row, **result})
+    if failed == len(rows_out):
+        # as `evaluate` does: an output with no prediction in it is a failure, not a result
+        raise MeasurementError(f"{path}: no row could be predicted ({failed} row(s); see the "
+                               f"warnings above); nothing was written to {str(out)!r}")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[*fields, "predicted_ms", "low_ms", "high_ms",
                                              "group"], extrasaction="ignore")
