@@ -201,19 +201,18 @@ def convert(model: nn.Module, resolution: int, *, input_kind: str = IMAGE_INPUT,
 def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_name: str = "",
                   resolution: int | None = None, name: str | None = None, seed: int = 0,
                   input_kind: str = IMAGE_INPUT, labels: list[str] | None = None,
-                  prediction: dict[str, Any] | None = None,
-                  verbose: bool = False) -> CoreMLExport:
+                  prediction: dict[str, Any] | None = None, verbose: bool = False,
+                  sidecars: bool = True) -> CoreMLExport:
     """Convert an ArchConfig or a timm model (random weights) into ``out_dir``.
 
     Writes ``<name>.mlpackage``, ``manifest.json`` and ``measurements.csv`` (the row to fill in
     with the measured latency for ``swiftnas latency import``). All appear at once (built in a
     temporary folder, then moved), so a failed conversion leaves nothing half-written.
     ``prediction`` (``latency_ms``, ``low_ms``, ``high_ms``, ``device``) goes into the package's
-    metadata, so Xcode shows what swiftnas predicted next to what it measures.
+    metadata, so Xcode shows what swiftnas predicted next to what it measures. Without
+    ``sidecars`` only the package is written (a measurement kit writes one manifest and CSV).
     """
     import timm
-
-    from .measurements import MEASUREMENT_COLUMNS
 
     ct = _coremltools(verbose)
     num_classes = len(labels) if labels else 1000
@@ -250,13 +249,7 @@ def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_n
         meta["swiftnas.predicted_latency_high_ms"] = f"{prediction['high_ms']:.4f}"
         meta["swiftnas.predicted_device"] = str(prediction["device"])
     mean, std = _normalisation(model)
-    row = {
-        "model": name, "device": "", "latency_ms": "", "timm_name": timm_name,
-        "arch": arch.to_json(indent=None) if arch is not None else "",
-        "input_resolution": str(resolution),
-        "source": "", "compute_unit": "ANE", "os": "", "family": "", "notes": "",
-        "fallback": "",
-    }
+    row = measurement_row(name, arch=arch, timm_name=timm_name, resolution=resolution)
     info = {
         "name": name, "architecture": key, "timm_name": timm_name or None,
         "arch": arch.to_dict() if arch is not None else None,
@@ -286,17 +279,38 @@ def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_n
         tmp_package = Path(tmp) / package.name
         with _quiet(verbose):
             mlmodel.save(str(tmp_package))
-        (Path(tmp) / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
-        with open(Path(tmp) / "measurements.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(MEASUREMENT_COLUMNS))
-            writer.writeheader()
-            writer.writerow(row)
+        if sidecars:
+            (Path(tmp) / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
+            write_measurement_rows(Path(tmp) / "measurements.csv", [row])
         if package.exists():
             shutil.rmtree(package)
         Path(tmp_package).rename(package)
-        Path(tmp, "manifest.json").replace(manifest)
-        Path(tmp, "measurements.csv").replace(measurements)
+        if sidecars:
+            Path(tmp, "manifest.json").replace(manifest)
+            Path(tmp, "measurements.csv").replace(measurements)
     return CoreMLExport(package=package, manifest=manifest, info=info)
+
+
+def measurement_row(name: str, *, arch: ArchConfig | None, timm_name: str, resolution: int,
+                    device: str = "") -> dict[str, str]:
+    """The `latency import` row for an exported model, complete except ``latency_ms`` (and
+    ``device`` when not given)."""
+    from .measurements import MEASUREMENT_COLUMNS
+
+    row = dict.fromkeys(MEASUREMENT_COLUMNS, "")
+    row.update(model=name, device=device, timm_name=timm_name,
+               arch=arch.to_json(indent=None) if arch is not None else "",
+               input_resolution=str(resolution), compute_unit="ANE")
+    return row
+
+
+def write_measurement_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    from .measurements import MEASUREMENT_COLUMNS
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(MEASUREMENT_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _swiftnas_version() -> str:

@@ -533,3 +533,62 @@ def test_predict_csv_where_no_row_can_be_predicted_fails(
     assert code == 2
     assert "no row could be predicted (2 row(s)" in err.splitlines()[-1]
     assert not out.exists()
+
+
+def test_plan_choice_spreads_over_latency_and_prefers_uncertain() -> None:
+    from latency_models.plan import PlanCandidate, PlanError, choose
+
+    space = [ArchConfig.from_lists(depths=[1, 1, 1, d], widths=[16, 24, 32, 48], resolution=64)
+             for d in range(1, 9)]
+    # latencies 1..8 ms; the one at 4 ms is much less certain than its neighbour at 5 ms
+    pool = [PlanCandidate(f"c{i}", a, latency_ms=float(i + 1), low_ms=(i + 1) / 2,
+                          high_ms=(i + 1) * (8.0 if i == 3 else 2.0))
+            for i, a in enumerate(space)]
+    picked = choose(pool + pool[:2], 3)  # duplicates are ignored
+    lat = [c.latency_ms for c in picked]
+    assert lat[0] == 1.0 and lat[-1] == 8.0  # both ends of the range
+    assert lat[1] == 4.0  # near the middle target (2.83 ms in log space), the widest interval
+    assert len({c.arch.key() for c in choose(pool, 8)}) == 8
+    with pytest.raises(PlanError, match="only 8 distinct candidates"):
+        choose(pool, 9)
+
+
+@pytest.mark.slow
+def test_latency_plan_writes_a_kit_that_latency_import_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import coremltools as ct
+
+    from nas.storage import open_storage
+
+    kit = tmp_path / "kit"
+    code, out, err = _cli(capsys, "latency", "plan", "--device", "iPhone 99", "--n", "2",
+                          "--pool", "2", "--out", str(kit))
+    assert code == 0, err
+    manifest = json.loads((kit / "manifest.json").read_text())
+    # a phone the predictor has never seen: predicted on the default device, kit for the new one
+    assert manifest["device"] == "iPhone 99" and manifest["reference_device"] == "iPhone 14"
+    assert len(manifest["models"]) == 2
+    for model in manifest["models"]:
+        spec = ct.models.MLModel(str(kit / model["package"]), skip_model_load=True).get_spec()
+        assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
+    assert "Performance" in (kit / "MEASURE.md").read_text()
+    rows = list(csv.DictReader((kit / "measurements.csv").open()))
+    assert [r["device"] for r in rows] == ["iPhone 99", "iPhone 99"]
+    assert all(r["latency_ms"] == "" and r["arch"] for r in rows)
+    for r, ms in zip(rows, ("0.61", "1.42"), strict=True):
+        r["latency_ms"] = ms
+    with (kit / "measurements.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    url = f"sqlite:///{tmp_path}/m.db"
+    code, _, err = _cli(capsys, "latency", "import", str(kit / "measurements.csv"),
+                        "--storage", url)
+    assert code == 0, err
+    stored = open_storage(url).measurements()
+    assert sorted(m.latency_ms for m in stored) == [0.61, 1.42]
+    assert {m.device for m in stored} == {"iPhone 99"}
+    # a second plan into the same folder is refused before any work
+    code, _, err = _cli(capsys, "latency", "plan", "--device", "iPhone 99", "--out", str(kit))
+    assert code == 2 and "not empty" in err

@@ -387,6 +387,76 @@ def export_coreml(
     console.print(f"wrote {result.package}\nwrote {result.manifest}")
 
 
+@latency_app.command("plan")
+def plan(
+    device: str = typer.Option(..., "--device", help="The phone to calibrate; it may be one the "
+                               "predictor has never seen (that is the point)."),
+    n: int = typer.Option(5, "--n", min=1, max=50, help="How many models to measure."),
+    study: str = typer.Option(None, "--study", help="Also consider this study's feasible "
+                              "Pareto front (with --storage)."),
+    storage: str = typer.Option("sqlite:///swiftnas.db", "--storage", help=STORAGE_HELP),
+    pool: int = typer.Option(32, "--pool", min=0, max=2000, help="Random samples of the search "
+                             "space added to the candidates (seeded by --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the space samples."),
+    out: Path = typer.Option(..., "--out", help="Kit folder to create (new or empty)."),
+    predictor_path: Path = typer.Option(None, "--predictor", help=PREDICTOR_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help="Show coremltools' own output."),
+) -> None:
+    """Choose the N architectures whose measurement calibrates DEVICE best, and write a
+    measurement kit: a Core ML package each, manifest.json, measurements.csv (fill in
+    latency_ms, then `swiftnas latency import`) and MEASURE.md. Rule: see latency_models/plan.py."""
+    from rich.progress import Progress
+
+    from latency_models.plan import (
+        PlanCandidate,
+        choose,
+        predict_pool,
+        reference_device,
+        write_kit,
+    )
+    from nas.outputs import check_output_path
+    from search_spaces import PRESETS
+
+    check_output_path(out, folder=True)
+    if out.exists() and any(out.iterdir()):
+        raise typer.BadParameter(f"--out {str(out)!r} exists and is not empty; choose a new "
+                                 "folder")
+    predictor = _predictor(predictor_path)
+    reference = reference_device(predictor, device)
+    candidates = [PlanCandidate(f"preset {name}", arch) for name, arch in PRESETS.items()]
+    if study is not None:
+        from nas.search import load_study, pareto_front, study_candidates
+
+        front = pareto_front(study_candidates(load_study(storage, study).study))
+        candidates += [PlanCandidate(f"study {study} trial {c.trial}", c.arch) for c in front]
+    from nas.search.spec import SEARCH_SPACE
+
+    candidates += [PlanCandidate(f"space sample {i}", arch)
+                   for i, arch in enumerate(SEARCH_SPACE.sample_random(pool, seed=seed))]
+    cache = _feature_cache()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"predicting {len(candidates)} candidates on {reference}",
+                                 total=len(candidates))
+        predicted = predict_pool(predictor, candidates, reference, cache,
+                                 on_progress=lambda i, _: progress.update(task, completed=i))
+        cache.save()
+        chosen = choose(predicted, n)
+        task = progress.add_task(f"converting {len(chosen)} models to Core ML",
+                                 total=len(chosen))
+        files = write_kit(chosen, device=device, reference=reference, out_dir=out,
+                          verbose=verbose,
+                          on_progress=lambda i, _: progress.update(task, completed=i))
+    table = Table(title=f"measure these {len(chosen)} on {device} (predicted on {reference})",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in ("model", "from", "predicted ms", "90% interval"):
+        table.add_column(col, overflow="fold")
+    for i, c in enumerate(chosen):
+        table.add_row(f"m{i + 1:02d}", c.label, f"{c.latency_ms:.3f}",
+                      f"{c.low_ms:.3f}-{c.high_ms:.3f}")
+    console.print(table)
+    console.print(f"wrote {out}: {', '.join(f for f in files)}; see {out}/MEASURE.md")
+
+
 @latency_app.command("import")
 def import_measurements(
     file: Path = typer.Argument(..., help="Measurement CSV (calibration schema; see README)."),
