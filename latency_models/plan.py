@@ -44,10 +44,15 @@ class PlanError(SwiftNASError, ValueError):
 @dataclass(frozen=True)
 class PlanCandidate:
     label: str  # where it came from: "preset xs", "study s14 trial 7", "space sample 3"
-    arch: ArchConfig
+    arch: ArchConfig | None  # None for a timm model (the few-shot benchmark)
     latency_ms: float = math.nan
     low_ms: float = math.nan
     high_ms: float = math.nan
+    timm_name: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.arch.key() if self.arch is not None else f"timm:{self.timm_name}"
 
     @property
     def log_width(self) -> float:
@@ -62,8 +67,8 @@ def choose(candidates: Sequence[PlanCandidate], n: int) -> list[PlanCandidate]:
         raise PlanError(f"--n must be at least 1, but got {n}")
     unique: dict[str, PlanCandidate] = {}
     for c in candidates:
-        unique.setdefault(c.arch.key(), c)
-    pool = sorted(unique.values(), key=lambda c: (c.latency_ms, c.arch.key()))
+        unique.setdefault(c.key, c)
+    pool = sorted(unique.values(), key=lambda c: (c.latency_ms, c.key))
     if len(pool) < n:
         raise PlanError(f"only {len(pool)} distinct candidates for --n {n}; lower --n or raise "
                         "--pool")
@@ -88,8 +93,10 @@ def predict_pool(predictor: LatencyPredictor, candidates: Sequence[PlanCandidate
                  on_progress: Callable[[int, int], None] | None = None) -> list[PlanCandidate]:
     out = []
     for i, c in enumerate(candidates):
-        p = predictor.predict(device=reference_device, arch=c.arch, cache=cache)
-        out.append(PlanCandidate(c.label, c.arch, p.latency_ms, p.low_ms, p.high_ms))
+        p = predictor.predict(device=reference_device, arch=c.arch, timm_name=c.timm_name,
+                              cache=cache)
+        out.append(PlanCandidate(c.label, c.arch, p.latency_ms, p.low_ms, p.high_ms,
+                                 c.timm_name))
         if on_progress:
             on_progress(i + 1, len(candidates))
     return out
@@ -150,6 +157,8 @@ def write_kit(chosen: Sequence[PlanCandidate], *, device: str, reference: str, o
         models: list[dict[str, Any]] = []
         rows = []
         for i, c in enumerate(chosen):
+            if c.arch is None:
+                raise PlanError(f"a kit holds swiftnas architectures; {c.label} is a timm model")
             name = f"m{i + 1:02d}_{c.arch.key()}"
             prediction = {"latency_ms": c.latency_ms, "low_ms": c.low_ms, "high_ms": c.high_ms,
                           "device": reference}

@@ -548,7 +548,7 @@ def test_plan_choice_spreads_over_latency_and_prefers_uncertain() -> None:
     lat = [c.latency_ms for c in picked]
     assert lat[0] == 1.0 and lat[-1] == 8.0  # both ends of the range
     assert lat[1] == 4.0  # near the middle target (2.83 ms in log space), the widest interval
-    assert len({c.arch.key() for c in choose(pool, 8)}) == 8
+    assert len({c.key for c in choose(pool, 8)}) == 8
     with pytest.raises(PlanError, match="only 8 distinct candidates"):
         choose(pool, 9)
 
@@ -562,7 +562,7 @@ def test_latency_plan_writes_a_kit_that_latency_import_takes(
     from nas.storage import open_storage
 
     kit = tmp_path / "kit"
-    code, out, err = _cli(capsys, "latency", "plan", "--device", "iPhone 99", "--n", "2",
+    code, _, err = _cli(capsys, "latency", "plan", "--device", "iPhone 99", "--n", "2",
                           "--pool", "2", "--out", str(kit))
     assert code == 0, err
     manifest = json.loads((kit / "manifest.json").read_text())

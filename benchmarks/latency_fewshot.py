@@ -1,0 +1,129 @@
+"""Few-shot calibration of a new phone or protocol, and the `latency plan` rule against chance.
+
+    python benchmarks/latency_fewshot.py run      # writes results/latency_fewshot.json (resumes)
+    python benchmarks/latency_fewshot.py report   # the README table
+
+Protocol (leave-one-group-out): for every calibration group with >= 12 usable rows, the shared
+per-operation costs are fitted without that group (no CV), then the hidden group's scale and
+offset are calibrated from k = 1, 3, 5 or 10 of its rows (``latency_models.calibrate``, what
+`latency import` + `fit` does for a user's phone) and the other rows are scored (MAPE,
+Spearman). "random": 20 random draws of k rows (seeded), averaged. "plan": the rows that
+``latency_models.plan.choose`` picks from the predictions on the reference device (the hidden
+group's device through another group when the predictor knows it, else iPhone 14), the rule
+``swiftnas latency plan`` uses. Nothing here is tuned: the rule and the predictor settings are
+the shipped ones.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from latency_models import (
+    FeatureCache,
+    calibrate,
+    calibration_csv,
+    fit_predictor,
+    read_measurements,
+    user_cache_dir,
+)
+from latency_models.defaults import CALIBRATION_FEATURES_PATH
+from latency_models.plan import PlanCandidate, choose, reference_device
+
+RESULTS = Path(__file__).with_name("results") / "latency_fewshot.json"
+KS = (1, 3, 5, 10)
+REPEATS = 20
+MIN_ROWS = 12
+
+
+def _score(predictor, rows, cache) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    pred = np.array([predictor.predict_measurement(m, cache=cache).latency_ms for m in rows])
+    y = np.array([m.latency_ms for m in rows])
+    mape = float(np.mean(np.abs(pred - y) / y) * 100)
+    rho = float(spearmanr(pred, y)[0]) if len(rows) > 2 else float("nan")
+    return mape, rho
+
+
+def run() -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    cache = FeatureCache(user_cache_dir() / "latency_features.json",
+                         preload=CALIBRATION_FEATURES_PATH)
+    fitted = fit_predictor(read_measurements(calibration_csv()), cache=cache,
+                           cross_validate=False)
+    rows = fitted.rows
+    groups = sorted({m.group for m in rows})
+    groups = [g for g in groups if sum(m.group == g for m in rows) >= MIN_ROWS]
+    for gi, group in enumerate(groups):
+        if group in results:
+            continue
+        t0 = time.perf_counter()
+        hidden = [m for m in rows if m.group == group]
+        base = fit_predictor([m for m in rows if m.group != group], cache=cache,
+                             cross_validate=False).predictor
+        device = hidden[0].device
+        ref = reference_device(base, device)
+        cands = []
+        for i, m in enumerate(hidden):
+            p = base.predict(device=ref, timm_name=m.timm_name, arch=m.arch,
+                             resolution=m.input_resolution, cache=cache)
+            cands.append(PlanCandidate(str(i), m.arch, p.latency_ms, p.low_ms, p.high_ms,
+                                       m.timm_name))
+        out: dict[str, dict[str, float]] = {}
+        rng = random.Random(0)
+        for k in KS:
+            if k >= len(hidden) - 2:
+                continue
+            draws = []
+            for _ in range(REPEATS):
+                idx = rng.sample(range(len(hidden)), k)
+                rest = [m for i, m in enumerate(hidden) if i not in idx]
+                draws.append(_score(calibrate(base, [hidden[i] for i in idx], cache=cache),
+                                    rest, cache))
+            picked = {int(c.label) for c in choose(cands, k)}
+            rest = [m for i, m in enumerate(hidden) if i not in picked]
+            plan_mape, plan_rho = _score(
+                calibrate(base, [hidden[i] for i in picked], cache=cache), rest, cache)
+            out[str(k)] = {
+                "random_mape": statistics.mean(d[0] for d in draws),
+                "random_mape_median": statistics.median(d[0] for d in draws),
+                "random_spearman": statistics.mean(d[1] for d in draws),
+                "plan_mape": plan_mape, "plan_spearman": plan_rho,
+                "plan_beats_random_share": sum(plan_mape < d[0] for d in draws) / len(draws),
+            }
+        results[group] = {"rows": len(hidden), "reference_device": ref, "by_k": out}
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"[{gi + 1}/{len(groups)}] {group[:60]} ({len(hidden)} rows, "
+              f"{time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def report() -> None:
+    results = json.loads(RESULTS.read_text())
+    print("| group | rows | k | MAPE random (mean of 20) | MAPE plan | plan beats random | "
+          "Spearman random | Spearman plan |")
+    print("|---|---|---|---|---|---|---|---|")
+    for group, r in results.items():
+        for k, v in r["by_k"].items():
+            print(f"| {group.split(' | ')[0][:40]} / {group.split(' | ')[1]} / "
+                  f"{group.split(' | ')[2]} | {r['rows']} | {k} | {v['random_mape']:.1f}% | "
+                  f"{v['plan_mape']:.1f}% | {100 * v['plan_beats_random_share']:.0f}% | "
+                  f"{v['random_spearman']:.3f} | {v['plan_spearman']:.3f} |")
+    for k in map(str, KS):
+        vals = [r["by_k"][k] for r in results.values() if k in r["by_k"]]
+        if vals:
+            print(f"k={k}: {len(vals)} groups, median MAPE random "
+                  f"{statistics.median(v['random_mape'] for v in vals):.1f}%, plan "
+                  f"{statistics.median(v['plan_mape'] for v in vals):.1f}%; plan better than the "
+                  f"random mean in {sum(v['plan_mape'] < v['random_mape'] for v in vals)} of "
+                  f"{len(vals)} groups")
+
+
+if __name__ == "__main__":
+    {"run": run, "report": report}[sys.argv[1] if len(sys.argv) > 1 else "report"]()
