@@ -73,8 +73,9 @@ def run() -> None:
         for i, m in enumerate(hidden):
             p = base.predict(device=ref, timm_name=m.timm_name, arch=m.arch,
                              resolution=m.input_resolution, cache=cache)
-            cands.append(PlanCandidate(str(i), m.arch, p.latency_ms, p.low_ms, p.high_ms,
-                                       m.timm_name))
+            # one candidate per row (a group may hold one model at several resolutions)
+            cands.append(PlanCandidate(str(i), None, p.latency_ms, p.low_ms, p.high_ms,
+                                       timm_name=f"row {i}"))
         out: dict[str, dict[str, float]] = {}
         rng = random.Random(0)
         for k in KS:
