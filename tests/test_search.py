@@ -132,6 +132,14 @@ def test_study_runs_stores_resumes_and_caches(shm_dir: Path) -> None:
     assert n_cands == n_preds == len(keys)
     rows = {r["study"]: r for r in list_studies(url)}
     assert rows["a"]["complete"] == 8 and rows["b"]["complete"] == 4
+    # list_studies counts by SQL aggregates; the same numbers as Optuna's own reading
+    for name in ("a", "b"):
+        trials = _trials(url, name)
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert rows[name]["feasible"] == sum(all(v <= 0 for v in t.constraints.values())
+                                             for t in complete)
+        assert rows[name]["last_update"] == max(
+            t.datetime_complete for t in complete).isoformat(timespec="seconds")
     assert rows["a"]["device"] == "iPhone 14" and rows["a"]["sampler"] == "nsga2"
 
 

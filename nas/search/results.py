@@ -22,8 +22,8 @@ from .cache import predictor_id as cached_predictor_id
 from .evaluation import EvaluationSettings, evaluate_arch
 from .pareto import Candidate, from_summary
 from .spec import ATTR, SearchError
-from .study import is_feasible, optuna_storage
-from .trials import read_trials
+from .study import optuna_storage
+from .trials import trial_stats
 
 
 @dataclass
@@ -121,11 +121,9 @@ def list_studies(storage_url: str) -> list[dict[str, Any]]:
     # (faster) below anyway
     for summary in ostore.get_all_studies():
         ident = summary.user_attrs.get(ATTR, {})
-        trials = read_trials(optuna.load_study(study_name=summary.study_name, storage=ostore))
-        counts = {s: sum(t.state == s for t in trials) for s in TrialState}
-        feasible = sum(1 for t in trials if t.state == TrialState.COMPLETE and is_feasible(t))
-        stamps = [t.datetime_complete or t.datetime_start for t in trials]
-        last = max((s for s in stamps if s is not None), default=None)
+        stats = trial_stats(optuna.load_study(study_name=summary.study_name, storage=ostore))
+        assert stats is not None  # swiftnas storages are SQL
+        counts, feasible, last = stats["counts"], stats["feasible"], stats["last_update"]
         rows.append({
             "study": summary.study_name, "device": ident.get("device", ""),
             "latency_budget_ms": ident.get("latency_budget_ms"),
