@@ -3,9 +3,10 @@
     python benchmarks/scale.py create --trials 10000 [--storage sqlite:///bench_scale.db]
     python benchmarks/scale.py read [--storage ...]
 
-``create`` runs a real 8-trial study, then adds copies of its trials with jittered objectives
-through Optuna's own ``add_trials`` (so the rows are what a long search writes: parameters, the
-``swiftnas`` record, the flat metrics and the constraint) until the study holds ``--trials``.
+``create`` runs a real 8-trial study, then adds trials through Optuna's own ``add_trials`` until
+the study holds ``--trials``: each a freshly sampled architecture (its parameters and record)
+with the record, flat metrics and constraint of a real trial and jittered objectives, so the rows
+are what a long search writes.
 ``read`` times the two commands as fresh processes (3 runs each; median), start-up included.
 """
 
@@ -18,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,32 +31,43 @@ def create(storage: str, trials: int) -> None:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from nas.search import StudySpec, run_study
+    from nas.search import SEARCH_SPACE, StudySpec, run_study
+    from search_spaces.space import RandomSuggester
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    run_study(StudySpec(name=STUDY, latency_budget_ms=1.2, sampler="random", seed=0), storage, 8)
-    study = optuna.load_study(study_name=STUDY, storage=storage)
+    target = Path(storage.removeprefix("sqlite:///"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # built on a RAM disk (one commit per added trial costs an fsync on disk), then copied
+    work = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    url = f"sqlite:///{work / target.name}"
+    run_study(StudySpec(name=STUDY, latency_budget_ms=1.2, sampler="random", seed=0), url, 8)
+    study = optuna.load_study(study_name=STUDY, storage=url)
     templates = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    space, suggester = SEARCH_SPACE, RandomSuggester(seed=0)
     rng = random.Random(0)
     t0 = time.perf_counter()
     batch = []
     for i in range(trials - len(templates)):
         t = templates[i % len(templates)]
+        suggester.params = {}
+        arch = space.sample(suggester)  # a fresh architecture per trial, as a long search has
         acc = t.values[0] * rng.uniform(0.9, 1.1)
         lat = t.values[1] * rng.uniform(0.7, 1.3)
         attrs = copy.deepcopy(t.user_attrs)
+        attrs["swiftnas"]["arch"] = arch.to_dict()
         attrs["swiftnas"]["latency_ms"] = attrs["latency_ms"] = lat
         attrs["swiftnas"]["proxy_scores"]["score"] = attrs["proxy_score"] = acc
         batch.append(create_trial(
-            state=TrialState.COMPLETE, values=[acc, lat], params=t.params,
-            distributions=t.distributions, user_attrs=attrs,
+            state=TrialState.COMPLETE, values=[acc, lat], params=dict(suggester.params),
+            distributions={k: t.distributions[k] for k in suggester.params}, user_attrs=attrs,
             system_attrs={"constraints": (lat - 1.2,)}))
         if len(batch) == 500:
             study.add_trials(batch)
             batch = []
             print(f"\r{i + 1 + len(templates)} trials", end="", file=sys.stderr)
     study.add_trials(batch)
+    shutil.copyfile(work / target.name, target)
+    shutil.rmtree(work)
     print(f"\ncreated {trials} trials in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
@@ -72,13 +85,104 @@ def read(storage: str) -> None:
               f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
 
 
+def instant_evaluations() -> None:
+    """Make every evaluation instant while keeping the driver's own work: the real cache
+    lookup runs first, and a miss returns a synthetic result (a real evaluation of XS with the
+    architecture swapped in and objectives derived from the key) marked as cached, so the driver
+    writes the trial exactly as for a cache hit. What remains is the driver's ceiling: ask,
+    sampling, suggests, locks, heartbeats, attributes and tell."""
+    import dataclasses
+    import zlib
+
+    import nas.search.study as study_module
+    from nas.search.evaluation import evaluate_arch
+    from nas.search.spec import StudySpec
+    from nas.search.study import prepare_settings
+    from search_spaces import get_preset
+
+    template = evaluate_arch(get_preset("xs"), prepare_settings(StudySpec("t", 1.2)))
+    real = study_module.cached_evaluation
+
+    def lookup(store, arch, settings, predictor_id):  # type: ignore[no-untyped-def]
+        ev = real(store, arch, settings, predictor_id)
+        if ev is not None:
+            return ev
+        u = zlib.crc32(arch.key().encode()) / 2**32
+        return dataclasses.replace(
+            template, arch=arch, latency_ms=0.5 + 1.5 * u, latency_low_ms=0.4 + 1.2 * u,
+            latency_high_ms=0.6 + 1.8 * u, cached=True,
+            proxy_scores={**template.proxy_scores, "score": 10 + 5 * u ** 0.5})
+
+    study_module.cached_evaluation = lookup
+
+
+def driver(storage: str, sizes: list[int], measure: int, sampler: str) -> list[dict[str, float]]:
+    """Trials/s of the driver (instant evaluations) on ``storage`` when the study already holds
+    each of ``sizes`` trials: grow the study to the size, then time ``measure`` more trials.
+    A study that already holds more trials (a copy of the 10,000-trial study) starts there."""
+    import optuna
+
+    from nas.search import StudySpec, run_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    instant_evaluations()
+    spec = StudySpec(name=STUDY, latency_budget_ms=1.2, sampler=sampler, seed=0)
+    out = []
+    for size in sizes:
+        run_study(spec, storage, size)  # grow (no-op when the study holds enough)
+        have = optuna.load_study(study_name=STUDY, storage=storage).get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        t0 = time.perf_counter()
+        run_study(spec, storage, len(have) + measure)
+        rate = measure / (time.perf_counter() - t0)
+        out.append({"trials_in_study": len(have), "trials_per_s": rate})
+        print(f"{sampler} at {len(have)} trials: {rate:.1f} trials/s "
+              f"({1000 / rate:.0f} ms per trial)", flush=True)
+    return out
+
+
+def ask_times(storage: str, samplers: list[str], asks: int = 20) -> None:
+    """Median time of one ``study.ask()`` plus sampling the architecture, per sampler, on the
+    study as it is (each asked trial is then told FAIL: the benchmark study gains failed trials)."""
+    import optuna
+
+    from nas.search import StudySpec
+    from nas.search.spec import SEARCH_SPACE
+    from nas.search.study import _make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in samplers:
+        study = optuna.load_study(study_name=STUDY, storage=storage,
+                                  sampler=_make_sampler(StudySpec("x", 1.2, sampler=name), 0))
+        n = len(study.get_trials(deepcopy=False))
+        times = []
+        for _ in range(asks):
+            t0 = time.perf_counter()
+            trial = study.ask()
+            SEARCH_SPACE.sample(trial)
+            times.append(time.perf_counter() - t0)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        print(f"{name}: ask + sample at {n} trials: median {1000 * statistics.median(times):.0f}"
+              f" ms (first {1000 * times[0]:.0f} ms)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["create", "read"])
+    parser.add_argument("part", choices=["create", "read", "driver", "ask"])
     parser.add_argument("--storage", default=DEFAULT_STORAGE)
     parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--sizes", default="100,1000", help="driver: study sizes to time at")
+    parser.add_argument("--measure", type=int, default=200, help="driver: trials timed per size")
+    parser.add_argument("--sampler", default="nsga2")
     args = parser.parse_args()
-    create(args.storage, args.trials) if args.part == "create" else read(args.storage)
+    if args.part == "create":
+        create(args.storage, args.trials)
+    elif args.part == "read":
+        read(args.storage)
+    elif args.part == "driver":
+        driver(args.storage, [int(x) for x in args.sizes.split(",")], args.measure, args.sampler)
+    else:
+        ask_times(args.storage, args.sampler.split(","))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ second each) and not stored.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -24,14 +25,14 @@ from nas.search import (
 from nas.search.pareto import Candidate, from_summary
 from nas.search.results import get_trial
 from nas.search.spec import ATTR
-from nas.search.trials import read_trials
+from nas.search.trials import read_trials, trial_records
 from search_spaces import ArchConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 TRIAL_COLUMNS = ["trial", "state", "accuracy_score", "latency_ms", "latency_low_ms",
                  "latency_high_ms", "params_m", "gmacs", "attn_blocks", "feasible", "pareto",
-                 "arch_key", "arch_json", "fail_reason"]
+                 "arch_key", "fail_reason"]
 
 
 def studies(url: str) -> pd.DataFrame:
@@ -59,13 +60,19 @@ class StudyView:
 def study(url: str, name: str) -> StudyView:
     loaded = load_study(url, name)
     rows: list[dict[str, Any]] = []
-    for t in read_trials(loaded.study):
-        info = t.user_attrs.get(ATTR)
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(),
-                               "fail_reason": t.user_attrs.get("fail_reason", "")}
-        if t.state == TrialState.COMPLETE and info:
-            row.update(_columns(from_summary(f"trial {t.number}", info, loaded.budget_ms,
-                                             t.number)))
+    archs: dict[str, tuple[ArchConfig, str]] = {}  # parsed once per distinct architecture
+    for number, state, attrs in trial_records(loaded.study, (ATTR, "fail_reason")):
+        info = attrs.get(ATTR)
+        row: dict[str, Any] = {"trial": number, "state": state.name.lower(),
+                               "fail_reason": attrs.get("fail_reason", "")}
+        if state == TrialState.COMPLETE and info:
+            text = json.dumps(info["arch"], sort_keys=True)
+            if text not in archs:
+                arch = ArchConfig.from_dict(info["arch"])
+                archs[text] = (arch, arch.key())
+            arch, key = archs[text]
+            row.update(_columns(from_summary(f"trial {number}", info, loaded.budget_ms, number,
+                                             arch=arch), arch_key=key))
         rows.append(row)
     columns = list(dict.fromkeys(
         TRIAL_COLUMNS + [c for r in rows for c in r if c.startswith("proxy_")]))
@@ -86,13 +93,13 @@ def references(url: str, name: str) -> pd.DataFrame:
                          for c in reference_candidates(load_study(url, name), save=False)])
 
 
-def _columns(c: Candidate) -> dict[str, Any]:
+def _columns(c: Candidate, arch_key: str | None = None) -> dict[str, Any]:
     """A candidate as the dashboard's columns (params in millions, MACs in billions)."""
     return {
         "accuracy_score": c.accuracy_score, "latency_ms": c.latency_ms,
         "latency_low_ms": c.latency_low_ms, "latency_high_ms": c.latency_high_ms,
         "params_m": c.params / 1e6, "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks,
-        "feasible": c.feasible, "arch_key": c.arch.key(), "arch_json": c.arch.to_json(indent=None),
+        "feasible": c.feasible, "arch_key": arch_key or c.arch.key(),
         **{f"proxy_{k}": v for k, v in c.proxy_scores.items()},
     }
 

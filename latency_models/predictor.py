@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from search_spaces import ArchConfig, SwiftNASError
 
@@ -400,6 +399,8 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float) -> dict[str, np.
 
     p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
                          np.full(ng, -2.0), [1.0]])
+    from scipy import optimize  # lazy: only fitting needs it
+
     sol = optimize.least_squares(residuals, p0, jac=jacobian, loss="soft_l1", f_scale=0.3,
                                 max_nfev=4000)
     mu, delta, log_scale, log_offset, phi = unpack(sol.x)
@@ -557,6 +558,8 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
             return np.log((math.exp(p[0]) * cost + offset) * fb) - np.log(y)
 
         p0 = np.array([0.0, -2.0]) if len(members) >= 2 else np.array([0.0])
+        from scipy import optimize
+
         sol = optimize.least_squares(resid, p0)
         out.groups[g] = GroupCalibration(
             scale=float(math.exp(sol.x[0])),

@@ -287,6 +287,42 @@ def test_pareto_front_and_references(finished_study, capsys) -> None:
     assert code == 2 and "no study 'nope'" in err and "fixture" in err
 
 
+def test_study_front_reads_only_the_front_and_matches_the_full_read(finished_study,
+                                                                   tmp_path) -> None:
+    """study_front finds the front from the values table; it must equal the front of every
+    candidate, with duplicates of an architecture and a dominating infeasible trial added."""
+    import copy
+
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from nas.search import study_front
+
+    url, name = finished_study
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    optuna.copy_study(from_study_name=name, from_storage=url, to_storage=target)
+    study = optuna.load_study(study_name=name, storage=target)
+    first = pareto_front(study_candidates(study))[0]
+    template = study.trials[first.trial]
+    over = copy.deepcopy(template.user_attrs)  # over budget, and the best score of all
+    over["swiftnas"]["latency_ms"] = 2.4
+    over["swiftnas"]["proxy_scores"]["score"] = 1e6
+    over["swiftnas"]["arch"]["stages"][0]["width"] += 8  # an architecture of its own
+    for attrs in (template.user_attrs, over):  # a duplicate of a front member, then `over`
+        values = [attrs["swiftnas"]["proxy_scores"]["score"], attrs["swiftnas"]["latency_ms"]]
+        study.add_trial(create_trial(state=TrialState.COMPLETE, values=values,
+                                     params=template.params,
+                                     distributions=template.distributions, user_attrs=attrs))
+    for feasible_only in (True, False):
+        full = pareto_front(study_candidates(study), feasible_only=feasible_only)
+        fast = study_front(study, feasible_only=feasible_only)
+        assert [(c.trial, c.point) for c in fast] == [(c.trial, c.point) for c in full]
+    assert first.trial in [c.trial for c in study_front(study)]  # the first copy, not the dup
+    over_number = len(study.trials) - 1
+    assert over_number in [c.trial for c in study_front(study, feasible_only=False)]
+    assert over_number not in [c.trial for c in study_front(study)]
+
+
 def test_studies_command(finished_study, capsys) -> None:
     url, name = finished_study
     assert main(["studies", "--storage", url, "--format", "json"]) == 0

@@ -425,9 +425,9 @@ def plan(
     reference = reference_device(predictor, device)
     candidates = [PlanCandidate(f"preset {name}", arch) for name, arch in PRESETS.items()]
     if study is not None:
-        from nas.search import load_study, pareto_front, study_candidates
+        from nas.search import load_study, study_front
 
-        front = pareto_front(study_candidates(load_study(storage, study).study))
+        front = study_front(load_study(storage, study).study)
         candidates += [PlanCandidate(f"study {study} trial {c.trial}", c.arch) for c in front]
     from nas.search.spec import SEARCH_SPACE
 

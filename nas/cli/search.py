@@ -143,10 +143,10 @@ def _load(storage: str, study: str) -> LoadedStudy:
 
 
 def _front(loaded: LoadedStudy) -> tuple[list[Candidate], list[Candidate]]:
-    from nas.search import pareto_front, reference_candidates, study_candidates
+    from nas.search import reference_candidates, study_front
 
     refs = reference_candidates(loaded)
-    return pareto_front(study_candidates(loaded.study), references=refs), refs
+    return study_front(loaded.study, references=refs), refs
 
 
 def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:

@@ -1,19 +1,34 @@
-"""Training-free accuracy proxies: a registry, the proxies, and the combined accuracy score."""
+"""Training-free accuracy proxies: a registry, the proxies, and the combined accuracy score.
 
-from . import score, zero_cost  # noqa: F401  (register the proxies)
-from ._base import (
-    Proxy,
-    ProxyBatch,
-    ProxyContext,
-    ProxyError,
-    available_proxies,
-    compute_proxies,
-    compute_proxy,
-    get_proxy,
-    register_proxy,
-)
-from .candidates import DEFAULT_SETTINGS, ProxySettings, score_arch, score_model
-from .score import DEFAULT_SCORE, LogLinearScore
+Settings and errors import without torch; everything else loads on first use (PEP 562), so
+that read-only commands (``swiftnas studies``, ``pareto``) start without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .settings import DEFAULT_SETTINGS, ProxyError, ProxySettings
+
+_LAZY = {
+    "Proxy": "_base", "ProxyBatch": "_base", "ProxyContext": "_base",
+    "available_proxies": "_base", "compute_proxies": "_base", "compute_proxy": "_base",
+    "get_proxy": "_base", "register_proxy": "_base",
+    "score_arch": "candidates", "score_model": "candidates",
+    "DEFAULT_SCORE": "score", "LogLinearScore": "score",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(f"{__name__}._base")._register_builtins()
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_SCORE",

@@ -16,11 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from search_spaces.errors import SwiftNASError
-
-
-class ProxyError(SwiftNASError, ValueError):
-    """A proxy name is unknown, or a proxy could not produce a finite score."""
+from .settings import ProxyError
 
 
 @dataclass(frozen=True)
@@ -153,11 +149,19 @@ def register_proxy(
     return decorator
 
 
+def _register_builtins() -> None:
+    """Import the modules that register the built-in proxies (the package imports lazily, so
+    a caller that imported only this module still sees them)."""
+    from . import score, zero_cost  # noqa: F401
+
+
 def available_proxies() -> list[str]:
+    _register_builtins()
     return list(_REGISTRY)
 
 
 def get_proxy(name: str) -> Proxy:
+    _register_builtins()
     try:
         return _REGISTRY[name.lower()]
     except KeyError:

@@ -9,34 +9,14 @@ that measurement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from search_spaces import ArchConfig, build_model
 
-from ._base import ProxyBatch, ProxyError, compute_proxies
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    resolution: int = 64  # proxy input side in pixels (not the candidate's deployment resolution)
-    batch_size: int = 32  # Gaussian inputs per pass; SWAP needs >= 32 to avoid saturating
-    seed: int = 0  # seeds the weights, inputs and labels: same seed, same score
-    num_classes: int = 1000
-    image_folder: str | None = None  # real images instead of Gaussian noise (labels stay random)
-
-    def __post_init__(self) -> None:
-        if self.resolution < 32 or self.resolution % 32:
-            raise ProxyError(f"Proxy resolution must be a positive multiple of 32, but got "
-                             f"{self.resolution}. Use 64, 96 or 128.")
-        if self.batch_size < 2:
-            raise ProxyError(f"Proxy batch size must be >= 2 (BatchNorm in train mode needs two "
-                             f"samples), but got {self.batch_size}.")
-
-
-DEFAULT_SETTINGS = ProxySettings()
+from ._base import ProxyBatch, compute_proxies
+from .settings import DEFAULT_SETTINGS, ProxySettings
 
 
 def score_model(

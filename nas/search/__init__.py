@@ -3,7 +3,7 @@ driver or on Ray workers, stored in SQL, resumable; Pareto fronts and exports.""
 
 from .evaluation import DEFAULT_PROXIES, Evaluation, EvaluationSettings, evaluate_arch
 from .export import ExportResult, export_candidate, export_trial, timm_kwargs
-from .pareto import Candidate, nondominated, pareto_front, study_candidates
+from .pareto import Candidate, nondominated, pareto_front, study_candidates, study_front
 from .results import LoadedStudy, list_studies, load_study, reference_candidates, study_names
 from .spec import SAMPLERS, SEARCH_SPACE, SearchError, StudySpec, read_config
 from .study import SearchProgress, open_study, run_study
@@ -32,6 +32,7 @@ __all__ = [
     "reference_candidates",
     "run_study",
     "study_candidates",
+    "study_front",
     "study_names",
     "timm_kwargs",
 ]

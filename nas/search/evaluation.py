@@ -13,11 +13,9 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
-import torch
-
 from latency_models import FeatureCache, LatencyPredictor
-from nas.proxies import DEFAULT_SETTINGS, ProxySettings, score_model
-from search_spaces import ArchConfig, build_model
+from nas.proxies import DEFAULT_SETTINGS, ProxySettings
+from search_spaces import ArchConfig
 
 # The objective is "score"; swap and grad_norm come from the same forward-backward pass, so they
 # are stored for free and shown beside it (dashboard, model card).
@@ -101,10 +99,9 @@ def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
     features = cache.get(arch=arch)  # params and MACs come with the latency features
     latency = predictor.predict_features(features, group)
     t1 = time.perf_counter()
-    torch.manual_seed(settings.proxy.seed)
-    model = build_model(arch, num_classes=settings.proxy.num_classes)
-    scores = score_model(model, proxies=settings.proxies, settings=settings.proxy,
-                         model_name=arch.key())
+    from nas.proxies import score_arch  # torch: only where a candidate is really scored
+
+    scores = score_arch(arch, proxies=settings.proxies, settings=settings.proxy)
     t2 = time.perf_counter()
     return Evaluation(
         arch=arch, params=features.params, macs=int(features.total("macs")),
@@ -117,5 +114,7 @@ def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
 
 def worker_evaluate(arch_json: str, settings: EvaluationSettings) -> Evaluation:
     """Entry point of a Ray task: one torch thread per worker (workers share the cores)."""
+    import torch
+
     torch.set_num_threads(1)
     return evaluate_arch(ArchConfig.from_json(arch_json), settings)

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
@@ -147,7 +147,7 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
 
 
 def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
-                   create: bool = True) -> RDBStorage:
+                   create: bool = True) -> SwiftNASRDBStorage:
     """Optuna's storage on ``url``; a RUNNING trial whose heartbeat is older than twice
     ``heartbeat_interval`` is failed and re-enqueued once with the same parameters."""
     # Two drivers on a new database may both create Optuna's tables; the loser sees "already
@@ -202,7 +202,7 @@ def prepare_settings(spec: StudySpec) -> EvaluationSettings:
 
 
 def open_storages(storage_url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
-                  ) -> tuple[Storage, RDBStorage]:
+                  ) -> tuple[Storage, SwiftNASRDBStorage]:
     """swiftnas's and Optuna's storage on ``storage_url`` (creating their tables, no study)."""
     return open_storage(storage_url), optuna_storage(storage_url, heartbeat_interval)
 
@@ -218,9 +218,9 @@ def load_surrogate(spec: StudySpec) -> Any | None:
 
 def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, *,
                heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
-               storages: tuple[Storage, RDBStorage] | None = None,
+               storages: tuple[Storage, SwiftNASRDBStorage] | None = None,
                surrogate: Any | None = None,
-               ) -> tuple[optuna.Study, Storage, RDBStorage]:
+               ) -> tuple[optuna.Study, Storage, SwiftNASRDBStorage]:
     """Create study ``spec.name`` or load it for resuming (refusing a different identity)."""
     store, ostore = storages or open_storages(storage_url, heartbeat_interval)
     artifact = surrogate.to_dict() if surrogate is not None else None
@@ -329,7 +329,7 @@ def run_study(
 
 
 def _drive(
-    spec: StudySpec, study: optuna.Study, store: Storage, ostore: RDBStorage,
+    spec: StudySpec, study: optuna.Study, store: Storage, ostore: SwiftNASRDBStorage,
     executor: InlineExecutor | RayExecutor, ask_lock: AskLock, settings: EvaluationSettings,
     surrogate: Any | None, n_trials: int, *, heartbeat_interval: int,
     on_start: Callable[[SearchProgress], None] | None,
@@ -403,12 +403,10 @@ def _drive(
         accuracy = objective(summary)
 
         def write() -> None:
-            for name, value in flat_user_attrs(summary).items():
-                trial.set_user_attr(name, value)
-            trial.set_user_attr(ATTR, summary)
-            trial.storage.set_trial_system_attr(
-                trial._trial_id, CONSTRAINTS_SYSTEM_ATTR, (ev.latency_ms - spec.latency_budget_ms,)
-            )
+            # one transaction for the attributes and the constraint, one for the tell
+            ostore.set_trial_attrs(
+                trial._trial_id, {**flat_user_attrs(summary), ATTR: summary},
+                {CONSTRAINTS_SYSTEM_ATTR: (ev.latency_ms - spec.latency_budget_ms,)})
             study.tell(trial, [accuracy, ev.latency_ms])
 
         if not settle(trial, write):
@@ -441,6 +439,7 @@ def _drive(
                     if trial is None:
                         break
                     arch = spec.space.sample(trial)
+                    ostore.flush_params(trial._trial_id)  # all parameters in one transaction
                     key = arch.key()
                     ev = cached_evaluation(store, arch, settings, predictor_id)
                     if ev is not None:

@@ -25,26 +25,46 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 
-def read_trials(study: optuna.Study,
-                states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
-    """The trials of ``study`` (stored in an RDB storage) in number order, like
-    ``study.get_trials(deepcopy=False, states=states)``."""
+def _rdb(study: optuna.Study) -> RDBStorage | None:
     storage = study._storage
     storage = getattr(storage, "_backend", storage)  # Optuna may wrap it in a cache
-    if not isinstance(storage, RDBStorage):
-        return study.get_trials(deepcopy=False, states=None if states is None else tuple(states))
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def read_trials(study: optuna.Study, states: Iterable[TrialState] | None = None, *,
+                numbers: Iterable[int] | None = None) -> list[FrozenTrial]:
+    """The trials of ``study`` (stored in an RDB storage) in number order, like
+    ``study.get_trials(deepcopy=False, states=states)``; only trials ``numbers`` when given."""
+    storage = _rdb(study)
+    if storage is None:
+        wanted = None if numbers is None else set(numbers)
+        return [t for t in study.get_trials(deepcopy=False,
+                                            states=None if states is None else tuple(states))
+                if wanted is None or t.number in wanted]
     trials_t = models.TrialModel.__table__
-    select = sa.select(trials_t).where(trials_t.c.study_id == study._study_id)
+    where = [trials_t.c.study_id == study._study_id]
     if states is not None:
-        select = select.where(trials_t.c.state.in_(list(states)))
+        where.append(trials_t.c.state.in_(list(states)))
+    if numbers is not None:
+        where.append(trials_t.c.number.in_(list(numbers)))
+    return frozen_trials(storage.engine, where, order_by=trials_t.c.number)
+
+
+def frozen_trials(engine: sa.Engine, where: list[Any], order_by: Any) -> list[FrozenTrial]:
+    """The trials (rows of Optuna's trials table) matching ``where``, as ``FrozenTrial``, by
+    plain SELECTs: one for the trials, one per attribute table."""
+    trials_t = models.TrialModel.__table__
+    select = sa.select(trials_t).where(*where)
     ids = select.with_only_columns(trials_t.c.trial_id).scalar_subquery()
 
     def rows(model: Any) -> Any:
         table = model.__table__
         return conn.execute(sa.select(table).where(table.c.trial_id.in_(ids)))
 
-    with storage.engine.connect() as conn:
-        base = conn.execute(select.order_by(trials_t.c.number)).all()
+    with engine.connect() as conn:
+        base = conn.execute(select.order_by(order_by)).all()
+        if not base:
+            return []
         values: dict[int, dict[int, float]] = defaultdict(dict)
         for r in rows(models.TrialValueModel):
             values[r.trial_id][r.objective] = models.TrialValueModel.stored_repr_to_value(
@@ -88,9 +108,8 @@ def trial_stats(study: optuna.Study) -> dict[str, Any] | None:
     """Counts by state, the number of feasible complete trials and the last update of an RDB
     study, by SQL aggregates and the constraint rows only: `swiftnas studies` on a 10,000-trial
     study must not build 10,000 trials. None for a storage that is not an RDB."""
-    storage = study._storage
-    storage = getattr(storage, "_backend", storage)
-    if not isinstance(storage, RDBStorage):
+    storage = _rdb(study)
+    if storage is None:
         return None
     trials_t = models.TrialModel.__table__
     attrs_t = models.TrialSystemAttributeModel.__table__
@@ -117,3 +136,49 @@ def trial_stats(study: optuna.Study) -> dict[str, Any] | None:
     complete = counts.get(TrialState.COMPLETE, 0)
     return {"counts": {s: counts.get(s, 0) for s in TrialState},
             "feasible": complete - len(violated), "last_update": last}
+
+
+def complete_values(study: optuna.Study) -> dict[int, list[float]]:
+    """Objective values of the complete trials by trial number, from the values table alone:
+    what a Pareto front needs, without the parameters and attributes of 10,000 trials."""
+    storage = _rdb(study)
+    if storage is None:
+        return {t.number: list(t.values) for t in study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None}
+    trials_t, values_t = models.TrialModel.__table__, models.TrialValueModel.__table__
+    out: dict[int, dict[int, float]] = defaultdict(dict)
+    with storage.engine.connect() as conn:
+        for number, objective, value, value_type in conn.execute(
+            sa.select(trials_t.c.number, values_t.c.objective, values_t.c.value,
+                      values_t.c.value_type)
+            .join(trials_t, trials_t.c.trial_id == values_t.c.trial_id)
+            .where(trials_t.c.study_id == study._study_id,
+                   trials_t.c.state == TrialState.COMPLETE)
+        ):
+            out[number][objective] = models.TrialValueModel.stored_repr_to_value(value, value_type)
+    return {n: [v[i] for i in sorted(v)] for n, v in out.items()}
+
+
+def trial_records(study: optuna.Study, keys: Iterable[str]) -> list[tuple[int, TrialState,
+                                                                          dict[str, Any]]]:
+    """(number, state, the user attributes named ``keys``) of every trial, in number order:
+    a table of a 10,000-trial study without its 200,000 parameter rows."""
+    keys = list(keys)
+    storage = _rdb(study)
+    if storage is None:
+        return [(t.number, t.state, {k: t.user_attrs[k] for k in keys if k in t.user_attrs})
+                for t in study.get_trials(deepcopy=False)]
+    trials_t, attrs_t = models.TrialModel.__table__, models.TrialUserAttributeModel.__table__
+    with storage.engine.connect() as conn:
+        base = conn.execute(sa.select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state)
+                            .where(trials_t.c.study_id == study._study_id)
+                            .order_by(trials_t.c.number)).all()
+        attrs: dict[int, dict[str, Any]] = defaultdict(dict)
+        for trial_id, key, value_json in conn.execute(
+            sa.select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json)
+            .join(trials_t, trials_t.c.trial_id == attrs_t.c.trial_id)
+            .where(trials_t.c.study_id == study._study_id, attrs_t.c.key.in_(keys))
+        ):
+            attrs[trial_id][key] = json.loads(value_json)
+    return [(number, TrialState(state) if not isinstance(state, TrialState) else state,
+             attrs.get(trial_id, {})) for trial_id, number, state in base]

@@ -52,7 +52,7 @@ def study_jobs(storage_url: str, study: str, *, top: int | None,
                trials: list[int] | None) -> list[BatchJob]:
     """The candidates to train: the ``top`` most accurate of the feasible Pareto front, or the
     named trials."""
-    from nas.search import load_study, pareto_front, study_candidates
+    from nas.search import load_study, study_front
     from nas.search.results import get_trial
     from nas.search.spec import ATTR
 
@@ -62,7 +62,7 @@ def study_jobs(storage_url: str, study: str, *, top: int | None,
     if top is not None:
         if top <= 0:
             raise TrainingError(f"--top must be a positive number, but got {top}")
-        front = pareto_front(study_candidates(loaded.study))
+        front = study_front(loaded.study)
         if not front:
             raise TrainingError(f"study {study!r} has no feasible Pareto front yet; run more "
                                 "trials or name --trials")

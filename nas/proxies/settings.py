@@ -1,0 +1,32 @@
+"""Proxy settings and errors: the part of the proxies that the CLI, the search specs and the
+read-only views need, importable without torch (``swiftnas studies`` must not load torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from search_spaces.errors import SwiftNASError
+
+
+class ProxyError(SwiftNASError, ValueError):
+    """A proxy name is unknown, or a proxy could not produce a finite score."""
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    resolution: int = 64  # proxy input side in pixels (not the candidate's deployment resolution)
+    batch_size: int = 32  # Gaussian inputs per pass; SWAP needs >= 32 to avoid saturating
+    seed: int = 0  # seeds the weights, inputs and labels: same seed, same score
+    num_classes: int = 1000
+    image_folder: str | None = None  # real images instead of Gaussian noise (labels stay random)
+
+    def __post_init__(self) -> None:
+        if self.resolution < 32 or self.resolution % 32:
+            raise ProxyError(f"Proxy resolution must be a positive multiple of 32, but got "
+                             f"{self.resolution}. Use 64, 96 or 128.")
+        if self.batch_size < 2:
+            raise ProxyError(f"Proxy batch size must be >= 2 (BatchNorm in train mode needs two "
+                             f"samples), but got {self.batch_size}.")
+
+
+DEFAULT_SETTINGS = ProxySettings()
