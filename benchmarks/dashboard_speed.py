@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="fresh server and browser each time; medians and maxima reported")
     parser.add_argument("--screenshot", default=None)
+    parser.add_argument("--out", default=str(RESULTS), help="results JSON (default: %(default)s)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -199,7 +200,7 @@ def main() -> None:
         "direct_link_second": {n: stats(v["second"]) for n, v in links.items()},
         "fresh_browser_link": {n: stats(v) for n, v in firsts.items()},
     }
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     kinds = ("click_through", "direct_link_first", "direct_link_second", "fresh_browser_link")
     print(f"{'page':<10} " + " ".join(f"{k:>22}" for k in kinds))
     for name in pages:

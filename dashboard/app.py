@@ -39,6 +39,11 @@ def _study(url: str, name: str) -> data.StudyView:
     return data.study(url, name)
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _front(url: str, name: str) -> pd.DataFrame:
+    return data.front(url, name)
+
+
 @st.cache_data(show_spinner="Scoring SwiftFormer XS/S/L1/L3 for reference...")
 def _references(url: str, name: str) -> pd.DataFrame:
     return data.references(url, name)
@@ -101,6 +106,7 @@ def page_studies(url: str) -> None:
             _studies.clear()
             _names.clear()
             _study.clear()
+            _front.clear()
         df = _guard(_studies, url)
         if df.empty:
             st.info(screen_text(f"No studies in {url} yet. Start one: swiftnas search --study "
@@ -111,8 +117,7 @@ def page_studies(url: str) -> None:
             if not ours:  # another tool's Optuna study in the same database
                 best.append("(not a swiftnas study)")
                 continue
-            view = _guard(_study, url, name)
-            front = view.trials[view.trials["pareto"] == True]  # noqa: E712
+            front = _guard(_front, url, name)
             top = front.sort_values("accuracy_score", ascending=False).head(1)
             best.append("-" if top.empty else
                         f"trial {int(top['trial'].iloc[0])}: score "
@@ -305,6 +310,10 @@ def page_insights(url: str) -> None:
         st.info("Importances need at least 5 complete trials.")
         st.stop()
     imps = _guard(_importances, url, study)
+    n_complete = int((view.trials["state"] == "complete").sum())
+    if n_complete > data.INSIGHT_TRIALS:
+        st.caption(f"Importances and parallel coordinates use {data.INSIGHT_TRIALS:,} of the "
+                   f"{n_complete:,} complete trials, evenly spaced over the search.")
     cols = st.columns(2)
     for col, (label, values) in zip(cols, imps.items(), strict=True):
         col.write(f"**Parameter importance for {label}**")

@@ -6,7 +6,6 @@ second each) and not stored.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from nas.search import (
     load_study,
     nondominated,
     reference_candidates,
+    study_front,
     study_names,
 )
 from nas.search.pareto import Candidate, from_summary
@@ -30,6 +30,9 @@ from search_spaces import ArchConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+# The Insights page (importances, parallel coordinates) of a 10,000-trial study took 50 s in a
+# browser; it reads a sample of this many evenly spaced complete trials instead.
+INSIGHT_TRIALS = 2000
 TRIAL_COLUMNS = ["trial", "state", "accuracy_score", "latency_ms", "latency_low_ms",
                  "latency_high_ms", "params_m", "gmacs", "attn_blocks", "feasible", "pareto",
                  "arch_key", "fail_reason"]
@@ -60,19 +63,12 @@ class StudyView:
 def study(url: str, name: str) -> StudyView:
     loaded = load_study(url, name)
     rows: list[dict[str, Any]] = []
-    archs: dict[str, tuple[ArchConfig, str]] = {}  # parsed once per distinct architecture
     for number, state, attrs in trial_records(loaded.study, (ATTR, "fail_reason")):
         info = attrs.get(ATTR)
         row: dict[str, Any] = {"trial": number, "state": state.name.lower(),
                                "fail_reason": attrs.get("fail_reason", "")}
         if state == TrialState.COMPLETE and info:
-            text = json.dumps(info["arch"], sort_keys=True)
-            if text not in archs:
-                arch = ArchConfig.from_dict(info["arch"])
-                archs[text] = (arch, arch.key())
-            arch, key = archs[text]
-            row.update(_columns(from_summary(f"trial {number}", info, loaded.budget_ms, number,
-                                             arch=arch), arch_key=key))
+            row.update(_columns(from_summary(f"trial {number}", info, loaded.budget_ms, number)))
         rows.append(row)
     columns = list(dict.fromkeys(
         TRIAL_COLUMNS + [c for r in rows for c in r if c.startswith("proxy_")]))
@@ -87,19 +83,27 @@ def study(url: str, name: str) -> StudyView:
                      identity=loaded.identity, trials=df)
 
 
+def front(url: str, name: str) -> pd.DataFrame:
+    """The feasible Pareto front only (one row per architecture), read without the rest of
+    the study: what the Studies page needs for its "best" column."""
+    loaded = load_study(url, name)
+    return pd.DataFrame([{"trial": c.trial, **_columns(c)} for c in study_front(loaded.study)],
+                        columns=["trial", "accuracy_score", "latency_ms"])
+
+
 def references(url: str, name: str) -> pd.DataFrame:
     """SwiftFormer XS/S/L1/L3 under the study's proxy and predictor (read-only)."""
     return pd.DataFrame([{"name": c.name, **_columns(c)}
                          for c in reference_candidates(load_study(url, name), save=False)])
 
 
-def _columns(c: Candidate, arch_key: str | None = None) -> dict[str, Any]:
+def _columns(c: Candidate) -> dict[str, Any]:
     """A candidate as the dashboard's columns (params in millions, MACs in billions)."""
     return {
         "accuracy_score": c.accuracy_score, "latency_ms": c.latency_ms,
         "latency_low_ms": c.latency_low_ms, "latency_high_ms": c.latency_high_ms,
         "params_m": c.params / 1e6, "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks,
-        "feasible": c.feasible, "arch_key": arch_key or c.arch.key(),
+        "feasible": c.feasible, "arch_key": c.arch.key(),
         **{f"proxy_{k}": v for k, v in c.proxy_scores.items()},
     }
 
@@ -134,14 +138,18 @@ def export_zip(url: str, name: str, trial: int, *, coreml: bool = False) -> byte
 
 
 def completed_study(url: str, name: str) -> optuna.Study:
-    """The study's complete trials in an in-memory study.
+    """The study's complete trials in an in-memory study (at most INSIGHT_TRIALS of them).
 
     Optuna's importance and plot functions read the trials several times each; from SQL every
     read of 300 trials costs 0.15-0.5 s, from memory nothing.
     """
     stored = load_study(url, name).study
     study = optuna.create_study(directions=stored.directions, study_name=name)
-    study.add_trials(read_trials(stored, states=(TrialState.COMPLETE,)))
+    trials = read_trials(stored, states=(TrialState.COMPLETE,))
+    if len(trials) > INSIGHT_TRIALS:  # evenly spaced over the whole search, deterministic
+        step = len(trials) / INSIGHT_TRIALS
+        trials = [trials[int(i * step)] for i in range(INSIGHT_TRIALS)]
+    study.add_trials(trials)
     return study
 
 

@@ -16,6 +16,7 @@ HOVER = ("trial %{customdata[0]}<br>score %{y:.3f}<br>latency %{x:.3f} ms "
          "<extra>%{fullData.name}</extra>")
 CUSTOM = ["trial", "latency_low_ms", "latency_high_ms", "params_m", "gmacs", "attn_blocks",
           "arch_key"]
+WEBGL_FROM = 2000  # points in one trace
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 
 
@@ -44,7 +45,9 @@ def pareto_figure(studies: Sequence[tuple[str, pd.DataFrame, float]],
         label = f"{html.escape(name)}: " if len(studies) > 1 else ""  # plotly renders HTML
         for feasible, symbol in ((True, "circle"), (False, "x")):
             part = df[(df["feasible"] == feasible) & (df["pareto"] == False)]  # noqa: E712
-            fig.add_trace(go.Scatter(
+            # SVG markers make the browser crawl beyond a few thousand points; WebGL does not
+            scatter = go.Scattergl if len(part) > WEBGL_FROM else go.Scatter
+            fig.add_trace(scatter(
                 x=part["latency_ms"], y=part["accuracy_score"], mode="markers",
                 name=f"{label}{'trials' if feasible else 'infeasible'}",
                 marker={"color": color, "opacity": 0.25, "symbol": symbol, "size": 7},

@@ -9,6 +9,7 @@ reduces by 32 and the input ``resolution`` must be a multiple of 32.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -322,8 +323,18 @@ def _stage_from_mapping(data: Mapping[str, Any], index: int) -> StageConfig:
     attn = data.get("attn")
     if attn is None:
         attn = [depth - 1] if _is_int(depth) and depth >= 1 else []
-    return StageConfig(
-        depth=depth, width=data["width"], mlp_ratio=data.get("mlp_ratio", 4.0),
-        attn=tuple(attn) if isinstance(attn, list | tuple) else attn,  # others fail validation
-        index=index,
-    )
+    width, ratio = data["width"], data.get("mlp_ratio", 4.0)
+    attn = tuple(attn) if isinstance(attn, list | tuple) else attn  # others fail validation
+    if (type(depth) is int and type(width) is int and type(ratio) in (int, float)
+            and isinstance(attn, tuple) and all(type(i) is int for i in attn)):
+        # plain values: a study's 10,000 stored architectures share a few hundred stages
+        return _plain_stage(depth, width, float(ratio), attn, index)
+    return StageConfig(depth=depth, width=width, mlp_ratio=ratio, attn=attn, index=index)
+
+
+@functools.lru_cache(maxsize=8192)
+def _plain_stage(depth: int, width: int, mlp_ratio: float, attn: tuple[int, ...],
+                 index: int) -> StageConfig:
+    """A validated stage of plain ints and a float (StageConfig is frozen, so sharing one is
+    safe); the exact types are checked by the caller, as the cache key ignores 1 vs True."""
+    return StageConfig(depth=depth, width=width, mlp_ratio=mlp_ratio, attn=attn, index=index)

@@ -92,3 +92,17 @@ def test_stage_defaults_put_attention_last() -> None:
 def test_invalid_json_text_is_a_clear_error() -> None:
     with pytest.raises(SearchSpaceError, match="not valid JSON"):
         ArchConfig.from_json("{not json")
+
+
+def test_stage_cache_never_lets_a_bool_or_float_pass_as_an_int() -> None:
+    """Parsed stages are shared between architectures (a 10,000-trial study has a few hundred
+    distinct stages); the cache key treats 1, 1.0 and True alike, so it must not skip checks."""
+    good = get_preset("xs").to_dict()
+    assert ArchConfig.from_dict(good) == ArchConfig.from_dict(good)
+    assert ArchConfig.from_dict(good).stages[0] is ArchConfig.from_dict(good).stages[0]
+    for field_name, bad in (("depth", True), ("depth", 3.0), ("width", 48.0),
+                            ("attn", [True])):
+        data = get_preset("xs").to_dict()
+        data["stages"][0][field_name] = bad
+        with pytest.raises(InvalidArchError):
+            ArchConfig.from_dict(data)

@@ -48,6 +48,11 @@ class InlineExecutor:
         self._queue.clear()
 
 
+def queued_tasks(workers: int) -> int:
+    """Tasks submitted beyond the ``workers`` running ones: one per four workers, at least one."""
+    return max(1, workers // 4)
+
+
 class RayExecutor:
     """Evaluates on ``workers`` Ray workers (a local Ray, or the cluster at ``address``).
 
@@ -65,7 +70,9 @@ class RayExecutor:
                 "`pip install -e '.[distributed]'`, or use --workers 0 to evaluate in this process"
             ) from None
         self._ray = ray
-        self.capacity = workers
+        # K evaluations running plus a small queue that Ray holds: a worker that finishes starts
+        # the next task at once instead of waiting for the driver's tell, ask and submit
+        self.capacity = workers + queued_tasks(workers)
         self._started = False
         self._started = start_ray(address, num_cpus=workers)
         self._remote = ray.remote(num_cpus=1, max_retries=max_retries)(worker_evaluate)
