@@ -160,9 +160,16 @@ def test_read_trials_equals_optunas_own_reading(shm_dir: Path) -> None:
     study.add_trial(optuna.trial.create_trial(
         values=[float("inf"), float("-inf")], params={"y": "b"},
         distributions={"y": optuna.distributions.CategoricalDistribution(["a", "b"])}))
-    loaded = load_study(url, "r").study
-    ours, optunas = read_trials(loaded), loaded.get_trials(deepcopy=False)
+    loaded = load_study(url, "r").study  # on swiftnas's storage, which reads by plain SELECTs
+    # against Optuna's own RDBStorage and ORM (a plain URL): the dashboard's reader, and the
+    # storage's get_trials / get_trial that the sampler and tell use
+    optunas = optuna.load_study(study_name="r", storage=url).get_trials(deepcopy=False)
+    ours = read_trials(loaded)
     assert [t.state.name for t in ours] == ["COMPLETE"] * 3 + ["FAIL", "RUNNING", "COMPLETE"]
+    storage = loaded._storage
+    for candidate in (ours, loaded.get_trials(deepcopy=False),
+                      [storage.get_trial(t._trial_id) for t in optunas]):
+        assert candidate == optunas
     for a, b in zip(ours, optunas, strict=True):
         assert a == b  # FrozenTrial equality: every field
         assert (a.params, a.distributions, a.user_attrs, a.system_attrs, a.values,
@@ -435,3 +442,38 @@ def test_migration_from_0001_keeps_measurements_and_creates_optuna_tables(tmp_pa
             "select name from sqlite_master where type='table'")}
     assert {"swiftnas_candidates", "swiftnas_exports", "swiftnas_trained_results", "studies",
             "trials"} <= tables
+
+
+def test_batched_trial_writes_store_every_parameter_and_attribute(shm_dir: Path) -> None:
+    """swiftnas's storage writes a trial's suggests in one INSERT and its attributes in one
+    upsert; what Optuna's own reader sees must be what one-by-one writes would have stored, and
+    a trial another driver already finished refuses the late write, as Optuna does."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    from nas.search.spec import SEARCH_SPACE
+    from nas.search.study import optuna_storage
+
+    url = f"sqlite:///{shm_dir}/batch.db"
+    storage = optuna_storage(url)
+    study = optuna.create_study(study_name="b", storage=storage, directions=["maximize"])
+    trial = study.ask()
+    arch = SEARCH_SPACE.sample(trial)
+    plain = optuna.load_study(study_name="b", storage=url)  # Optuna's own RDBStorage
+    assert plain.trials[0].params == {}  # buffered until the flush
+    storage.flush_params(trial._trial_id)
+    assert plain.trials[0].params == trial.params and len(trial.params) == 20
+    assert SEARCH_SPACE.sample(optuna.trial.FixedTrial(trial.params)) == arch
+    storage.set_trial_attrs(trial._trial_id, {"a": 1.5, "rec": {"k": [1, 2]}},
+                            {"constraints": [0.25]})
+    storage.set_trial_attrs(trial._trial_id, {"a": 2.5}, {})  # an upsert replaces
+    study.tell(trial, 1.0)
+    stored = plain.trials[0]
+    assert stored.user_attrs == {"a": 2.5, "rec": {"k": [1, 2]}}
+    assert stored.system_attrs["constraints"] == [0.25] and stored.values == [1.0]
+    late = study.ask()
+    late.suggest_int("x", 0, 3)
+    plain.tell(late.number, state=optuna.trial.TrialState.FAIL)  # "another driver"
+    with pytest.raises(UpdateFinishedTrialError):
+        storage.flush_params(late._trial_id)
+    with pytest.raises(UpdateFinishedTrialError):
+        storage.set_trial_attrs(late._trial_id, {"a": 1}, {})
