@@ -1,7 +1,10 @@
-"""Reading a large study: how long `swiftnas studies` and `swiftnas pareto` take.
+"""Large studies: reading them (`studies`, `pareto`) and the search driver's ceiling.
 
     python benchmarks/scale.py create --trials 10000 [--storage sqlite:///bench_scale.db]
     python benchmarks/scale.py read [--storage ...]
+    python benchmarks/scale.py driver --storage URL --sizes 100,1000 [--measure 200]
+    python benchmarks/scale.py drivers --storage URL --drivers 1,2,4 [--measure 100]
+    python benchmarks/scale.py ask --storage URL --sampler nsga2,tpe,random
 
 ``create`` runs a real 8-trial study, then adds trials through Optuna's own ``add_trials`` until
 the study holds ``--trials``: each a freshly sampled architecture (its parameters and record)
@@ -141,6 +144,32 @@ def driver(storage: str, sizes: list[int], measure: int, sampler: str) -> list[d
     return out
 
 
+def drivers(storage: str, counts: list[int], measure: int) -> None:
+    """Aggregate trials/s of N drivers (separate processes) on one study, instant evaluations.
+    The rate is taken over the middle 80% of the new trials' completion times, which leaves out
+    the processes' start-up and the tail where the last driver finishes alone."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for n in counts:
+        subprocess.run([sys.executable, __file__, "driver-one", "--storage", storage,
+                        "--trials", "50"], check=True)  # the study exists and is warm
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+        before = {t.number for t in study.get_trials(deepcopy=False)}
+        target = len([t for t in study.get_trials(deepcopy=False)
+                      if t.state == optuna.trial.TrialState.COMPLETE]) + n * measure
+        procs = [subprocess.Popen([sys.executable, __file__, "driver-one", "--storage", storage,
+                                   "--trials", str(target)]) for _ in range(n)]
+        if any(p.wait() != 0 for p in procs):
+            raise SystemExit("a driver failed")
+        done = sorted(t.datetime_complete for t in optuna.load_study(
+            study_name=STUDY, storage=storage).get_trials(deepcopy=False)
+            if t.number not in before and t.state == optuna.trial.TrialState.COMPLETE)
+        lo, hi = int(0.1 * len(done)), int(0.9 * len(done)) - 1
+        rate = (hi - lo) / (done[hi] - done[lo]).total_seconds()
+        print(f"{n} driver(s): {len(done)} trials, {rate:.1f} trials/s together", flush=True)
+
+
 def ask_times(storage: str, samplers: list[str], asks: int = 20) -> None:
     """Median time of one ``study.ask()`` plus sampling the architecture, per sampler, on the
     study as it is (each asked trial is then told FAIL: the benchmark study gains failed trials)."""
@@ -168,17 +197,30 @@ def ask_times(storage: str, samplers: list[str], asks: int = 20) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["create", "read", "driver", "ask"])
+    parser.add_argument("part", choices=["create", "read", "driver", "drivers", "driver-one",
+                                         "ask"])
     parser.add_argument("--storage", default=DEFAULT_STORAGE)
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--sizes", default="100,1000", help="driver: study sizes to time at")
     parser.add_argument("--measure", type=int, default=200, help="driver: trials timed per size")
     parser.add_argument("--sampler", default="nsga2")
+    parser.add_argument("--drivers", default="1,2,4", help="drivers: processes per run")
     args = parser.parse_args()
     if args.part == "create":
         create(args.storage, args.trials)
     elif args.part == "read":
         read(args.storage)
+    elif args.part == "drivers":
+        drivers(args.storage, [int(x) for x in args.drivers.split(",")], args.measure)
+    elif args.part == "driver-one":  # one driver process of `drivers`
+        import optuna
+
+        from nas.search import StudySpec, run_study
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        instant_evaluations()
+        run_study(StudySpec(name=STUDY, latency_budget_ms=1.2, sampler=args.sampler, seed=None),
+                  args.storage, args.trials)
     elif args.part == "driver":
         driver(args.storage, [int(x) for x in args.sizes.split(",")], args.measure, args.sampler)
     else:
