@@ -40,6 +40,11 @@ def _study(url: str, name: str) -> data.StudyView:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def _points(url: str, name: str) -> data.StudyPoints:
+    return data.points(url, name)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def _front(url: str, name: str) -> pd.DataFrame:
     return data.front(url, name)
 
@@ -222,8 +227,8 @@ def page_candidate(url: str) -> None:
     names, study = _names_and_linked(url)
     if study is None:
         study = st.selectbox("Study", names)
-    view = _guard(_study, url, study)
-    complete = view.trials[view.trials["state"] == "complete"]
+    view = _guard(_points, url, study)  # values only: cheap for a 10,000-trial study
+    complete = view.points
     if complete.empty:
         st.info("No complete trial yet.")
         st.stop()
@@ -233,7 +238,7 @@ def page_candidate(url: str) -> None:
         int(complete.sort_values("accuracy_score").iloc[-1]["trial"]))
     trial = st.selectbox("Trial", trials, index=trials.index(default))
     cand, info = _guard(_candidate, url, study, trial)
-    row = complete[complete["trial"] == trial].iloc[0]
+    on_front = trial in set(_guard(_front, url, study)["trial"])
     st.subheader(screen_text(f"{study} / trial {trial}"))
     m = st.columns(5)
     if cand.accuracy_low is not None:  # the study's objective is a surrogate's top-1
@@ -247,8 +252,8 @@ def page_candidate(url: str) -> None:
     m[2].metric("Params", f"{cand.params / 1e6:.2f} M")
     m[3].metric("MACs", f"{cand.macs / 1e9:.3f} G")
     m[4].metric("Attention blocks", cand.arch.num_attn_blocks)
-    status = ("on the feasible Pareto front" if row["pareto"] else
-              "feasible, dominated" if row["feasible"] else
+    status = ("on the feasible Pareto front" if on_front else
+              "feasible, dominated" if cand.feasible else
               f"infeasible (over the {view.budget_ms:g} ms budget)")
     st.write(f"**Where it sits:** {status}. 90% latency interval "
              f"{cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms "

@@ -25,7 +25,7 @@ from nas.search import (
 from nas.search.pareto import Candidate, from_summary
 from nas.search.results import get_trial
 from nas.search.spec import ATTR
-from nas.search.trials import read_trials, trial_records
+from nas.search.trials import complete_values, read_trials, trial_records
 from search_spaces import ArchConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,6 +81,24 @@ def study(url: str, name: str) -> StudyView:
     return StudyView(name=name, device=loaded.device, budget_ms=loaded.budget_ms,
                      sampler=str(loaded.study.user_attrs.get("sampler", "")),
                      identity=loaded.identity, trials=df)
+
+
+@dataclass(frozen=True)
+class StudyPoints:
+    """A study's complete trials as objective values only (no records): what the Candidate
+    page's trial picker needs, cheap at 10,000 trials."""
+
+    device: str
+    budget_ms: float
+    points: pd.DataFrame  # trial, accuracy_score, latency_ms
+
+
+def points(url: str, name: str) -> StudyPoints:
+    loaded = load_study(url, name)
+    values = complete_values(loaded.study)
+    df = pd.DataFrame([(n, v[0], v[1]) for n, v in sorted(values.items()) if len(v) == 2],
+                      columns=["trial", "accuracy_score", "latency_ms"])
+    return StudyPoints(device=loaded.device, budget_ms=loaded.budget_ms, points=df)
 
 
 def front(url: str, name: str) -> pd.DataFrame:
