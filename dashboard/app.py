@@ -5,6 +5,7 @@ insights. Deep links: ``?page=candidate&study=NAME&trial=N``.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -265,7 +266,8 @@ def page_candidate(url: str) -> None:
     with st.expander("Architecture JSON"):
         st.code(cand.arch.to_json(), language="json")
     coreml = st.checkbox("Include the Core ML package (about 10 s)", value=False)
-    payload = _guard(_export_zip, url, study, trial, coreml)
+    # built when clicked, not on every view: the first export imports torch and timm (4-5 s)
+    payload = functools.partial(_export_zip, url, study, trial, coreml)
     st.download_button("Export for training (zip)", payload,
                        file_name=f"{model_name_for(study, trial)}.zip", mime="application/zip",
                        help="The files of `swiftnas export`: arch.json, model.py, train.sh, "
