@@ -26,7 +26,8 @@ def warm_up(storage_url: str) -> None:
     import plotly.graph_objects as go
 
     import search_spaces  # noqa: F401  (before timm, as everywhere)
-    from dashboard import data, plots  # noqa: F401  (torch, timm, Optuna, pandas)
+    import search_spaces.model  # noqa: F401  (torch and timm: the Latency page, exports)
+    from dashboard import data, plots  # noqa: F401  (Optuna, pandas; torch is lazy there)
 
     go.Figure(go.Scatter(x=[0.0], y=[0.0]))  # loads plotly's validator table (~0.3 s)
     # opens the storage and runs Optuna's trial queries once; errors are the pages' to show
