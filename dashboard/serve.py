@@ -25,7 +25,7 @@ def warm_up(storage_url: str) -> None:
     import optuna.visualization  # noqa: F401
     import plotly.graph_objects as go
 
-    import search_spaces  # noqa: F401  (before timm, as everywhere)
+    import search_spaces  # before timm, as everywhere
     import search_spaces.model  # noqa: F401  (torch and timm: the Latency page, exports)
     from dashboard import data, plots  # noqa: F401  (Optuna, pandas; torch is lazy there)
 
