@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,3 +70,16 @@ def wait_for(predicate, timeout: float, interval: float = 0.5) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def run_until_then_kill(cmd: list[str], env: dict[str, str], ready: Callable[[], bool],
+                        timeout: float = 120, interval: float = 0.5) -> None:
+    """Start ``cmd``, SIGKILL it as soon as ``ready()`` holds (which must happen within
+    ``timeout``), and reap it: a driver killed mid-run, as `kill -9` or the OOM killer does."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert wait_for(ready, timeout=timeout, interval=interval)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()

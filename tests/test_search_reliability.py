@@ -25,7 +25,13 @@ from optuna.trial import TrialState
 
 from nas.search import StudySpec, run_study
 
-from ._search_helpers import free_port, postgres_server, swiftnas_exe, wait_for
+from ._search_helpers import (
+    free_port,
+    postgres_server,
+    run_until_then_kill,
+    swiftnas_exe,
+    wait_for,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.slow
@@ -129,14 +135,8 @@ def test_killed_driver_resumes(shm_dir: Path) -> None:
     url = f"sqlite:///{shm_dir}/drv.db"
     cmd = _search_cmd(url, "drv", 7, "--heartbeat-interval", "1")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        assert wait_for(lambda: _complete(url, "drv") >= 3, timeout=120)
-        running_before = [t.number for t in _trials(url, "drv") if t.state == TrialState.RUNNING]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
+    run_until_then_kill(cmd, env, lambda: _complete(url, "drv") >= 3)
+    running_before = [t.number for t in _trials(url, "drv") if t.state == TrialState.RUNNING]
     done_before = {t.number: t.values for t in _trials(url, "drv")
                    if t.state == TrialState.COMPLETE}
     time.sleep(2.5)  # let the dead driver's heartbeats go stale (grace = 2 x 1 s)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -29,7 +28,7 @@ from nas.search import (
     study_front,
 )
 
-from ._search_helpers import postgres_server, swiftnas_exe, wait_for
+from ._search_helpers import postgres_server, run_until_then_kill, swiftnas_exe
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.slow
@@ -101,7 +100,6 @@ def test_killed_driver_resumes(storage_url: str) -> None:
            "--latency-budget-ms", str(BUDGET_MS), "--trials", "6", "--population-size", "4",
            "--heartbeat-interval", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
     def complete() -> int:
         try:
@@ -109,12 +107,7 @@ def test_killed_driver_resumes(storage_url: str) -> None:
         except Exception:  # the study does not exist yet
             return 0
 
-    try:
-        assert wait_for(lambda: complete() >= 2, timeout=120, interval=0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
+    run_until_then_kill(cmd, env, lambda: complete() >= 2, interval=0.2)
     kept = {t.number: t.values for t in _trials(storage_url, "killed")
             if t.state == TrialState.COMPLETE}
     time.sleep(2.5)  # the dead driver's heartbeats go stale (grace: 2 x 1 s)
