@@ -34,6 +34,17 @@ class Suggester(Protocol):
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
 
 
+class _ChoiceRecorder:
+    """Records every ``suggest_categorical`` call's choices; answers with the first choice."""
+
+    def __init__(self) -> None:
+        self.choices: dict[str, tuple[Any, ...]] = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.choices[name] = tuple(choices)
+        return choices[0]
+
+
 class RandomSuggester:
     """Uniform choices from a seeded ``random.Random``; records what it suggested in ``params``."""
 
@@ -133,6 +144,13 @@ class SwiftFormerSpace:
             ))
         resolution = choose("resolution", self.resolutions)
         return ArchConfig(stages=tuple(stages), resolution=resolution)
+
+    def parameters(self) -> dict[str, tuple[Any, ...]]:
+        """Every parameter :meth:`sample` asks for, with its choices. Read off ``sample`` itself
+        (every trial asks for the same names whatever it draws), so the two cannot disagree."""
+        recorder = _ChoiceRecorder()
+        self.sample(recorder)
+        return recorder.choices
 
     def sample_random(self, n: int, *, seed: int | None = None) -> list[ArchConfig]:
         """``n`` independent uniform samples (duplicates possible, as with any sampler)."""

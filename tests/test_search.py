@@ -477,3 +477,67 @@ def test_batched_trial_writes_store_every_parameter_and_attribute(shm_dir: Path)
         storage.flush_params(late._trial_id)
     with pytest.raises(UpdateFinishedTrialError):
         storage.set_trial_attrs(late._trial_id, {"a": 1}, {})
+
+
+@pytest.mark.parametrize("name", ["nsga2", "tpe"])
+def test_known_space_samplers_propose_what_optunas_own_samplers_propose(name: str) -> None:
+    """Telling the sampler the space (instead of Optuna inferring it from every trial) changes
+    no proposal: same seed, same objective, the same architectures trial by trial."""
+    from nas.search.sampling import make_sampler
+
+    spec = StudySpec(name="s", latency_budget_ms=1.2, sampler=name, population_size=4, seed=5)
+    optunas = (optuna.samplers.NSGAIISampler(population_size=4, seed=5) if name == "nsga2"
+               else optuna.samplers.TPESampler(seed=5, multivariate=True))
+
+    def proposals(sampler: optuna.samplers.BaseSampler) -> list[dict[str, object]]:
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        for _ in range(16):  # 4 NSGA-II generations; TPE past its 10 random start-up trials
+            trial = study.ask()
+            arch = SEARCH_SPACE.sample(trial)
+            study.tell(trial, [sum(s.width * s.depth for s in arch.stages) % 97,
+                               arch.resolution / 100 + arch.stages[2].depth])
+        return [t.params for t in study.trials]
+
+    ours = proposals(make_sampler(spec, 0))
+    assert ours == proposals(optunas)
+    assert len({json.dumps(p, sort_keys=True) for p in ours[10:]}) > 1  # it really searched
+
+
+def test_ordered_trial_cache_equals_optunas_cache(shm_dir: Path) -> None:
+    """The driver's trial cache keeps the trial list in number order instead of sorting it on
+    every read; it must return what Optuna's cache returns, for every state filter, whoever
+    wrote the trial (this driver or another one)."""
+    from optuna.storages import RDBStorage, _CachedStorage
+    from optuna.trial import TrialState
+
+    from nas.search.study import optuna_storage
+    from nas.search.trial_cache import OrderedCachedStorage
+
+    url = f"sqlite:///{shm_dir}/cache.db"
+    ours = optuna.create_study(study_name="c", storage=OrderedCachedStorage(optuna_storage(url)),
+                               directions=["maximize"])
+    other = optuna.load_study(study_name="c", storage=url)  # another driver
+    theirs = _CachedStorage(RDBStorage(url))
+
+    def check() -> None:
+        for states in (None, (TrialState.COMPLETE,), (TrialState.WAITING,),
+                       (TrialState.RUNNING, TrialState.FAIL)):
+            got = ours._storage.get_all_trials(ours._study_id, deepcopy=False, states=states)
+            want = theirs.get_all_trials(ours._study_id, deepcopy=False, states=states)
+            assert got == want and [t.number for t in got] == sorted(t.number for t in got)
+
+    for i in range(3):
+        ours.tell(ours.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), i)
+    check()
+    running = ours.ask()
+    other.enqueue_trial({"x": 0.5})
+    check()  # a WAITING trial
+    failed = other.ask()
+    other.tell(failed, state=TrialState.FAIL)
+    check()
+    ours.tell(running, 9.0)  # a running trial finishes after later trials exist
+    other.tell(other.ask(), 4.0)  # runs the enqueued trial
+    ours.tell(ours.ask(), 5.0)
+    check()
+    assert [t.state for t in ours.get_trials(deepcopy=False)] == [
+        TrialState.COMPLETE] * 4 + [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]

@@ -87,6 +87,14 @@ def test_optuna_trial_is_a_suggester() -> None:
     }
 
 
+def test_parameters_are_exactly_what_sample_suggests() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    SPACE.sample(trial)
+    suggested = {name: tuple(d.choices) for name, d in trial.distributions.items()}
+    assert suggested == SPACE.parameters() and len(suggested) == 21
+
+
 def test_single_value_choices_are_not_recorded_as_parameters() -> None:
     space = SwiftFormerSpace(
         stages=tuple(
@@ -100,6 +108,7 @@ def test_single_value_choices_are_not_recorded_as_parameters() -> None:
     trial = study.ask()
     arch = space.sample(trial)
     assert set(trial.params) == {f"s{i}_width" for i in range(4)}
+    assert space.parameters() == {f"s{i}_width": (32, 48) for i in range(4)}
     assert space.contains(arch) and arch.resolution == 224
     assert all(s.depth == 2 and s.attn == (1,) for s in arch.stages)
 

@@ -39,7 +39,9 @@ from .coordination import AskLock, HeartbeatThread, SwiftNASRDBStorage, trial_co
 from .evaluation import Evaluation, EvaluationSettings
 from .executors import InlineExecutor, RayExecutor, check_reachable, make_executor
 from .pareto import nondominated
+from .sampling import make_sampler
 from .spec import ATTR, SearchError, StudySpec, check_identity
+from .trial_cache import OrderedCachedStorage
 
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 METRIC_NAMES = ("accuracy_score", "latency_ms")
@@ -171,17 +173,6 @@ def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
     raise AssertionError("unreachable")
 
 
-def _make_sampler(spec: StudySpec, offset: int) -> optuna.samplers.BaseSampler:
-    # A resumed study must not replay the first run's random numbers: shift the seed by the
-    # number of trials already in the study (still deterministic for a given history).
-    seed = None if spec.seed is None else spec.seed + offset
-    if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=spec.population_size, seed=seed)
-    if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
 def _load_predictor(path: str | None) -> LatencyPredictor:
     try:
         return load_predictor(path)
@@ -228,7 +219,8 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
                            surrogate_digest(artifact) if artifact is not None else None)
     # not optuna.get_all_study_summaries: it loads and deep-copies every trial of every study
     existing = {s.study_name: s for s in ostore.get_all_studies()}
-    n_existing = (ostore.get_n_trials(ostore.get_study_id_from_name(spec.name))
+    # one COUNT query: Optuna's get_n_trials reads every trial (6 s at 10,000 trials)
+    n_existing = (sum(trial_counts(ostore, ostore.get_study_id_from_name(spec.name)).values())
                   if spec.name in existing else 0)
     fresh = spec.name not in existing or (
         # a run killed between creating the study and labelling it: adopt the empty study
@@ -243,8 +235,9 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
             )
         check_identity(spec.name, summary.user_attrs.get(ATTR), wanted, store.url)
     study = optuna.create_study(
-        study_name=spec.name, storage=ostore, directions=["maximize", "minimize"],
-        sampler=_make_sampler(spec, n_existing), load_if_exists=True,
+        study_name=spec.name, storage=OrderedCachedStorage(ostore),
+        directions=["maximize", "minimize"], sampler=make_sampler(spec, n_existing),
+        load_if_exists=True,
     )
     if fresh:
         if artifact is not None:  # first: a study with the identity always has its surrogate

@@ -57,38 +57,45 @@ def frozen_trials(engine: sa.Engine, where: list[Any], order_by: Any) -> list[Fr
     select = sa.select(trials_t).where(*where)
     ids = select.with_only_columns(trials_t.c.trial_id).scalar_subquery()
 
-    def rows(model: Any) -> Any:
-        table = model.__table__
-        return conn.execute(sa.select(table).where(table.c.trial_id.in_(ids)))
+    def rows(*columns: Any) -> Any:  # plain tuples: a Row's attribute access costs more
+        return conn.execute(sa.select(*columns).where(columns[0].in_(ids))).all()
 
+    loads = json.loads
     with engine.connect() as conn:
         base = conn.execute(select.order_by(order_by)).all()
         if not base:
             return []
         values: dict[int, dict[int, float]] = defaultdict(dict)
-        for r in rows(models.TrialValueModel):
-            values[r.trial_id][r.objective] = models.TrialValueModel.stored_repr_to_value(
-                r.value, r.value_type)
+        t = models.TrialValueModel.__table__.c
+        to_value = models.TrialValueModel.stored_repr_to_value
+        for trial_id, objective, value, value_type in rows(t.trial_id, t.objective, t.value,
+                                                           t.value_type):
+            values[trial_id][objective] = to_value(value, value_type)
         params: dict[int, dict[str, Any]] = defaultdict(dict)
         dists: dict[int, dict[str, BaseDistribution]] = defaultdict(dict)
         parsed: dict[str, BaseDistribution] = {}
-        for r in rows(models.TrialParamModel):
-            dist = parsed.get(r.distribution_json)
+        t = models.TrialParamModel.__table__.c
+        for trial_id, name, value, dist_json in rows(t.trial_id, t.param_name, t.param_value,
+                                                     t.distribution_json):
+            dist = parsed.get(dist_json)
             if dist is None:
-                dist = parsed[r.distribution_json] = json_to_distribution(r.distribution_json)
-            params[r.trial_id][r.param_name] = dist.to_external_repr(r.param_value)
-            dists[r.trial_id][r.param_name] = dist
+                dist = parsed[dist_json] = json_to_distribution(dist_json)
+            params[trial_id][name] = dist.to_external_repr(value)
+            dists[trial_id][name] = dist
         user: dict[int, dict[str, Any]] = defaultdict(dict)
-        for r in rows(models.TrialUserAttributeModel):
-            user[r.trial_id][r.key] = json.loads(r.value_json)
+        t = models.TrialUserAttributeModel.__table__.c
+        for trial_id, key, value_json in rows(t.trial_id, t.key, t.value_json):
+            user[trial_id][key] = loads(value_json)
         system: dict[int, dict[str, Any]] = defaultdict(dict)
-        for r in rows(models.TrialSystemAttributeModel):
-            system[r.trial_id][r.key] = json.loads(r.value_json)
+        t = models.TrialSystemAttributeModel.__table__.c
+        for trial_id, key, value_json in rows(t.trial_id, t.key, t.value_json):
+            system[trial_id][key] = loads(value_json)
         intermediate: dict[int, dict[int, float]] = defaultdict(dict)
-        for r in rows(models.TrialIntermediateValueModel):
-            intermediate[r.trial_id][r.step] = (
-                models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                    r.intermediate_value, r.intermediate_value_type))
+        t = models.TrialIntermediateValueModel.__table__.c
+        to_intermediate = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+        for trial_id, step, value, value_type in rows(t.trial_id, t.step, t.intermediate_value,
+                                                      t.intermediate_value_type):
+            intermediate[trial_id][step] = to_intermediate(value, value_type)
 
     out = []
     for r in base:
