@@ -5,6 +5,8 @@
     python benchmarks/scale.py driver --storage URL --sizes 100,1000 [--measure 200]
     python benchmarks/scale.py drivers --storage URL --drivers 1,2,4 [--measure 100]
     python benchmarks/scale.py ask --storage URL --sampler nsga2,tpe,random
+    python benchmarks/scale.py workers --storage URL --workers 2 --seconds 0.05,0.2,1
+    python benchmarks/scale.py optuna-loop --storage (URL | journal:PATH) --sizes 100,1000
 
 ``create`` runs a real 8-trial study, then adds trials through Optuna's own ``add_trials`` until
 the study holds ``--trials``: each a freshly sampled architecture (its parameters and record)
@@ -203,16 +205,103 @@ def ask_times(storage: str, samplers: list[str], asks: int = 20) -> None:
               f" ms (first {1000 * times[0]:.0f} ms)", flush=True)
 
 
+def worker_idle(storage: str, workers: int, durations: list[float], measure: int) -> None:
+    """Idle share of each Ray worker when evaluations take a fixed ``durations`` seconds: the
+    real driver and RayExecutor, with the workers' evaluation replaced by a sleep (so the cores
+    stay free for the driver) that reports its process id and start and end times. A worker is
+    idle when it waits for the driver's next task; the window is the first task's start to the
+    last task's end."""
+    import dataclasses
+    import os
+    import zlib
+
+    import optuna
+
+    import nas.search.executors as executors
+    from nas.search import StudySpec, run_study
+    from nas.search.evaluation import evaluate_arch
+    from nas.search.study import prepare_settings
+    from search_spaces import ArchConfig, get_preset
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    template = evaluate_arch(get_preset("xs"), prepare_settings(StudySpec("t", 1.2)))
+    for seconds in durations:
+        def sleepy(arch_json: str, settings: object, seconds: float = seconds,
+                   template: object = template) -> object:
+            t0 = time.time()
+            time.sleep(seconds)
+            u = zlib.crc32(arch_json.encode()) / 2**32
+            return dataclasses.replace(  # type: ignore[type-var]
+                template, arch=ArchConfig.from_json(arch_json), latency_ms=0.5 + 1.5 * u,
+                proxy_scores={**template.proxy_scores,  # type: ignore[attr-defined]
+                              "score": 10 + 5 * u, "_pid": os.getpid(), "_t0": t0,
+                              "_t1": time.time()})
+
+        executors.worker_evaluate = sleepy  # type: ignore[assignment]
+        runs: list[dict[str, float]] = []
+        name = f"idle-{workers}w-{seconds:g}s"
+        run_study(StudySpec(name=name, latency_budget_ms=1.2, seed=0), storage, measure,
+                  workers=workers, on_evaluation=lambda ev, runs=runs: runs.append(
+                      ev.proxy_scores))
+        start, end = min(r["_t0"] for r in runs), max(r["_t1"] for r in runs)
+        busy: dict[float, float] = {}
+        for r in runs:
+            busy[r["_pid"]] = busy.get(r["_pid"], 0.0) + r["_t1"] - r["_t0"]
+        idle = [100 * (1 - b / (end - start)) for b in busy.values()]
+        print(f"{workers} workers, {seconds:g} s evaluations, {len(runs)} tasks: idle per "
+              f"worker {', '.join(f'{i:.1f}%' for i in sorted(idle))}; "
+              f"{len(runs) / (end - start):.1f} evaluations/s", flush=True)
+
+
+def optuna_loop(storage: str, sizes: list[int], measure: int) -> None:
+    """Optuna alone, no swiftnas code: ask, the 20 categorical suggests, one attribute, the
+    constraint and tell per trial, NSGA-II, instant objectives. What each storage itself costs
+    per trial: an Optuna URL (RDB), or ``journal:PATH`` (Optuna's ``JournalStorage`` on a file)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from nas.search.spec import SEARCH_SPACE
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    backend: object = (JournalStorage(JournalFileBackend(storage.removeprefix("journal:")))
+                       if storage.startswith("journal:") else storage)
+    study = optuna.create_study(study_name="loop", storage=backend,  # type: ignore[arg-type]
+                                directions=["maximize", "minimize"], load_if_exists=True,
+                                sampler=optuna.samplers.NSGAIISampler(seed=0))
+
+    def one() -> None:
+        trial = study.ask()
+        arch = SEARCH_SPACE.sample(trial)
+        acc, lat = float(sum(s.width for s in arch.stages)), arch.resolution / 200
+        trial.set_user_attr("swiftnas", {"arch": arch.to_dict(), "latency_ms": lat})
+        study._storage.set_trial_system_attr(trial._trial_id, "constraints", [lat - 1.2])
+        study.tell(trial, [acc, lat])
+
+    for size in sizes:
+        while len(study.get_trials(deepcopy=False)) < size:
+            one()
+        t0 = time.perf_counter()
+        for _ in range(measure):
+            one()
+        rate = measure / (time.perf_counter() - t0)
+        print(f"Optuna alone on {storage.split(':')[0]} at {size} trials: {rate:.1f} trials/s "
+              f"({1000 / rate:.0f} ms per trial)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["create", "read", "driver", "drivers", "driver-one",
-                                         "ask"])
+                                         "ask", "optuna-loop", "workers"])
     parser.add_argument("--storage", default=DEFAULT_STORAGE)
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--sizes", default="100,1000", help="driver: study sizes to time at")
     parser.add_argument("--measure", type=int, default=200, help="driver: trials timed per size")
     parser.add_argument("--sampler", default="nsga2")
     parser.add_argument("--drivers", default="1,2,4", help="drivers: processes per run")
+    parser.add_argument("--workers", type=int, default=2, help="workers: Ray workers")
+    parser.add_argument("--seconds", default="0.05,0.2,1",
+                        help="workers: evaluation durations to time")
     args = parser.parse_args()
     if args.part == "create":
         create(args.storage, args.trials)
@@ -231,6 +320,11 @@ def main() -> None:
                   args.storage, args.trials)
     elif args.part == "driver":
         driver(args.storage, [int(x) for x in args.sizes.split(",")], args.measure, args.sampler)
+    elif args.part == "workers":
+        worker_idle(args.storage, args.workers, [float(x) for x in args.seconds.split(",")],
+                    args.measure)
+    elif args.part == "optuna-loop":
+        optuna_loop(args.storage, [int(x) for x in args.sizes.split(",")], args.measure)
     else:
         ask_times(args.storage, args.sampler.split(","))
 

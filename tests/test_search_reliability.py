@@ -28,7 +28,6 @@ from nas.search import StudySpec, run_study
 from ._search_helpers import (
     free_port,
     postgres_server,
-    run_until_then_kill,
     swiftnas_exe,
     wait_for,
 )
@@ -129,27 +128,6 @@ def test_killed_ray_worker_loses_nothing(shm_dir: Path, monkeypatch) -> None:
 def _search_cmd(url: str, name: str, trials: int, *extra: str) -> list[str]:
     return [swiftnas_exe(), "search", "--study", name, "--storage", url, "--latency-budget-ms",
             "1.0", "--trials", str(trials), "--population-size", "4", *extra]
-
-
-def test_killed_driver_resumes(shm_dir: Path) -> None:
-    url = f"sqlite:///{shm_dir}/drv.db"
-    cmd = _search_cmd(url, "drv", 7, "--heartbeat-interval", "1")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run_until_then_kill(cmd, env, lambda: _complete(url, "drv") >= 3)
-    running_before = [t.number for t in _trials(url, "drv") if t.state == TrialState.RUNNING]
-    done_before = {t.number: t.values for t in _trials(url, "drv")
-                   if t.state == TrialState.COMPLETE}
-    time.sleep(2.5)  # let the dead driver's heartbeats go stale (grace = 2 x 1 s)
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    assert rerun.returncode == 0, rerun.stderr
-    trials = _assert_consistent(url, "drv", 7)
-    by_number = {t.number: t for t in trials}
-    for number, values in done_before.items():  # completed results are all still there
-        assert by_number[number].state == TrialState.COMPLETE
-        assert by_number[number].values == values
-    for number in running_before:  # what the killed driver left running is failed (and retried)
-        if by_number[number].state != TrialState.COMPLETE:  # it may have finished just in time
-            assert by_number[number].state == TrialState.FAIL
 
 
 def _ctrl_c_after_two(url: str, name: str, trials: int) -> tuple[int, str]:
