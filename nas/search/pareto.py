@@ -38,6 +38,15 @@ def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and a != b
 
 
+def add_to_front(front: list[tuple[float, float]], point: tuple[float, float]) -> None:
+    """Update ``front`` (the nondominated points so far, ties kept as in ``nondominated``) in
+    place with one more point: a search's front in O(front) per trial, not O(n log n)."""
+    if any(dominates(q, point) for q in front):
+        return
+    front[:] = [q for q in front if not dominates(point, q)]
+    front.append(point)
+
+
 @dataclass
 class Candidate:
     """One evaluated architecture of a study (or a preset, with ``trial`` None)."""

@@ -38,7 +38,7 @@ from .cache import cached_evaluation, register_predictor, save_evaluation
 from .coordination import AskLock, HeartbeatThread, SwiftNASRDBStorage, trial_counts
 from .evaluation import Evaluation, EvaluationSettings
 from .executors import InlineExecutor, RayExecutor, check_reachable, make_executor
-from .pareto import nondominated
+from .pareto import add_to_front, nondominated
 from .sampling import make_sampler
 from .spec import ATTR, SearchError, StudySpec, check_identity
 from .trial_cache import OrderedCachedStorage
@@ -346,7 +346,8 @@ def _drive(
                 points.setdefault(key, (t.values[0], t.values[1]))
         elif t.state == TrialState.FAIL:
             progress.failed += 1
-    progress.pareto_size = len(nondominated(list(points.values())))
+    front = [list(points.values())[i] for i in nondominated(list(points.values()))]
+    progress.pareto_size = len(front)
     if on_start:
         on_start(progress)
     if progress.complete >= n_trials:
@@ -408,8 +409,10 @@ def _drive(
         progress.completed_this_run += 1
         if ev.latency_ms <= spec.latency_budget_ms:
             progress.feasible += 1
-            points.setdefault(ev.arch.key(), (accuracy, ev.latency_ms))
-            progress.pareto_size = len(nondominated(list(points.values())))
+            if ev.arch.key() not in points:
+                points[ev.arch.key()] = (accuracy, ev.latency_ms)
+                add_to_front(front, (accuracy, ev.latency_ms))
+                progress.pareto_size = len(front)
         if on_progress:
             on_progress(progress)
 
