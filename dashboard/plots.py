@@ -10,12 +10,13 @@ import plotly.graph_objects as go
 
 from search_spaces import ArchConfig
 
-HOVER = ("trial %{customdata[0]}<br>score %{y:.3f}<br>latency %{x:.3f} ms "
-         "(%{customdata[1]:.2f}-%{customdata[2]:.2f})<br>%{customdata[3]:.2f} M params, "
-         "%{customdata[4]:.3f} GMACs, %{customdata[5]} attention blocks<br>%{customdata[6]}"
-         "<extra>%{fullData.name}</extra>")
-CUSTOM = ["trial", "latency_low_ms", "latency_high_ms", "params_m", "gmacs", "attn_blocks",
-          "arch_key"]
+_HOVER_NUMBERS = ("trial %{customdata[0]}<br>score %{y:.3f}<br>latency %{x:.3f} ms "
+                  "(%{customdata[1]:.2f}-%{customdata[2]:.2f})<br>%{customdata[3]:.2f} M "
+                  "params, %{customdata[4]:.3f} GMACs, %{customdata[5]} attention blocks")
+HOVER_TRIAL = _HOVER_NUMBERS + "<extra>%{fullData.name}</extra>"
+HOVER = _HOVER_NUMBERS + "<br>%{customdata[6]}<extra>%{fullData.name}</extra>"
+NUMERIC = ["trial", "latency_low_ms", "latency_high_ms", "params_m", "gmacs", "attn_blocks"]
+CUSTOM = [*NUMERIC, "arch_key"]
 WEBGL_FROM = 2000  # points in one trace
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 
@@ -47,13 +48,15 @@ def pareto_figure(studies: Sequence[tuple[str, pd.DataFrame, float]],
             part = df[(df["feasible"] == feasible) & (df["pareto"] == False)]  # noqa: E712
             # SVG markers make the browser crawl beyond a few thousand points; WebGL does not
             scatter = go.Scattergl if len(part) > WEBGL_FROM else go.Scatter
-            # 4 decimals: the hover shows at most 3; a 10,000-trial plot's JSON for the browser
-            # drops from 1.5 to 1.2 MB
+            # numbers only (float32: the hover shows at most 3 decimals), which Plotly sends as
+            # binary arrays; the architecture key is in the front's hover and the candidate
+            # page. A 10,000-trial plot's JSON for the browser: 1.2 MB as text lists before.
             fig.add_trace(scatter(
-                x=part["latency_ms"].round(4), y=part["accuracy_score"].round(4),
+                x=part["latency_ms"].to_numpy("float32"),
+                y=part["accuracy_score"].to_numpy("float32"),
                 mode="markers", name=f"{label}{'trials' if feasible else 'infeasible'}",
                 marker={"color": color, "opacity": 0.25, "symbol": symbol, "size": 7},
-                customdata=part[CUSTOM].round(4).to_numpy(), hovertemplate=HOVER,
+                customdata=part[NUMERIC].to_numpy("float32"), hovertemplate=HOVER_TRIAL,
             ))
         front = df[df["pareto"] == True].sort_values("latency_ms")  # noqa: E712
         fig.add_trace(go.Scatter(

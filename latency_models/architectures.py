@@ -91,8 +91,10 @@ def build_arch_for_latency(arch: ArchConfig) -> nn.Module:
 
     from search_spaces import build_model
 
+    # only shapes matter here: timm's truncated-normal init on meta tensors went through
+    # torch's reference decompositions and was half of a candidate's feature extraction
     with torch.device("meta"):
-        return build_model(arch).eval()
+        return build_model(arch, init_weights=False).eval()
 
 
 def architecture_key(*, timm_name: str = "", arch: ArchConfig | None = None) -> str:

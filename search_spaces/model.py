@@ -79,6 +79,7 @@ class SwiftFormerNAS(SwiftFormer):
         drop_path_rate: float = 0.0,
         layer_scale_init_value: float = 1e-5,
         global_pool: str = "avg",
+        init_weights: bool = True,
     ) -> None:
         nn.Module.__init__(self)
         if global_pool not in ("", "avg"):
@@ -126,7 +127,8 @@ class SwiftFormerNAS(SwiftFormer):
         self.head = Linear(out_chs, num_classes) if num_classes > 0 else nn.Identity()
         self.head_dist = Linear(out_chs, num_classes) if num_classes > 0 else nn.Identity()
         self.distilled_training = False
-        self._initialize_weights()
+        if init_weights:  # off for shape-only builds (the meta device), where it is slow
+            self._initialize_weights()
 
 
 def build_model(arch: ArchConfig, **kwargs: Any) -> SwiftFormerNAS:

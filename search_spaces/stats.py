@@ -46,8 +46,8 @@ def count_macs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def arch_stats(arch: ArchConfig, *, num_classes: int = 1000) -> ArchStats:
     """Parameters and MACs of ``arch`` (about 0.1-0.2 s, independent of model size)."""
-    with torch.device("meta"):
-        model = build_model(arch, num_classes=num_classes)
+    with torch.device("meta"):  # shapes only: no weight init (slow on meta, meaningless)
+        model = build_model(arch, num_classes=num_classes, init_weights=False)
     params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, (1, 3, arch.resolution, arch.resolution))
     return ArchStats(params=params, macs=macs)
