@@ -80,9 +80,8 @@ def test_features_classify_operations_of_known_models(cache: FeatureCache) -> No
 
 def test_features_match_between_meta_and_real_weights() -> None:
     arch = get_preset("xs")
-    from search_spaces import build_model
-
     from latency_models.architectures import build_arch_for_latency
+    from search_spaces import build_model
 
     meta = extract_features(build_arch_for_latency(arch), 224)  # meta device, no weight init
     real = extract_features(build_model(arch), 224)
