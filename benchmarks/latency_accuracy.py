@@ -4,6 +4,7 @@
                                                         # shipped default predictor and results
     python benchmarks/latency_accuracy.py swiftformer   # presets XS/S/L1/L3 vs published numbers
     python benchmarks/latency_accuracy.py speed         # cached prediction, feature extraction
+    python benchmarks/latency_accuracy.py coverage      # 90% intervals under leave-one-family-out
     python benchmarks/latency_accuracy.py report        # print results/latency_accuracy.json
     python benchmarks/latency_accuracy.py ship-features # features of the calibration models
                                                         # (latency_models/data/)
@@ -22,6 +23,7 @@ rows; the SwiftFormer group is calibrated on the *other* models of that paper's 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 import time
@@ -118,6 +120,50 @@ def fit_default() -> None:
     print(json.dumps({k: out[k] for k in ("predictor", "baselines")}, indent=1, default=str))
 
 
+def coverage() -> None:
+    """How often the measured latency lies inside its 90% interval, under the same
+    leave-one-family-out protocol as the accuracy numbers. The interval of a held-out family's
+    row uses a spread estimated without that family (the model's rule: the RMS log residual
+    of the row's group when it has >= 5 residuals, else of all groups; residuals are the other
+    families' own out-of-family predictions), so the family enters neither its prediction nor
+    its interval. Refits on the calibration file; the shipped predictor is not touched."""
+    from latency_models.predictor import Z90
+
+    rows = read_measurements(calibration_csv())
+    cache = FeatureCache(user_cache_dir() / "latency_features.json")
+    result = fit_predictor(
+        rows, cache=cache, version=DEFAULT_PREDICTOR_VERSION,
+        progress=lambda stage, i, n: print(f"\r{stage} {i}/{n}", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    rows, cv = result.rows, result.cv_predictions
+    resid = [math.log(p / m.latency_ms) if p is not None else None for m, p in
+             zip(rows, cv, strict=True)]
+
+    def sigma(group: str, without_family: str | None, rule: str) -> float:
+        kept = [(m.group, r) for m, r in zip(rows, resid, strict=True)
+                if r is not None and m.family_name != without_family]
+        in_group = [r for g, r in kept if g == group]
+        pool = np.abs(in_group if len(in_group) >= 5 else [r for _, r in kept])
+        if rule == "rms":  # the shipped rule: a normal spread of log latency
+            return float(np.sqrt(np.mean(np.square(pool))))
+        return float(np.quantile(pool, 0.9)) / Z90  # empirical 90th percentile of |residual|
+
+    groups = headline_groups(rows)
+    out: dict[str, object] = {"protocol": coverage.__doc__.split("\n\n")[0].strip(),
+                              "nominal": 90}
+    for label, scope in (("headline_groups", groups), ("all_groups", None)):
+        for rule in ("rms", "q90"):
+            for interval, held_out in (("family_held_out", True), ("in_sample_spread", False)):
+                inside = [abs(r) <= Z90 * sigma(m.group, m.family_name if held_out else None,
+                                                rule)
+                          for m, r in zip(rows, resid, strict=True)
+                          if r is not None and (scope is None or m.group in scope)]
+                out[f"{label}.{rule}.{interval}"] = {
+                    "rows": len(inside), "inside_pct": round(100 * float(np.mean(inside)), 1)}
+    print(json.dumps(out, indent=1))
+    _save("interval_coverage", out)
+
+
 def swiftformer() -> None:
     predictor = LatencyPredictor.load(DEFAULT_PREDICTOR_PATH)
     cache = FeatureCache()
@@ -190,6 +236,7 @@ def ship_features() -> None:
 def main() -> None:
     part = sys.argv[1] if len(sys.argv) > 1 else "report"
     parts = {"fit-default": fit_default, "swiftformer": swiftformer, "speed": speed,
+             "coverage": coverage,
              "ship-features": ship_features,
              "report": lambda: print(RESULTS.read_text())}
     if part not in parts:
