@@ -346,7 +346,8 @@ def _drive(
                 points.setdefault(key, (t.values[0], t.values[1]))
         elif t.state == TrialState.FAIL:
             progress.failed += 1
-    front = [list(points.values())[i] for i in nondominated(list(points.values()))]
+    seen = list(points.values())
+    front = [seen[i] for i in nondominated(seen)]
     progress.pareto_size = len(front)
     if on_start:
         on_start(progress)
