@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
     not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
     reason="Fashion-MNIST not installed: `apt-get install dataset-fashion-mnist` (make test does)")
 
-SMALL = ["--data", "fashion-mnist", "--resolution", "32", "--train-subset", "512",
+SMALL = ["--data", "fashion-mnist", "--resolution", "32", "--train-subset", "256",
          "--val-subset", "256", "--batch-size", "64"]
 
 
