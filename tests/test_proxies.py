@@ -94,6 +94,47 @@ def test_gelu_models_are_binarised_on_pre_activation_sign() -> None:
     assert compute_proxy("act_units", model, batch) == units > 0
 
 
+class _Net(nn.Module):
+    """conv -> GELU -> head, optionally with the GELU run on window-partitioned tensors
+    (batch-major ``(n * 4, ...)``, as in window attention) and with a GELU on a table shared by
+    every sample (as in a relative-position MLP)."""
+
+    def __init__(self, *, windows: bool, table: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.GELU()
+        self.head = nn.Linear(8 * 16 * 16, 10)
+        self.windows, self.table = windows, table
+        self.bias_table = nn.Parameter(torch.randn(1, 5, 7))
+        self.table_act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        n = x.shape[0]
+        if self.windows:  # 4 windows per sample, sample-major as timm's window_partition
+            x = self.act(x.reshape(n * 4, 8, 8, 8)).reshape(n, 8, 16, 16)
+        else:
+            x = self.act(x)
+        out = self.head(x.flatten(1))
+        if self.table:
+            out = out + self.table_act(self.bias_table).mean()
+        return out
+
+
+def test_windowed_and_shared_activations_count_per_sample() -> None:
+    # A relative-position table's activation has batch 1 whatever the batch: SWAP used to fail
+    # on it (vit_relpos_*), NASWOT to broadcast it into the kernel. Window-partitioned
+    # activations are the same units as unpartitioned ones.
+    batch = ProxyBatch.gaussian(input_size=(3, 16, 16), num_classes=10, batch_size=32)
+    names = ["swap", "naswot", "act_units"]
+    plain = compute_proxies(names, _Net(windows=False, table=False), batch)
+    for windows, table in [(True, False), (False, True), (True, True)]:
+        got = compute_proxies(names, _Net(windows=windows, table=table), batch)
+        assert got == pytest.approx(plain), (windows, table)
+    assert plain["act_units"] == 8 * 16 * 16
+
+
 @pytest.mark.parametrize("name", ["resnet10t", "vit_tiny_patch16_224", "mobilevitv2_050"])
 def test_every_proxy_works_on_cnn_transformer_and_hybrid(name) -> None:
     kwargs = {"img_size": 64} if name.startswith("vit") else {}

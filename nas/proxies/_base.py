@@ -105,13 +105,20 @@ class ProxyContext:
         return self._grads
 
     def _train_pass(self) -> None:
-        from ._hooks import on_activation_inputs
+        from ._hooks import on_activation_inputs, per_sample
 
         codes: list[torch.Tensor] = []
+        n = self.batch.inputs.shape[0]
+
+        def record(x: torch.Tensor) -> None:
+            units = per_sample(x, n)
+            if units is not None:
+                codes.append(units > 0)
+
         model = self.model
         model.train()
         model.zero_grad(set_to_none=True)
-        with on_activation_inputs(model, lambda x: codes.append(x.flatten(1) > 0)):
+        with on_activation_inputs(model, record):
             logits = model(self.batch.inputs)
         if isinstance(logits, tuple):  # distillation heads in training mode
             logits = logits[0]

@@ -51,6 +51,16 @@ def on_activation_inputs(
             h.remove()
 
 
+def per_sample(x: torch.Tensor, n: int) -> torch.Tensor | None:
+    """``x`` as ``(n, units)`` when its leading axis holds the batch's ``n`` samples, or ``n``
+    sample-major groups (window attention runs on ``(n * windows, ...)``); ``None`` when it does
+    not, i.e. an activation that runs on a table shared by every sample (a relative-position
+    MLP), which carries no information about the inputs."""
+    if x.dim() == 0 or x.shape[0] % n:
+        return None
+    return x.reshape(n, -1)
+
+
 @contextmanager
 def forward_hooks(modules: Iterable[nn.Module], hook: Callable[..., None]) -> Iterator[None]:
     """Register ``hook`` as a forward hook on each module for the duration of the block."""

@@ -17,7 +17,13 @@ from torch import nn
 from search_spaces.stats import count_macs
 
 from ._base import ProxyContext, register_proxy
-from ._hooks import forward_hooks, on_activation_inputs, strip_batch_norm, weighted_layers
+from ._hooks import (
+    forward_hooks,
+    on_activation_inputs,
+    per_sample,
+    strip_batch_norm,
+    weighted_layers,
+)
 
 
 @register_proxy(
@@ -155,13 +161,18 @@ def depth(ctx: ProxyContext) -> float:
     free=True,
 )
 def act_units(ctx: ProxyContext) -> float:
+    # Two samples, so that activations on tables shared by every sample can be told apart
+    # (see per_sample) and are not counted, as in SWAP and NASWOT.
     model, units = ctx.model, 0
+    inputs = ctx.batch.inputs[:2]
 
     def count(x: torch.Tensor) -> None:
         nonlocal units
-        units += x[0].numel()
+        per = per_sample(x, inputs.shape[0])
+        if per is not None:
+            units += per.shape[1]
 
     model.eval()
     with on_activation_inputs(model, count), torch.no_grad():
-        model(ctx.batch.inputs[:1])
+        model(inputs)
     return float(units)
