@@ -5,6 +5,8 @@
     python benchmarks/latency_accuracy.py swiftformer   # presets XS/S/L1/L3 vs published numbers
     python benchmarks/latency_accuracy.py speed         # cached prediction, feature extraction
     python benchmarks/latency_accuracy.py coverage      # 90% intervals under leave-one-family-out
+    python benchmarks/latency_accuracy.py intervals     # the shipped predictor gets today's
+                                                        # interval rule (no refit)
     python benchmarks/latency_accuracy.py report        # print results/latency_accuracy.json
     python benchmarks/latency_accuracy.py ship-features # features of the calibration models
                                                         # (latency_models/data/)
@@ -139,23 +141,31 @@ def coverage() -> None:
     resid = [math.log(p / m.latency_ms) if p is not None else None for m, p in
              zip(rows, cv, strict=True)]
 
-    def sigma(group: str, without_family: str | None, rule: str) -> float:
-        kept = [(m.group, r) for m, r in zip(rows, resid, strict=True)
+    def half_width(group: str, without_family: str | None, rule: str) -> float:
+        kept = [(m.group, m.family_name, r) for m, r in zip(rows, resid, strict=True)
                 if r is not None and m.family_name != without_family]
-        in_group = [r for g, r in kept if g == group]
-        pool = np.abs(in_group if len(in_group) >= 5 else [r for _, r in kept])
-        if rule == "rms":  # the shipped rule: a normal spread of log latency
-            return float(np.sqrt(np.mean(np.square(pool))))
-        return float(np.quantile(pool, 0.9)) / Z90  # empirical 90th percentile of |residual|
+        in_group = [(f, r) for g, f, r in kept if g == group]
+        pool = in_group if len(in_group) >= 5 else [(f, r) for _, f, r in kept]
+        abs_r = np.abs([r for _, r in pool])
+        rms = float(np.sqrt(np.mean(np.square(abs_r))))
+        if rule == "rms":  # a normal spread of log latency
+            return Z90 * rms
+        if rule == "q90":  # empirical 90th percentile of |residual|
+            return float(np.quantile(abs_r, 0.9))
+        # "t": Student-t with one degree of freedom per family behind the spread (a family's
+        # rows miss together, so the families, not the rows, are the independent draws)
+        from scipy.stats import t as student_t
+
+        return float(student_t.ppf(0.95, max(len({f for f, _ in pool}), 1))) * rms
 
     groups = headline_groups(rows)
     out: dict[str, object] = {"protocol": coverage.__doc__.split("\n\n")[0].strip(),
                               "nominal": 90}
     for label, scope in (("headline_groups", groups), ("all_groups", None)):
-        for rule in ("rms", "q90"):
+        for rule in ("rms", "q90", "t"):
             for interval, held_out in (("family_held_out", True), ("in_sample_spread", False)):
-                inside = [abs(r) <= Z90 * sigma(m.group, m.family_name if held_out else None,
-                                                rule)
+                inside = [abs(r) <= half_width(m.group, m.family_name if held_out else None,
+                                               rule)
                           for m, r in zip(rows, resid, strict=True)
                           if r is not None and (scope is None or m.group in scope)]
                 out[f"{label}.{rule}.{interval}"] = {
@@ -233,10 +243,29 @@ def ship_features() -> None:
     print(f"wrote {len(cache)} feature sets to {CALIBRATION_FEATURES_PATH}")
 
 
+def intervals() -> None:
+    """Give the shipped predictor the interval rule of today's fits (Student-t, one degree of
+    freedom per family; see ``_set_sigmas``) without refitting it: its medians and spreads stay,
+    only the 90% multipliers change. Each group's families are stored in the artifact, and in
+    a leave-one-family-out fit every family of a group with a spread has CV residuals."""
+    from scipy.stats import t as student_t
+
+    predictor = LatencyPredictor.load(DEFAULT_PREDICTOR_PATH)
+    for cal in predictor.groups.values():
+        if cal.sigma_log is not None:
+            cal.interval_z = float(student_t.ppf(0.95, cal.families))
+    predictor.pooled_interval_z = float(student_t.ppf(0.95, predictor.training["families"]))
+    if predictor.version == "1":
+        predictor.version = "1.1"
+    predictor.save(DEFAULT_PREDICTOR_PATH)
+    print(f"{DEFAULT_PREDICTOR_PATH.name}: version {predictor.version}, pooled multiplier "
+          f"{predictor.pooled_interval_z:.3f}")
+
+
 def main() -> None:
     part = sys.argv[1] if len(sys.argv) > 1 else "report"
     parts = {"fit-default": fit_default, "swiftformer": swiftformer, "speed": speed,
-             "coverage": coverage,
+             "coverage": coverage, "intervals": intervals,
              "ship-features": ship_features,
              "report": lambda: print(RESULTS.read_text())}
     if part not in parts:

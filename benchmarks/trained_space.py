@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     """The stored results of the benchmark's jobs, with predicted latency and the proxies."""
     from latency_models.defaults import load_predictor
-    from nas.proxies import ProxySettings, score_arch
+    from nas.proxies import DEFAULT_SCORE, ProxySettings, score_arch
     from nas.storage import open_storage
     from nas.training.data import load_data
     from nas.training.results import find_result
@@ -198,6 +198,8 @@ def export(args: argparse.Namespace) -> None:
         prev = old.get((label, str(seed)))
         if prev and prev.get("score"):
             proxies = {p: float(prev[p]) for p in PROXIES}
+            # the default score is a function of stored proxies: follow its current weights
+            proxies["score"] = DEFAULT_SCORE.combine(proxies)
         else:
             proxies = score_arch(arch, proxies=PROXIES,  # type: ignore[arg-type]
                                  settings=ProxySettings(num_classes=10))

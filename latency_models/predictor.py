@@ -101,6 +101,8 @@ class GroupCalibration:
     rows: int
     families: int
     sigma_log: float | None = None  # from cross-validation, when the group had enough rows
+    # half-width of the 90% interval in units of sigma_log (Student-t, see _set_sigmas)
+    interval_z: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -116,6 +118,7 @@ class LatencyPredictor:
     groups: dict[str, GroupCalibration]
     fallback_log_effect: float
     pooled_sigma_log: float
+    pooled_interval_z: float = Z90
     name: str = "swiftnas-latency"
     version: str = "1"
     ridge: float = 0.3
@@ -144,9 +147,12 @@ class LatencyPredictor:
         latency = cal.scale * cost + cal.offset_ms
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
-        sigma = cal.sigma_log if cal.sigma_log is not None else self.pooled_sigma_log
-        return Latency(latency_ms=latency, low_ms=latency * math.exp(-Z90 * sigma),
-                       high_ms=latency * math.exp(Z90 * sigma), sigma_log=sigma, group=group)
+        if cal.sigma_log is not None:
+            sigma, z = cal.sigma_log, cal.interval_z or Z90
+        else:
+            sigma, z = self.pooled_sigma_log, self.pooled_interval_z
+        return Latency(latency_ms=latency, low_ms=latency * math.exp(-z * sigma),
+                       high_ms=latency * math.exp(z * sigma), sigma_log=sigma, group=group)
 
     def predict(self, *, device: str, timm_name: str = "", arch: ArchConfig | None = None,
                 resolution: int | None = None, source: str | None = None,
@@ -224,7 +230,7 @@ class LatencyPredictor:
             "feature_set_version": self.feature_set_version, "ridge": self.ridge,
             "feature_names": self.feature_names, "feature_scale": self.feature_scale,
             "weights": self.weights, "fallback_log_effect": self.fallback_log_effect,
-            "pooled_sigma_log": self.pooled_sigma_log,
+            "pooled_sigma_log": self.pooled_sigma_log, "pooled_interval_z": self.pooled_interval_z,
             "groups": {g: c.to_dict() for g, c in self.groups.items()},
             "training": self.training, "metrics": self.metrics,
         }
@@ -248,6 +254,7 @@ class LatencyPredictor:
             groups={g: GroupCalibration(**c) for g, c in data["groups"].items()},
             fallback_log_effect=float(data["fallback_log_effect"]),
             pooled_sigma_log=float(data["pooled_sigma_log"]),
+            pooled_interval_z=float(data.get("pooled_interval_z", Z90)),
             name=str(data["name"]), version=str(data["version"]), ridge=float(data["ridge"]),
             training=dict(data.get("training", {})), metrics=dict(data.get("metrics", {})),
         )
@@ -292,10 +299,13 @@ class LatencyPredictor:
                           "has no weights")
             numbers = [cal.scale, cal.offset_ms] + (
                 [cal.sigma_log] if cal.sigma_log is not None else [])
-            if not finite(numbers) or cal.scale <= 0 or (cal.sigma_log or 0) < 0:
+            numbers += [cal.interval_z] if cal.interval_z is not None else []
+            if not finite(numbers) or cal.scale <= 0 or (cal.sigma_log or 0) < 0 or \
+                    (cal.interval_z or Z90) <= 0:
                 raise bad(f"group {name[:80]!r} has a non-finite or negative scale or sigma")
-        if not finite([self.fallback_log_effect, self.pooled_sigma_log]) or \
-                self.pooled_sigma_log < 0:
+        if not finite([self.fallback_log_effect, self.pooled_sigma_log,
+                       self.pooled_interval_z]) or self.pooled_sigma_log < 0 or \
+                self.pooled_interval_z <= 0:
             raise bad("fallback_log_effect or pooled_sigma_log is not a finite number")
 
     def save(self, path: str | Path) -> None:
@@ -513,16 +523,31 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
 
 def _set_sigmas(predictor: LatencyPredictor, rows: Sequence[Measurement],
                 cv: Sequence[float | None]) -> None:
+    """Interval spreads from the leave-one-family-out residuals: the RMS log error of the
+    group (of all groups when it has fewer than 5), with a Student-t multiplier. A family's
+    rows miss together (one shared shift), so the independent draws behind a spread are its
+    families, not its rows: one degree of freedom per family. Measured in
+    ``benchmarks/latency_accuracy.py coverage``."""
+    from scipy.stats import t as student_t
+
+    def z(families: set[str]) -> float:
+        return float(student_t.ppf(0.95, max(len(families), 1)))
+
     by_group: dict[str, list[float]] = {}
+    families: dict[str, set[str]] = {}
     for m, p in zip(rows, cv, strict=True):
         if p is not None:
             by_group.setdefault(m.group, []).append(math.log(p / m.latency_ms))
+            families.setdefault(m.group, set()).add(m.family_name)
     pooled = [r for rs in by_group.values() for r in rs]
     if pooled:
         predictor.pooled_sigma_log = float(np.sqrt(np.mean(np.square(pooled))))
+        predictor.pooled_interval_z = z(set().union(*families.values()))
     for g, cal in predictor.groups.items():
         rs = by_group.get(g, [])
-        cal.sigma_log = float(np.sqrt(np.mean(np.square(rs)))) if len(rs) >= 5 else None
+        enough = len(rs) >= 5
+        cal.sigma_log = float(np.sqrt(np.mean(np.square(rs)))) if enough else None
+        cal.interval_z = z(families[g]) if enough else None
 
 
 def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], *,

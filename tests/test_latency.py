@@ -177,6 +177,28 @@ def test_predictions_are_monotone_in_size_and_carry_an_interval(fitted) -> None:
         assert p.std_ms > 0
 
 
+def test_intervals_use_one_degree_of_freedom_per_family(fitted, cache: FeatureCache) -> None:  # type: ignore[no-untyped-def]
+    # A family's rows miss together, so a spread from k families gets Student-t's k-dof
+    # multiplier (wider than the normal's 1.645 for few families), in the predicted interval too.
+    from scipy.stats import t as student_t
+
+    predictor = fitted.predictor
+    families: dict[str, set[str]] = {}
+    for m, p in zip(fitted.rows, fitted.cv_predictions, strict=True):
+        if p is not None:
+            families.setdefault(m.group, set()).add(m.family_name)
+    spread = [g for g, cal in predictor.groups.items() if cal.sigma_log is not None]
+    assert spread
+    for g in spread:
+        cal = predictor.groups[g]
+        assert cal.interval_z == pytest.approx(student_t.ppf(0.95, len(families[g])))
+        assert cal.interval_z > 1.6449
+    g = spread[0]
+    cal = predictor.groups[g]
+    p = predictor.predict_features(cache.get(arch=get_preset("xs")), g)
+    assert math.log(p.high_ms / p.latency_ms) == pytest.approx(cal.interval_z * cal.sigma_log)
+
+
 def test_save_load_round_trip_is_exact(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "p.json"
     fitted.predictor.save(path)

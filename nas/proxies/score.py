@@ -24,9 +24,13 @@ class LogLinearScore:
     weights: Mapping[str, float]
 
     def __call__(self, ctx: ProxyContext) -> float:
+        return self.combine({name: get_proxy(name).fn(ctx) for name in self.weights})
+
+    def combine(self, values: Mapping[str, float]) -> float:
+        """The score from already computed proxy values (e.g. stored benchmark results)."""
         total = 0.0
         for name, weight in self.weights.items():
-            value = get_proxy(name).fn(ctx)
+            value = values[name]
             if value <= 0:
                 raise ValueError(f"proxy {name!r} gave {value}, which has no logarithm")
             total += weight * math.log(value)
