@@ -35,11 +35,19 @@ def count_macs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
     device = next(model.parameters()).device
     counter = FlopCounterMode(display=False)
     was_training = model.training
+    # The counter's module tracker hooks every input that requires grad and asserts it has a
+    # grad_fn; a parameter passed into a submodule (PiT's class token) has none, so count with
+    # requires_grad off, as no_grad would have it.
+    requires = [(p, p.requires_grad) for p in model.parameters()]
     model.eval()
     try:
+        for p, _ in requires:
+            p.requires_grad_(False)
         with counter, torch.no_grad():
             model(torch.empty(input_shape, device=device))
     finally:
+        for p, flag in requires:
+            p.requires_grad_(flag)
         model.train(was_training)
     return int(counter.get_total_flops()) // 2
 

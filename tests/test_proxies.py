@@ -225,3 +225,13 @@ def test_image_folder_inputs(tmp_path) -> None:
     assert math.isfinite(scores["naswot"])
     with pytest.raises(ProxyError, match="has 6 images"):
         score_arch(PRESETS["xs"], settings=ProxySettings(batch_size=8, image_folder=str(tmp_path)))
+
+
+def test_macs_of_a_model_that_feeds_a_parameter_to_a_submodule() -> None:
+    # PiT passes its class token (a parameter, no grad_fn) into its transformer stages, which
+    # tripped torch's FlopCounterMode module tracker ("Expected gradient function to be set").
+    model = timm.create_model("pit_ti_224", pretrained=False, num_classes=10)
+    batch = ProxyBatch.gaussian(input_size=(3, 224, 224), num_classes=10, batch_size=2)
+    macs = compute_proxy("macs", model, batch, model_name="pit_ti_224")
+    assert 3e8 < macs < 1e9  # about 0.5 GMACs at 224 px
+    assert all(p.requires_grad for p in model.parameters())
