@@ -251,6 +251,29 @@ def test_existing_study_with_other_identity_is_refused(finished_study, capsys, t
     assert [(t.number, t.state, t.values) for t in _trials(url, name)] == before
 
 
+def test_a_study_scored_with_another_default_score_is_not_resumed() -> None:
+    # Studies created before the identity recorded the score were scored with the legacy
+    # weights: they resume while the default equals them, and are refused (with both
+    # definitions named) once it differs, instead of mixing two objectives in one front.
+    from nas.proxies import DEFAULT_SCORE_WEIGHTS, LEGACY_SCORE_WEIGHTS, describe_score
+    from nas.search.spec import check_identity
+
+    wanted = StudySpec(name="s", latency_budget_ms=1.0).identity("digest")
+    assert wanted["score"] == DEFAULT_SCORE_WEIGHTS
+    check_identity("s", dict(wanted), wanted, "sqlite:///x.db")
+    legacy = {k: v for k, v in wanted.items() if k != "score"}
+    other = {**wanted, "score": {"swap": 1.0, "grad_norm": 2.0}}
+    for stored, old in ((legacy, LEGACY_SCORE_WEIGHTS), (other, other["score"])):
+        if old == DEFAULT_SCORE_WEIGHTS:
+            check_identity("s", stored, wanted, "sqlite:///x.db")
+            continue
+        with pytest.raises(SearchError) as info:
+            check_identity("s", stored, wanted, "sqlite:///x.db")
+        assert describe_score(old) in str(info.value)
+        assert describe_score(DEFAULT_SCORE_WEIGHTS) in str(info.value)
+        assert "start a new --study" in str(info.value)
+
+
 def test_config_file_values_and_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text('study = "cfg"\nlatency_budget_ms = 1.5\ntrials = 3\n[proxy]\nresolution = 96\n'

@@ -9,7 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .settings import DEFAULT_SETTINGS, ProxyError, ProxySettings
+from .settings import (
+    DEFAULT_SCORE_WEIGHTS,
+    DEFAULT_SETTINGS,
+    LEGACY_SCORE_WEIGHTS,
+    ProxyError,
+    ProxySettings,
+    describe_score,
+)
 
 _LAZY = {
     "Proxy": "_base", "ProxyBatch": "_base", "ProxyContext": "_base",
@@ -32,7 +39,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_SCORE",
+    "DEFAULT_SCORE_WEIGHTS",
     "DEFAULT_SETTINGS",
+    "LEGACY_SCORE_WEIGHTS",
     "LogLinearScore",
     "Proxy",
     "ProxyBatch",
@@ -42,6 +51,7 @@ __all__ = [
     "available_proxies",
     "compute_proxies",
     "compute_proxy",
+    "describe_score",
     "get_proxy",
     "register_proxy",
     "score_arch",

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._base import ProxyContext, get_proxy, register_proxy
+from .settings import DEFAULT_SCORE_WEIGHTS, describe_score
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ class LogLinearScore:
         return total
 
 
-DEFAULT_SCORE = LogLinearScore({"swap": 1.0, "grad_norm": 0.35})
+DEFAULT_SCORE = LogLinearScore(DEFAULT_SCORE_WEIGHTS)
 
 register_proxy(
     "score",
-    description="Default accuracy score: log(swap) + 0.35 * log(grad_norm) (one "
+    description=f"Default accuracy score: {describe_score(DEFAULT_SCORE_WEIGHTS)} (one "
     "forward-backward pass).",
     needs_backward=True,
 )(DEFAULT_SCORE)

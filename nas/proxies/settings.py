@@ -30,3 +30,17 @@ class ProxySettings:
 
 
 DEFAULT_SETTINGS = ProxySettings()
+
+# The default accuracy score, ``sum_i w_i * log(proxy_i)`` (``nas.proxies.score``). Kept here,
+# torch-free, because a study's identity records it: a study scored with one definition is not
+# resumed with another. Evidence for the weights: README "Default score",
+# ``benchmarks/default_score.py``.
+DEFAULT_SCORE_WEIGHTS: dict[str, float] = {"swap": 1.0, "grad_norm": 0.35}
+# What every study created before the identity recorded the score was scored with.
+LEGACY_SCORE_WEIGHTS: dict[str, float] = {"swap": 1.0, "grad_norm": 0.35}
+
+
+def describe_score(weights: dict[str, float]) -> str:
+    """``log(swap) + 0.35 * log(grad_norm)``-style text for messages and help."""
+    return " + ".join(f"log({name})" if w == 1 else f"{w:g} * log({name})"
+                      for name, w in weights.items())

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.proxies import DEFAULT_SETTINGS, ProxyError, ProxySettings
+from nas.proxies import (
+    DEFAULT_SCORE_WEIGHTS,
+    DEFAULT_SETTINGS,
+    LEGACY_SCORE_WEIGHTS,
+    ProxyError,
+    ProxySettings,
+    describe_score,
+)
 from search_spaces import SearchSpaceError, StageChoices, SwiftFormerSpace, SwiftNASError
 from search_spaces.space import DEFAULT_STAGE_CHOICES
 
@@ -112,6 +119,7 @@ class StudySpec:
             "space": space_to_dict(self.space),
             "proxy": dataclasses.asdict(self.proxy),
             "proxies": list(self.proxies),
+            "score": dict(DEFAULT_SCORE_WEIGHTS),
             "predictor_digest": predictor_digest,
         }
 
@@ -128,9 +136,20 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
               "latency_budget_ms": "--latency-budget-ms", "space": "search space",
               "proxy": "proxy settings", "proxies": "proxies", "format": "format",
               "predictor_digest": "latency predictor (--predictor)",
-              "surrogate_digest": "accuracy objective (--accuracy, --surrogate)"}
+              "surrogate_digest": "accuracy objective (--accuracy, --surrogate)",
+              "score": "default accuracy score"}
     for key, label in labels.items():
         old, new = stored.get(key), wanted.get(key)
+        if key == "score":
+            old = stored.get(key, LEGACY_SCORE_WEIGHTS)  # created before the key existed
+            if old != new and isinstance(old, dict) and isinstance(new, dict):
+                raise SearchError(
+                    f"study {name!r} in {storage_url} was scored with {describe_score(old)}, and "
+                    f"this swiftnas scores with {describe_score(new)}; the two are not "
+                    "comparable, so start a new --study (the study's trials stay readable: "
+                    "pareto, export and the dashboard still work)"
+                )
+            continue
         if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
             shown = (f"{old!r}, not {new!r}" if key in ("device", "latency_budget_ms")
                      else "a different one")
