@@ -235,3 +235,14 @@ def test_macs_of_a_model_that_feeds_a_parameter_to_a_submodule() -> None:
     macs = compute_proxy("macs", model, batch, model_name="pit_ti_224")
     assert 3e8 < macs < 1e9  # about 0.5 GMACs at 224 px
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_default_score_is_its_log_linear_combination() -> None:
+    from nas.proxies import DEFAULT_SCORE, DEFAULT_SCORE_WEIGHTS
+
+    model = build_model(PRESETS["xs"], num_classes=10)
+    batch = ProxyBatch.gaussian(input_size=(3, 64, 64), num_classes=10, batch_size=32)
+    parts = compute_proxies(list(DEFAULT_SCORE_WEIGHTS), model, batch)
+    expected = sum(w * math.log(parts[p]) for p, w in DEFAULT_SCORE_WEIGHTS.items())
+    assert compute_proxy("score", model, batch) == pytest.approx(expected, rel=1e-9)
+    assert DEFAULT_SCORE.combine(parts) == pytest.approx(expected, rel=1e-12)

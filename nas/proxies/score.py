@@ -1,11 +1,13 @@
-"""The accuracy score the search maximises: a fitted log-linear combination of proxies.
+"""The accuracy score the search maximises: a log-linear combination of proxies.
 
-Default: ``log(swap) + 0.35 * log(grad_norm)``. Evidence (``benchmarks/proxy_quality.py``,
-README): on NAS-Bench-Macro the weight was chosen on the 300 reference networks (Spearman 0.923
-on both reference seeds, vs 0.904 for SWAP alone and 0.905 for activation units) and the score
-is reported on all 3,969 distinct networks. Working in logs makes the combination independent of
-each proxy's scale (a constant factor in a proxy only shifts the score), so it transfers between
-search spaces and batch sizes better than z-scores fitted to one population.
+Default (``DEFAULT_SCORE_WEIGHTS`` in ``settings``): ``log(swap) + 0.3 log(grad_norm) +
+0.35 log(params) + 0.5 log(macs)``. Evidence (``benchmarks/default_score.py``, README "Default
+score"): no combination of these proxies ties the best free baseline on all three benchmarks
+with trained accuracies (NAS-Bench-Macro CNNs, the trained SwiftFormer space, timm vision
+transformers), so the weights minimise the largest shortfall. Working in logs makes the
+combination independent of each proxy's scale (a constant factor in a proxy only shifts the
+score), so it transfers between search spaces and batch sizes better than z-scores fitted to one
+population.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ DEFAULT_SETTINGS = ProxySettings()
 # torch-free, because a study's identity records it: a study scored with one definition is not
 # resumed with another. Evidence for the weights: README "Default score",
 # ``benchmarks/default_score.py``.
-DEFAULT_SCORE_WEIGHTS: dict[str, float] = {"swap": 1.0, "grad_norm": 0.35}
+DEFAULT_SCORE_WEIGHTS: dict[str, float] = {"swap": 1.0, "grad_norm": 0.3, "params": 0.35,
+                                             "macs": 0.5}
 # What every study created before the identity recorded the score was scored with.
 LEGACY_SCORE_WEIGHTS: dict[str, float] = {"swap": 1.0, "grad_norm": 0.35}
 

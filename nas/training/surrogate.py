@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from nas.proxies.settings import DEFAULT_SCORE_WEIGHTS, LEGACY_SCORE_WEIGHTS, describe_score
+
 from .errors import TrainingError
 
 SURROGATE_VERSION = 1
@@ -101,6 +103,8 @@ class AccuracySurrogate:
     dataset: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     version: int = SURROGATE_VERSION
+    # the default score's definition its "score" feature was computed with
+    score_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SCORE_WEIGHTS))
 
     def __post_init__(self) -> None:
         self._model = _build(self.kind, len(self.feature_names), self.params or None)
@@ -150,7 +154,8 @@ class AccuracySurrogate:
         return {"name": ARTIFACT_NAME, "version": self.version, "kind": self.kind,
                 "feature_names": self.feature_names, "x_mean": self.x_mean,
                 "x_std": self.x_std, "X": self.X, "y": self.y, "params": self.params,
-                "dataset": self.dataset, "metrics": self.metrics}
+                "dataset": self.dataset, "metrics": self.metrics,
+                "score_weights": self.score_weights}
 
     def save(self, path: str | Path) -> None:
         from .checkpoint import atomic_write
@@ -181,6 +186,12 @@ class AccuracySurrogate:
                                 "feature set); refit it with `swiftnas accuracy fit`")
         if not all(np.isfinite(a).all() for a in (X, y, mean, std)) or (std <= 0).any():
             raise TrainingError("accuracy surrogate holds non-finite numbers; refit it")
+        weights = data.get("score_weights", LEGACY_SCORE_WEIGHTS)  # older files: the legacy score
+        if weights != DEFAULT_SCORE_WEIGHTS:
+            shown = describe_score(weights) if isinstance(weights, dict) else repr(weights)[:80]
+            raise TrainingError(f"accuracy surrogate was fitted on the score {shown}, and this "
+                                f"swiftnas scores with {describe_score(DEFAULT_SCORE_WEIGHTS)}; "
+                                "refit it with `swiftnas accuracy fit`")
         return cls(kind=str(data["kind"]), feature_names=names, x_mean=mean.tolist(),
                    x_std=std.tolist(), X=X.tolist(), y=y.tolist(),
                    params=dict(data.get("params") or {}), dataset=str(data.get("dataset", "")),
