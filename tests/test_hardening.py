@@ -206,6 +206,25 @@ def test_failed_evaluation_write_stores_nothing_on_sqlite(tmp_path, monkeypatch)
     assert cache.cached_evaluation(store, ev.arch, settings, pid) is not None
 
 
+def test_cached_scores_of_another_score_definition_are_not_reused(tmp_path, monkeypatch) -> None:
+    """The evaluation cache outlives studies: a default score computed under other weights (an
+    older swiftnas) must be recomputed, not served to a new study."""
+    from nas.proxies import settings as proxy_settings
+    from nas.search import cache
+    from nas.search.evaluation import evaluate_arch
+    from nas.search.study import prepare_settings
+
+    store = open_storage(f"sqlite:///{tmp_path}/a.db")
+    settings = prepare_settings(StudySpec(name="a", latency_budget_ms=1.2))
+    pid = cache.register_predictor(store, settings.predictor)
+    ev = evaluate_arch(get_preset("xs"), settings)
+    cache.save_evaluation(store, ev, settings, pid)
+    hit = cache.cached_evaluation(store, ev.arch, settings, pid)
+    assert hit is not None and hit.proxy_scores == ev.proxy_scores
+    monkeypatch.setattr(proxy_settings, "DEFAULT_SCORE_WEIGHTS", {"swap": 1.0})
+    assert cache.cached_evaluation(store, ev.arch, settings, pid) is None
+
+
 # ---------------------------------------------------------------------- bad input, one line
 @pytest.fixture
 def db(tmp_path: Path) -> Path:

@@ -7,6 +7,7 @@ PostgreSQL database) that meet the same architecture at once both succeed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, TypeVar
 
@@ -60,6 +61,17 @@ def predictor_id(storage: Storage, digest: str) -> int | None:
         return session.scalars(sa.select(PredictorRow.id).filter_by(digest=digest)).first()
 
 
+def _stored_name(proxy: str) -> str:
+    """The name a proxy's value is cached under. The default score's carries a digest of its
+    weights, so that values computed under another definition are never reused."""
+    if proxy != "score":
+        return proxy
+    from nas.proxies import settings
+
+    weights = json.dumps(settings.DEFAULT_SCORE_WEIGHTS, sort_keys=True)
+    return f"score@{hashlib.sha256(weights.encode()).hexdigest()[:12]}"
+
+
 def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSettings,
                       predictor_id: int) -> Evaluation | None:
     """The stored evaluation of ``arch`` under ``settings``, or None when any part is missing."""
@@ -72,6 +84,7 @@ def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSe
         pred = session.scalars(sa.select(LatencyPredictionRow).filter_by(
             candidate_id=cand.id, predictor_id=predictor_id, device=settings.device)).first()
     by_name = {s.proxy: s for s in scores}
+    by_name = {p: by_name[_stored_name(p)] for p in settings.proxies if _stored_name(p) in by_name}
     if pred is None or any(p not in by_name for p in settings.proxies):
         return None
     return Evaluation(
@@ -95,7 +108,8 @@ def save_evaluation(storage: Storage, ev: Evaluation, settings: EvaluationSettin
         session.flush()
         for proxy, value in ev.proxy_scores.items():
             _get_or_add(session, ProxyScoreRow, {
-                "candidate_id": cand.id, "proxy": proxy, "settings_key": settings.proxy_key,
+                "candidate_id": cand.id, "proxy": _stored_name(proxy),
+                "settings_key": settings.proxy_key,
             }, {"value": value, "seconds": ev.proxy_seconds})
         _get_or_add(session, LatencyPredictionRow, {
             "candidate_id": cand.id, "predictor_id": predictor_id, "device": settings.device,
