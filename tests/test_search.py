@@ -292,6 +292,26 @@ def test_config_file_values_and_errors(tmp_path: Path) -> None:
         read_config(tmp_path / "missing.toml")
 
 
+def test_presets_are_scored_as_an_older_study_was(tmp_path) -> None:
+    # A study made before the default score changed keeps its trials' scores; the reference
+    # presets shown next to them must be on the same scale, i.e. scored with its weights.
+    from nas.proxies import DEFAULT_SCORE_WEIGHTS, LEGACY_SCORE_WEIGHTS
+    from nas.proxies.settings import combine_score
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    run_study(StudySpec(name="old", latency_budget_ms=1.2, population_size=4, seed=5), url, 1)
+    study = optuna.load_study(study_name="old", storage=url)
+    ident = dict(study.user_attrs["swiftnas"])
+    del ident["score"]  # as stored by swiftnas before the identity recorded the score
+    study.set_user_attr("swiftnas", ident)
+    refs = {r.name: r for r in reference_candidates(load_study(url, "old"))}
+    xs = refs["SwiftFormer-XS"]
+    values = {**xs.proxy_scores, "params": xs.params, "macs": xs.macs}
+    assert xs.accuracy_score == pytest.approx(combine_score(LEGACY_SCORE_WEIGHTS, values))
+    assert LEGACY_SCORE_WEIGHTS == DEFAULT_SCORE_WEIGHTS or xs.accuracy_score != \
+        pytest.approx(combine_score(DEFAULT_SCORE_WEIGHTS, values))
+
+
 # ------------------------------------------------------------------------------ results
 def test_pareto_front_and_references(finished_study, capsys) -> None:
     url, name = finished_study

@@ -12,12 +12,11 @@ population.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._base import ProxyContext, get_proxy, register_proxy
-from .settings import DEFAULT_SCORE_WEIGHTS, describe_score
+from .settings import DEFAULT_SCORE_WEIGHTS, combine_score, describe_score
 
 
 @dataclass(frozen=True)
@@ -31,13 +30,7 @@ class LogLinearScore:
 
     def combine(self, values: Mapping[str, float]) -> float:
         """The score from already computed proxy values (e.g. stored benchmark results)."""
-        total = 0.0
-        for name, weight in self.weights.items():
-            value = values[name]
-            if value <= 0:
-                raise ValueError(f"proxy {name!r} gave {value}, which has no logarithm")
-            total += weight * math.log(value)
-        return total
+        return combine_score(dict(self.weights), dict(values))
 
 
 DEFAULT_SCORE = LogLinearScore(DEFAULT_SCORE_WEIGHTS)

@@ -3,6 +3,7 @@ read-only views need, importable without torch (``swiftnas studies`` must not lo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from search_spaces.errors import SwiftNASError
@@ -45,3 +46,14 @@ def describe_score(weights: dict[str, float]) -> str:
     """``log(swap) + 0.35 * log(grad_norm)``-style text for messages and help."""
     return " + ".join(f"log({name})" if w == 1 else f"{w:g} * log({name})"
                       for name, w in weights.items())
+
+
+def combine_score(weights: dict[str, float], values: dict[str, float]) -> float:
+    """``sum_i w_i * log(values_i)`` (torch-free: read-only views rescore stored proxies)."""
+    total = 0.0
+    for name, weight in weights.items():
+        value = values[name]
+        if value <= 0:
+            raise ValueError(f"proxy {name!r} gave {value}, which has no logarithm")
+        total += weight * math.log(value)
+    return total
