@@ -142,12 +142,13 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
         old, new = stored.get(key), wanted.get(key)
         if key == "score":
             old = stored.get(key, LEGACY_SCORE_WEIGHTS)  # created before the key existed
-            if old != new and isinstance(old, dict) and isinstance(new, dict):
+            if old != new:
+                shown = describe_score(old) if isinstance(old, dict) else repr(old)[:80]
                 raise SearchError(
-                    f"study {name!r} in {storage_url} was scored with {describe_score(old)}, and "
-                    f"this swiftnas scores with {describe_score(new)}; the two are not "
-                    "comparable, so start a new --study (the study's trials stay readable: "
-                    "pareto, export and the dashboard still work)"
+                    f"study {name!r} in {storage_url} was scored with {shown}, and "
+                    f"this swiftnas scores with {describe_score(DEFAULT_SCORE_WEIGHTS)}; the "
+                    "two are not comparable, so start a new --study (the study's trials stay "
+                    "readable: pareto, export and the dashboard still work)"
                 )
             continue
         if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
