@@ -1,0 +1,117 @@
+"""Experiment (issue #15): does a roofline-shaped per-op cost predict Core ML latency better?
+
+    python benchmarks/latency_roofline.py [VARIANT ...]   # -> results/latency_roofline.jsonl
+
+For every traced op, ``roof{I} = max(macs / I, act_bytes + weight_bytes)``: the op's time under
+a roofline with ridge point ``I`` MACs per byte, in units of bytes moved (``max(macs / T,
+bytes / B) = max(macs / I, bytes) / B`` with ``I = T / B``). Summed per op category it is
+linear in the per-category costs the predictor learns (1 / B per category), so it enters the
+shipped model as one more measure, with ``I`` a fixed hyper-parameter. Variants:
+
+- ``base``: today's measures (macs, act_bytes, count, plus total weight bytes), refitted on
+  the 467-row calibration file;
+- ``roof{I}+count+wb``: roofline and op count (plus total weight bytes) instead;
+- ``roof{I}+count``: the same without the weight-bytes term;
+- ``base+roof{I}``: today's measures plus the roofline one.
+
+Each is scored like ``latency_accuracy.py fit-default`` (leave-one-family-out, headline groups)
+and on the SwiftFormer presets on iPhone 14 (published numbers used only to score). The
+roofline measure is added by patching the op recorder in this process only; features go to
+their own cache (``benchmarks/work/roofline_features.json``). Resumable: finished variants are
+skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import latency_models.features as ft
+import latency_models.featureset as fs
+import latency_models.predictor as pr
+import search_spaces  # noqa: F401  (before timm)
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "latency_roofline.jsonl"
+CACHE = ROOT / "benchmarks" / "work" / "roofline_features.json"
+RIDGE_POINTS = (4, 16, 64, 256)
+
+
+def _add_roofline_measure() -> None:
+    fs.MEASURES = fs.MEASURES + tuple(f"roof{i}" for i in RIDGE_POINTS)
+    ft.MEASURES = fs.MEASURES
+    record = ft._OpRecorder.__torch_dispatch__
+
+    def dispatch(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        counts = {k: v for k, v in self.totals.items() if k.endswith(".count")}
+        out = record(self, func, types, args, kwargs)
+        last = self.__dict__.setdefault("_last", {})
+        for key, before in counts.items():
+            if self.totals[key] != before:  # this op landed in category c
+                c = key[: -len(".count")]
+                delta = {m: self.totals[f"{c}.{m}"] - last.get(f"{c}.{m}", 0.0)
+                         for m in ("macs", "act_bytes", "weight_bytes")}
+                for i in RIDGE_POINTS:
+                    self.totals[f"{c}.roof{i}"] += max(delta["macs"] / i,
+                                                       delta["act_bytes"] + delta["weight_bytes"])
+                last.update({f"{c}.{m}": self.totals[f"{c}.{m}"] for m in delta})
+                break
+        return out
+
+    ft._OpRecorder.__torch_dispatch__ = dispatch  # type: ignore[method-assign]
+
+
+def variants() -> list[tuple[str, tuple[str, ...], bool]]:
+    out = [("base", ("macs", "act_bytes", "count"), True)]
+    for i in RIDGE_POINTS:
+        out += [(f"roof{i}+count+wb", (f"roof{i}", "count"), True),
+                (f"roof{i}+count", (f"roof{i}", "count"), False),
+                (f"base+roof{i}", ("macs", "act_bytes", f"roof{i}", "count"), True)]
+    return out
+
+
+def main() -> None:
+    _add_roofline_measure()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
+
+    from latency_models import FeatureCache, calibration_csv, evaluate_rows, fit_predictor
+    from latency_models.measurements import read_measurements
+    from search_spaces import get_preset
+
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    cache = FeatureCache(CACHE)
+    rows = read_measurements(calibration_csv())
+    done = {json.loads(line)["variant"] for line in OUT.read_text().splitlines()} \
+        if OUT.exists() else set()
+    for name, measures, weight_bytes in variants():
+        if name in done or (sys.argv[1:] and name not in sys.argv[1:]):
+            continue
+        pr.MODEL_MEASURES = measures
+        pr.model_feature_names = lambda m=measures, w=weight_bytes: (  # type: ignore[misc]
+            [f"{c}.{x}" for c in fs.CATEGORIES for x in m] + (["weight_bytes"] if w else []))
+        t = time.perf_counter()
+        res = fit_predictor(rows, cache=cache, version="experiment")
+        head = evaluate_rows(res.rows, res.cv_predictions,
+                             groups=headline_groups(res.rows))["overall"]
+        presets = {}
+        for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
+            p = res.predictor.predict(device="iPhone 14", arch=get_preset(preset),
+                                      source="SwiftFormer", cache=cache)
+            presets[preset] = round(100 * (p.latency_ms - published) / published, 1)
+        cache.save()
+        record = {"variant": name, "headline_mape": round(head["mape"], 2),
+                  "headline_within_20": round(head["within_20"], 1),
+                  "headline_spearman": round(head["spearman"], 3),
+                  "all_groups_mape": round(res.predictor.metrics["overall"]["mape"], 2),
+                  "swiftformer_error_pct": presets,
+                  "seconds": round(time.perf_counter() - t)}
+        print(record, flush=True)
+        with OUT.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
