@@ -45,18 +45,15 @@ def _add_roofline_measure() -> None:
     record = ft._OpRecorder.__torch_dispatch__
 
     def dispatch(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        counts = {k: v for k, v in self.totals.items() if k.endswith(".count")}
+        before = dict(self.totals)
         out = record(self, func, types, args, kwargs)
-        last = self.__dict__.setdefault("_last", {})
-        for key, before in counts.items():
-            if self.totals[key] != before:  # this op landed in category c
-                c = key[: -len(".count")]
-                delta = {m: self.totals[f"{c}.{m}"] - last.get(f"{c}.{m}", 0.0)
-                         for m in ("macs", "act_bytes", "weight_bytes")}
+        for c in fs.CATEGORIES:  # the recorder adds each op to one category, or to none
+            if self.totals[f"{c}.count"] != before[f"{c}.count"]:
+                op = {m: self.totals[f"{c}.{m}"] - before[f"{c}.{m}"]
+                      for m in ("macs", "act_bytes", "weight_bytes")}
                 for i in RIDGE_POINTS:
-                    self.totals[f"{c}.roof{i}"] += max(delta["macs"] / i,
-                                                       delta["act_bytes"] + delta["weight_bytes"])
-                last.update({f"{c}.{m}": self.totals[f"{c}.{m}"] for m in delta})
+                    self.totals[f"{c}.roof{i}"] += max(op["macs"] / i,
+                                                       op["act_bytes"] + op["weight_bytes"])
                 break
         return out
 
