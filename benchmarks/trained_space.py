@@ -233,13 +233,14 @@ def report(args: argparse.Namespace) -> None:
              and r["label"] in by]
     if len(pairs) >= 3:
         a, b = zip(*pairs, strict=True)
-        diffs = np.abs(np.array(a) - np.array(b))
+        seed_diff = np.array(a) - np.array(b)
+        diffs = np.abs(seed_diff)
         print(f"\nseed noise over {len(pairs)} pairs: Spearman {spearmanr(a, b)[0]:.3f}, "
               f"mean |diff| {diffs.mean():.2f} points, max {diffs.max():.2f}")
         # Noise ceiling: the Spearman a perfect predictor of the seed-averaged accuracy can
         # reach against one seed's top-1 over all the candidates. One run's noise is
         # sigma = sd(seed difference) / sqrt(2); the candidates' spread is the seed-0 one.
-        sigma = float(np.std(np.array(a) - np.array(b), ddof=1) / np.sqrt(2))
+        sigma = float(np.std(seed_diff, ddof=1) / np.sqrt(2))
         rng = np.random.default_rng(0)
         sims = [spearmanr(acc, acc + rng.normal(0, sigma, len(acc)))[0] for _ in range(2000)]
         print(f"noise ceiling (one run's sd {sigma:.2f} points, 2,000 draws): Spearman "
