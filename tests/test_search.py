@@ -492,9 +492,10 @@ def test_migration_from_0001_keeps_measurements_and_creates_optuna_tables(tmp_pa
 
 
 def test_batched_trial_writes_store_every_parameter_and_attribute(shm_dir: Path) -> None:
-    """swiftnas's storage writes a trial's suggests in one INSERT and its attributes in one
-    upsert; what Optuna's own reader sees must be what one-by-one writes would have stored, and
-    a trial another driver already finished refuses the late write, as Optuna does."""
+    """swiftnas's storage buffers a trial's suggests and attributes and writes them in one
+    transaction (at the flush, or with the tell); what Optuna's own reader sees must be what
+    one-by-one writes would have stored, and a trial another driver already finished refuses
+    the late write, as Optuna does."""
     from optuna.exceptions import UpdateFinishedTrialError
 
     from nas.search.spec import SEARCH_SPACE
@@ -505,25 +506,34 @@ def test_batched_trial_writes_store_every_parameter_and_attribute(shm_dir: Path)
     study = optuna.create_study(study_name="b", storage=storage, directions=["maximize"])
     trial = study.ask()
     arch = SEARCH_SPACE.sample(trial)
+    trial.set_user_attr("early", 1)
     plain = optuna.load_study(study_name="b", storage=url)  # Optuna's own RDBStorage
-    assert plain.trials[0].params == {}  # buffered until the flush
-    storage.flush_params(trial._trial_id)
+    assert plain.trials[0].params == {} and plain.trials[0].user_attrs == {}  # buffered
+    storage.flush(trial._trial_id)
     assert plain.trials[0].params == trial.params and len(trial.params) == 20
+    assert plain.trials[0].user_attrs == {"early": 1}
     assert SEARCH_SPACE.sample(optuna.trial.FixedTrial(trial.params)) == arch
     storage.set_trial_attrs(trial._trial_id, {"a": 1.5, "rec": {"k": [1, 2]}},
                             {"constraints": [0.25]})
-    storage.set_trial_attrs(trial._trial_id, {"a": 2.5}, {})  # an upsert replaces
+    storage.set_trial_attrs(trial._trial_id, {"a": 2.5}, {})  # a later value replaces
+    assert plain.trials[0].user_attrs == {"early": 1}  # not yet: written with the tell
     study.tell(trial, 1.0)
     stored = plain.trials[0]
-    assert stored.user_attrs == {"a": 2.5, "rec": {"k": [1, 2]}}
+    assert stored.user_attrs == {"early": 1, "a": 2.5, "rec": {"k": [1, 2]}}
     assert stored.system_attrs["constraints"] == [0.25] and stored.values == [1.0]
+    assert stored.state == optuna.trial.TrialState.COMPLETE and stored.datetime_complete
+    with pytest.raises(TypeError):  # not JSON: refused at once, not at the flush
+        storage.set_trial_attrs(trial._trial_id, {"bad": object()}, {})
     late = study.ask()
     late.suggest_int("x", 0, 3)
     plain.tell(late.number, state=optuna.trial.TrialState.FAIL)  # "another driver"
     with pytest.raises(UpdateFinishedTrialError):
-        storage.flush_params(late._trial_id)
+        storage.flush(late._trial_id)
+    storage.set_trial_attrs(late._trial_id, {"a": 1}, {})
     with pytest.raises(UpdateFinishedTrialError):
-        storage.set_trial_attrs(late._trial_id, {"a": 1}, {})
+        study.tell(late, 2.0)
+    assert plain.trials[1].state == optuna.trial.TrialState.FAIL
+    assert plain.trials[1].params == {} and plain.trials[1].user_attrs == {}
 
 
 @pytest.mark.parametrize("name", ["nsga2", "tpe"])
@@ -551,9 +561,12 @@ def test_known_space_samplers_propose_what_optunas_own_samplers_propose(name: st
 
 
 def test_ordered_trial_cache_equals_optunas_cache(shm_dir: Path) -> None:
-    """The driver's trial cache keeps the trial list in number order instead of sorting it on
-    every read; it must return what Optuna's cache returns, for every state filter, whoever
-    wrote the trial (this driver or another one)."""
+    """The driver's trial cache keeps the trial list in number order instead of sorting it, and
+    keeps this process's running trials in memory instead of re-reading them; it must return
+    what Optuna's cache reads from the database, for every state filter and every trial,
+    whoever wrote the trial (this driver or another one), also when another driver fails a
+    trial this one runs."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages import RDBStorage, _CachedStorage
     from optuna.trial import TrialState
 
@@ -561,33 +574,55 @@ def test_ordered_trial_cache_equals_optunas_cache(shm_dir: Path) -> None:
     from nas.search.trial_cache import OrderedCachedStorage
 
     url = f"sqlite:///{shm_dir}/cache.db"
-    ours = optuna.create_study(study_name="c", storage=OrderedCachedStorage(optuna_storage(url)),
-                               directions=["maximize"])
+    cache = OrderedCachedStorage(optuna_storage(url))
+    ours = optuna.create_study(study_name="c", storage=cache, directions=["maximize"])
     other = optuna.load_study(study_name="c", storage=url)  # another driver
     theirs = _CachedStorage(RDBStorage(url))
+    x = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
     def check() -> None:
         for states in (None, (TrialState.COMPLETE,), (TrialState.WAITING,),
-                       (TrialState.RUNNING, TrialState.FAIL)):
-            got = ours._storage.get_all_trials(ours._study_id, deepcopy=False, states=states)
+                       (TrialState.RUNNING,), (TrialState.RUNNING, TrialState.FAIL)):
+            got = cache.get_all_trials(ours._study_id, deepcopy=False, states=states)
             want = theirs.get_all_trials(ours._study_id, deepcopy=False, states=states)
             assert got == want and [t.number for t in got] == sorted(t.number for t in got)
+        for t in theirs.get_all_trials(ours._study_id, deepcopy=False):
+            assert cache.get_trial(t._trial_id) == RDBStorage(url).get_trial(t._trial_id)
 
     for i in range(3):
-        ours.tell(ours.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), i)
+        ours.tell(ours.ask(x), i)
     check()
-    running = ours.ask()
-    other.enqueue_trial({"x": 0.5})
-    check()  # a WAITING trial
+    running = ours.ask(x)
+    running.set_user_attr("record", {"k": (1, 2), "s": "a"})
+    running.set_user_attr("n", 1)
+    cache.flush(running._trial_id)
+    check()  # a running trial of this process, with parameters and attributes
     failed = other.ask()
     other.tell(failed, state=TrialState.FAIL)
     check()
+    other.enqueue_trial({"x": 0.5})
+    check()  # a WAITING trial
+    cache.set_trial_attrs(running._trial_id, {"n": 2}, {"constraints": (0.5,)})
     ours.tell(running, 9.0)  # a running trial finishes after later trials exist
-    other.tell(other.ask(), 4.0)  # runs the enqueued trial
+    check()
+    queued = ours.ask()  # takes the enqueued trial
+    assert queued.suggest_float("x", 0, 1) == 0.5  # the enqueued value
+    queued.set_user_attr("from_queue", True)
+    cache.flush(queued._trial_id)
+    check()
+    ours.tell(queued, 4.0)
+    doomed = ours.ask(x)
+    cache.flush(doomed._trial_id)
+    other.tell(doomed.number, state=TrialState.FAIL)  # another driver fails it as stale
+    with pytest.raises(UpdateFinishedTrialError):
+        ours.tell(doomed, 1.0)
+    check()
     ours.tell(ours.ask(), 5.0)
     check()
     assert [t.state for t in ours.get_trials(deepcopy=False)] == [
-        TrialState.COMPLETE] * 4 + [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+        TrialState.COMPLETE] * 4 + [TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL,
+                                    TrialState.COMPLETE]
+    assert ours.trials[3].user_attrs == {"record": {"k": [1, 2], "s": "a"}, "n": 2}
 
 
 def test_nsga2_generations_match_optunas_when_trials_finish_out_of_order() -> None:

@@ -20,8 +20,9 @@ import fcntl
 import hashlib
 import json
 import threading
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Collection, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,69 +43,160 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from nas.storage.storage import sqlite_path
 
-from .trials import frozen_trials
+from .trials import frozen_trials, utc_to_local
+
+
+@dataclass
+class _PendingWrites:
+    """A running trial's writes not yet in the database (see ``SwiftNASRDBStorage``)."""
+
+    params: list[tuple[str, float, BaseDistribution, BaseDistribution | None]] = field(
+        default_factory=list)
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    system_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 class SwiftNASRDBStorage(RDBStorage):
-    """RDBStorage + stale trials without any heartbeat + batched writes (module docstring)."""
+    """RDBStorage + stale trials without any heartbeat + batched writes (module docstring).
+
+    A running trial's parameters and attributes are buffered and written together, in one
+    transaction: by ``flush`` (the driver calls it as soon as the architecture is sampled, so a
+    killed driver leaves the trial with its parameters for the stale-trial retry), before any
+    read of the trial, and in the same transaction as its final state and values.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # parameters suggested but not yet written, by trial id; written in one transaction by
-        # flush_params (the driver calls it as soon as the architecture is sampled) or before
-        # any other write to the trial, so they are stored before the trial can end
-        self._pending: dict[int, list[tuple[str, float, BaseDistribution,
-                                          BaseDistribution | None]]] = {}
+        self._pending: dict[int, _PendingWrites] = {}
         self._pending_lock = threading.Lock()
+
+    def _buffer(self, trial_id: int) -> _PendingWrites:  # call with _pending_lock held
+        return self._pending.setdefault(trial_id, _PendingWrites())
 
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: BaseDistribution,
                          previous_distribution: BaseDistribution | None) -> None:
         # what both RDBStorage.set_trial_param and Optuna's caching wrapper call
         with self._pending_lock:
-            self._pending.setdefault(trial_id, []).append(
+            self._buffer(trial_id).params.append(
                 (param_name, param_value_internal, distribution, previous_distribution))
 
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self.set_trial_attrs(trial_id, {key: value}, {})
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self.set_trial_attrs(trial_id, {}, {key: value})
+
+    def set_trial_attrs(self, trial_id: int, user_attrs: dict[str, Any],
+                        system_attrs: dict[str, Any]) -> None:
+        """Several user and system attributes of one trial, buffered like its parameters."""
+        json.dumps([user_attrs, system_attrs])  # not JSON: fail here, not at the flush
+        with self._pending_lock:
+            pending = self._buffer(trial_id)
+            pending.user_attrs.update(user_attrs)
+            pending.system_attrs.update(system_attrs)
+
     def _check_updatable(self, session: Any, trial_id: int) -> None:
-        state = session.execute(sa.select(models.TrialModel.state).where(
-            models.TrialModel.trial_id == trial_id)).scalar_one_or_none()
+        query = sa.select(models.TrialModel.state).where(models.TrialModel.trial_id == trial_id)
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update()  # as Optuna locks the row it changes
+        state = session.execute(query).scalar_one_or_none()
         if state is None:
             raise KeyError(f"no trial with trial_id {trial_id} exists")
         self.check_trial_is_updatable(trial_id, state)
 
-    def flush_params(self, trial_id: int) -> None:
-        """Write the trial's pending parameters in one transaction and one INSERT, with
+    def flush(self, trial_id: int) -> None:
+        """Write the trial's buffered parameters and attributes in one transaction, with
         Optuna's checks (the trial still running; each distribution compatible with the one
         the study's earlier trials used)."""
         with self._pending_lock:
-            pending = self._pending.pop(trial_id, [])
-        if not pending:
+            pending = self._pending.pop(trial_id, None)
+        if pending is None:
             return
-        params = models.TrialParamModel
         with _create_scoped_session(self.scoped_session, True) as session:
             self._check_updatable(session, trial_id)
-            rows = []
-            for name, value, distribution, previous in pending:
-                if previous is None:  # Optuna's caching wrapper passes it when it knows it
-                    previous_json = session.execute(
-                        sa.select(params.distribution_json)
-                        .join(models.TrialModel, models.TrialModel.trial_id == params.trial_id)
-                        .where(models.TrialModel.study_id == sa.select(models.TrialModel.study_id)
-                               .where(models.TrialModel.trial_id == trial_id).scalar_subquery(),
-                               params.param_name == name).limit(1)).scalar_one_or_none()
-                    previous = (json_to_distribution(previous_json)
-                                if previous_json is not None else None)
-                if previous is not None:
-                    check_distribution_compatibility(previous, distribution)
-                rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
-                             "distribution_json": distribution_to_json(distribution)})
+            self._write_pending(session, trial_id, pending)
+
+    def _write_pending(self, session: Any, trial_id: int, pending: _PendingWrites) -> None:
+        params = models.TrialParamModel
+        rows = []
+        for name, value, distribution, previous in pending.params:
+            if previous is None:  # Optuna's caching wrapper passes it when it knows it
+                previous_json = session.execute(
+                    sa.select(params.distribution_json)
+                    .join(models.TrialModel, models.TrialModel.trial_id == params.trial_id)
+                    .where(models.TrialModel.study_id == sa.select(models.TrialModel.study_id)
+                           .where(models.TrialModel.trial_id == trial_id).scalar_subquery(),
+                           params.param_name == name).limit(1)).scalar_one_or_none()
+                previous = (json_to_distribution(previous_json)
+                            if previous_json is not None else None)
+            if previous is not None:
+                check_distribution_compatibility(previous, distribution)
+            rows.append({"trial_id": trial_id, "param_name": name, "param_value": value,
+                         "distribution_json": distribution_to_json(distribution)})
+        if rows:
             session.execute(sa.insert(params.__table__), rows)
+        for model, attrs in ((models.TrialUserAttributeModel, pending.user_attrs),
+                             (models.TrialSystemAttributeModel, pending.system_attrs)):
+            if attrs:
+                self._upsert_attrs(session, model, trial_id, attrs)
+
+    def _upsert_attrs(self, session: Any, model: Any, trial_id: int,
+                      attrs: dict[str, Any]) -> None:
+        """One INSERT ... ON CONFLICT UPDATE for the attributes on SQLite and PostgreSQL;
+        Optuna's own statement per attribute on other databases."""
+        dialect = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect}.get(
+            self.engine.name)
+        if dialect is None:
+            for key, value in attrs.items():
+                self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            return
+        insert = dialect.insert(model.__table__).values(
+            [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+             for k, v in attrs.items()])
+        session.execute(insert.on_conflict_do_update(
+            index_elements=["trial_id", "key"], set_={"value_json": insert.excluded.value_json}))
+
+    def finish_trial(self, trial_id: int, state: TrialState,
+                     values: Sequence[float] | None) -> datetime:
+        """``set_trial_state_values`` to a finished state, with the trial's buffered writes, in
+        one transaction; returns the completion time as Optuna's readers show it."""
+        assert state.is_finished()
+        with self._pending_lock:
+            pending = self._pending.pop(trial_id, None)
+        completed = datetime.now(UTC).replace(tzinfo=None)
+        with _create_scoped_session(self.scoped_session, True) as session:
+            self._check_updatable(session, trial_id)
+            if pending is not None:
+                self._write_pending(session, trial_id, pending)
+            if values is not None:
+                table = models.TrialValueModel.__table__
+                session.execute(sa.delete(table).where(table.c.trial_id == trial_id))
+                session.execute(sa.insert(table), [
+                    dict(zip(("value", "value_type"),
+                             models.TrialValueModel.value_to_stored_repr(v), strict=True),
+                         trial_id=trial_id, objective=objective)
+                    for objective, v in enumerate(values)])
+            trials = models.TrialModel.__table__
+            session.execute(sa.update(trials).where(trials.c.trial_id == trial_id)
+                            .values(state=state, datetime_complete=completed))
+        local = utc_to_local(completed)
+        assert local is not None
+        return local
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Any = None) -> bool:
+        if state.is_finished():
+            self.finish_trial(trial_id, state, values)
+            return True
+        self.flush(trial_id)
+        return super().set_trial_state_values(trial_id, state, values)
 
     # Reads by plain SELECTs (``frozen_trials``) instead of Optuna's ORM with five eager loads:
     # the sampler reads the study's new and running trials several times per ask, and the
     # ORM's object building was the largest cost left in a driver's trial.
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        self.flush_params(trial_id)
+        self.flush(trial_id)
         trials = frozen_trials(self.engine, [models.TrialModel.trial_id == trial_id],
                                order_by=models.TrialModel.trial_id)
         if not trials:
@@ -113,7 +205,14 @@ class SwiftNASRDBStorage(RDBStorage):
 
     def _get_trials(self, study_id: int, states: Container[TrialState] | None,
                     included_trial_ids: set[int], trial_id_greater_than: int,
+                    excluded_trial_ids: Collection[int] = (),
                     ) -> list[FrozenTrial]:
+        """Optuna's read of a study's new and unfinished trials; ``excluded_trial_ids`` are
+        left out (trials the caller already knows, see ``OrderedCachedStorage``)."""
+        with self._pending_lock:
+            unwritten = [i for i in self._pending if i not in excluded_trial_ids]
+        for i in unwritten:  # what is read must include this process's writes
+            self.flush(i)
         included = [i for i in included_trial_ids if i <= trial_id_greater_than]
         trial_id = models.TrialModel.trial_id
         where = [models.TrialModel.study_id == study_id]
@@ -123,6 +222,8 @@ class SwiftNASRDBStorage(RDBStorage):
         if trial_id_greater_than > -1:
             where.append(sa.or_(trial_id.in_(included), trial_id > trial_id_greater_than)
                          if included else trial_id > trial_id_greater_than)
+        if excluded_trial_ids:
+            where.append(trial_id.not_in(list(excluded_trial_ids)))
         trials = frozen_trials(self.engine, where, order_by=trial_id)
         if not trials:  # Optuna's contract: an unknown study is a KeyError, not an empty list
             with self.engine.connect() as conn:
@@ -130,43 +231,6 @@ class SwiftNASRDBStorage(RDBStorage):
                         models.StudyModel.study_id == study_id)).first() is None:
                     raise KeyError(f"No study with study_id {study_id} exists.")
         return trials
-
-    def set_trial_attrs(self, trial_id: int, user_attrs: dict[str, Any],
-                        system_attrs: dict[str, Any]) -> None:
-        """Several user and system attributes of one trial in one transaction (an upsert per
-        table on SQLite and PostgreSQL, as Optuna writes them one by one)."""
-        self.flush_params(trial_id)
-        with _create_scoped_session(self.scoped_session, True) as session:
-            self._check_updatable(session, trial_id)
-            for model, attrs in ((models.TrialUserAttributeModel, user_attrs),
-                                 (models.TrialSystemAttributeModel, system_attrs)):
-                if not attrs:
-                    continue
-                rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                        for k, v in attrs.items()]
-                dialect = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect}.get(
-                    self.engine.name)
-                if dialect is None:  # other databases: Optuna's own statement per attribute
-                    for key, value in attrs.items():
-                        self._set_trial_attr_without_commit(session, model, trial_id, key, value)
-                    continue
-                insert = dialect.insert(model.__table__).values(rows)
-                session.execute(insert.on_conflict_do_update(
-                    index_elements=["trial_id", "key"],
-                    set_={"value_json": insert.excluded.value_json}))
-
-    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.flush_params(trial_id)
-        super().set_trial_user_attr(trial_id, key, value)
-
-    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.flush_params(trial_id)
-        super().set_trial_system_attr(trial_id, key, value)
-
-    def set_trial_state_values(self, trial_id: int, state: TrialState,
-                               values: Any = None) -> bool:
-        self.flush_params(trial_id)
-        return super().set_trial_state_values(trial_id, state, values)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)

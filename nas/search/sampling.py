@@ -52,6 +52,7 @@ class KnownSpaceNSGAIISampler(_KnownSpace, optuna.samplers.NSGAIISampler):
         super().__init__(**kwargs)
         self._known_space = dict(search_space)
         self._tally: _GenerationTally | None = None
+        self._parents: tuple[int, int, list[FrozenTrial]] | None = None  # study, generation
 
     def get_trial_generation(self, study: optuna.Study, trial: FrozenTrial) -> int:
         key = self._get_generation_key()
@@ -77,9 +78,13 @@ class KnownSpaceNSGAIISampler(_KnownSpace, optuna.samplers.NSGAIISampler):
             self._get_parent_cache_key_prefix() + str(generation))
         if cached is None:
             return super().get_parent_population(study, generation)
-        ids = set(cached)
-        return [t for t in study._get_trials(deepcopy=False, use_cache=True)
-                if t._trial_id in ids]
+        # a generation's parents are complete trials, fixed once chosen: find them once
+        if self._parents is None or self._parents[:2] != (study._study_id, generation):
+            ids = set(cached)
+            self._parents = (study._study_id, generation, [
+                t for t in study._get_trials(deepcopy=False, use_cache=True)
+                if t._trial_id in ids])
+        return self._parents[2]
 
 
 # Optuna names these attributes after the sampler's class; keep NSGA-II's names, so a study

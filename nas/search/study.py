@@ -330,6 +330,8 @@ def _drive(
     on_evaluation: Callable[[Evaluation], None] | None,
 ) -> SearchProgress:
     predictor_id = register_predictor(store, settings.predictor)
+    cache = study._storage
+    assert isinstance(cache, OrderedCachedStorage)
     fail_stale_trials(study)
 
     progress = SearchProgress(target=n_trials)
@@ -377,8 +379,9 @@ def _drive(
                 return None
             trial = study.ask()
             asked[trial.number] = trial
+        # the heartbeat thread beats within heartbeat_interval / 2; until then the trial
+        # counts as alive by its start time (SwiftNASRDBStorage._get_stale_trial_ids)
         beats.track(trial._trial_id)
-        ostore.record_heartbeat(trial._trial_id)
         return trial
 
     def settle(trial: Trial, write: Callable[[], None]) -> bool:
@@ -398,8 +401,8 @@ def _drive(
         accuracy = objective(summary)
 
         def write() -> None:
-            # one transaction for the attributes and the constraint, one for the tell
-            ostore.set_trial_attrs(
+            # the attributes, the constraint and the tell: one transaction
+            cache.set_trial_attrs(
                 trial._trial_id, {**flat_user_attrs(summary), ATTR: summary},
                 {CONSTRAINTS_SYSTEM_ATTR: (ev.latency_ms - spec.latency_budget_ms,)})
             study.tell(trial, [accuracy, ev.latency_ms])
@@ -436,7 +439,7 @@ def _drive(
                     if trial is None:
                         break
                     arch = spec.space.sample(trial)
-                    ostore.flush_params(trial._trial_id)  # all parameters in one transaction
+                    cache.flush(trial._trial_id)  # parameters and generation: one transaction
                     key = arch.key()
                     ev = cached_evaluation(store, arch, settings, predictor_id)
                     if ev is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
@@ -23,6 +24,11 @@ from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
+
+
+def utc_to_local(utc: datetime | None) -> datetime | None:
+    """Optuna's RDB stores naive UTC and hands out naive local times (``TrialModel``)."""
+    return None if utc is None else utc.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
 def _rdb(study: optuna.Study) -> RDBStorage | None:
@@ -103,7 +109,8 @@ def frozen_trials(engine: sa.Engine, where: list[Any], order_by: Any) -> list[Fr
         out.append(FrozenTrial(
             number=r.number, trial_id=r.trial_id, state=r.state, value=None,
             values=[by_objective[i] for i in sorted(by_objective)] if by_objective else None,
-            datetime_start=r.datetime_start, datetime_complete=r.datetime_complete,
+            datetime_start=utc_to_local(r.datetime_start),
+            datetime_complete=utc_to_local(r.datetime_complete),
             params=params.get(r.trial_id, {}), distributions=dists.get(r.trial_id, {}),
             user_attrs=user.get(r.trial_id, {}), system_attrs=system.get(r.trial_id, {}),
             intermediate_values=intermediate.get(r.trial_id, {}),
