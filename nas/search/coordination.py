@@ -250,6 +250,18 @@ class SwiftNASRDBStorage(RDBStorage):
         return stale + [t for t in silent if t not in stale]
 
 
+def trial_total(storage: RDBStorage, study_id: int) -> int:
+    """How many trials the study holds, in any state: the newest trial's number + 1 (Optuna
+    numbers a study's trials 0, 1, ... in creation order). An index lookup, where a COUNT reads
+    every trial of the study."""
+    query = (sa.select(models.TrialModel.number)
+             .where(models.TrialModel.study_id == study_id)
+             .order_by(models.TrialModel.trial_id.desc()).limit(1))
+    with storage.engine.connect() as conn:
+        newest = conn.execute(query).scalar_one_or_none()
+    return 0 if newest is None else int(newest) + 1
+
+
 def trial_counts(storage: RDBStorage, study_id: int) -> dict[TrialState, int]:
     """Trials of the study by state, in one query (all drivers' trials, straight from SQL)."""
     query = (sa.select(models.TrialModel.state, sa.func.count())

@@ -74,17 +74,19 @@ class KnownSpaceNSGAIISampler(_KnownSpace, optuna.samplers.NSGAIISampler):
                               ) -> list[FrozenTrial]:
         if generation == 0:
             return []
+        # a generation's parents are complete trials, fixed once the first driver to reach the
+        # generation chose them: look them up once per generation, not once per ask
+        if self._parents is not None and self._parents[:2] == (study._study_id, generation):
+            return self._parents[2]
         cached = study._storage.get_study_system_attrs(study._study_id).get(
             self._get_parent_cache_key_prefix() + str(generation))
         if cached is None:
             return super().get_parent_population(study, generation)
-        # a generation's parents are complete trials, fixed once chosen: find them once
-        if self._parents is None or self._parents[:2] != (study._study_id, generation):
-            ids = set(cached)
-            self._parents = (study._study_id, generation, [
-                t for t in study._get_trials(deepcopy=False, use_cache=True)
-                if t._trial_id in ids])
-        return self._parents[2]
+        ids = set(cached)
+        parents = [t for t in study._get_trials(deepcopy=False, use_cache=True)
+                   if t._trial_id in ids]
+        self._parents = (study._study_id, generation, parents)
+        return parents
 
 
 # Optuna names these attributes after the sampler's class; keep NSGA-II's names, so a study

@@ -35,7 +35,13 @@ from search_spaces import ArchConfig
 
 from .accuracy import SURROGATE_ATTR, objective, surrogate_digest, with_accuracy
 from .cache import cached_evaluation, register_predictor, save_evaluation
-from .coordination import AskLock, HeartbeatThread, SwiftNASRDBStorage, trial_counts
+from .coordination import (
+    AskLock,
+    HeartbeatThread,
+    SwiftNASRDBStorage,
+    trial_counts,
+    trial_total,
+)
 from .evaluation import Evaluation, EvaluationSettings
 from .executors import InlineExecutor, RayExecutor, check_reachable, make_executor
 from .pareto import add_to_front, nondominated
@@ -365,6 +371,8 @@ def _drive(
     failures_this_run = 0
     beats = HeartbeatThread(ostore, heartbeat_interval / 2)
 
+    counted = [time.monotonic()]  # when counts() last ran
+
     def counts() -> tuple[int, int]:
         """(complete, running) trials of the study in the storage, every driver's."""
         by_state = trial_counts(ostore, study._study_id)
@@ -374,9 +382,14 @@ def _drive(
     def ask() -> Trial | None:
         """A new trial, or None when complete + running trials already reach ``n_trials``."""
         with ask_lock.held():
-            complete, running = counts()
-            if complete + running >= n_trials:
-                return None
+            # complete + running <= all trials: count by state (a scan of the study) only
+            # near the end, or once a second for the progress bar
+            if trial_total(ostore, study._study_id) >= n_trials or \
+                    time.monotonic() - counted[0] >= 1.0:
+                complete, running = counts()
+                counted[0] = time.monotonic()
+                if complete + running >= n_trials:
+                    return None
             trial = study.ask()
             asked[trial.number] = trial
         # the heartbeat thread beats within heartbeat_interval / 2; until then the trial
