@@ -40,8 +40,10 @@ def create(storage: str, trials: int) -> None:
     from search_spaces.space import RandomSuggester
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    target = Path(storage.removeprefix("sqlite:///"))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    sqlite = storage.startswith("sqlite:///")
+    target = Path(storage.removeprefix("sqlite:///") if sqlite else "scale.db")
+    if sqlite:
+        target.parent.mkdir(parents=True, exist_ok=True)
     # built on a RAM disk (one commit per added trial costs an fsync on disk), then copied
     work = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     url = f"sqlite:///{work / target.name}"
@@ -71,7 +73,13 @@ def create(storage: str, trials: int) -> None:
             batch = []
             print(f"\r{i + 1 + len(templates)} trials", end="", file=sys.stderr)
     study.add_trials(batch)
-    shutil.copyfile(work / target.name, target)
+    if sqlite:
+        shutil.copyfile(work / target.name, target)
+    else:  # a server: Optuna's own copy, trial by trial
+        from nas.search.study import optuna_storage
+
+        optuna_storage(storage)  # Optuna's tables with swiftnas's engine settings
+        optuna.copy_study(from_study_name=STUDY, from_storage=url, to_storage=storage)
     shutil.rmtree(work)
     print(f"\ncreated {trials} trials in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
