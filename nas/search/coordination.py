@@ -52,8 +52,8 @@ class _PendingWrites:
 
     params: list[tuple[str, float, BaseDistribution, BaseDistribution | None]] = field(
         default_factory=list)
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    system_attrs: dict[str, Any] = field(default_factory=dict)
+    user_attrs: dict[str, str] = field(default_factory=dict)  # key -> JSON text
+    system_attrs: dict[str, str] = field(default_factory=dict)
 
 
 class SwiftNASRDBStorage(RDBStorage):
@@ -88,13 +88,17 @@ class SwiftNASRDBStorage(RDBStorage):
         self.set_trial_attrs(trial_id, {}, {key: value})
 
     def set_trial_attrs(self, trial_id: int, user_attrs: dict[str, Any],
-                        system_attrs: dict[str, Any]) -> None:
-        """Several user and system attributes of one trial, buffered like its parameters."""
-        json.dumps([user_attrs, system_attrs])  # not JSON: fail here, not at the flush
+                        system_attrs: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        """Several user and system attributes of one trial, buffered like its parameters.
+        Encoded now (a value that is not JSON fails here, not at the flush); returns them as
+        they will be stored, JSON text by key."""
+        user = {k: json.dumps(v) for k, v in user_attrs.items()}
+        system = {k: json.dumps(v) for k, v in system_attrs.items()}
         with self._pending_lock:
             pending = self._buffer(trial_id)
-            pending.user_attrs.update(user_attrs)
-            pending.system_attrs.update(system_attrs)
+            pending.user_attrs.update(user)
+            pending.system_attrs.update(system)
+        return user, system
 
     def _check_updatable(self, session: Any, trial_id: int) -> None:
         query = sa.select(models.TrialModel.state).where(models.TrialModel.trial_id == trial_id)
@@ -142,18 +146,18 @@ class SwiftNASRDBStorage(RDBStorage):
                 self._upsert_attrs(session, model, trial_id, attrs)
 
     def _upsert_attrs(self, session: Any, model: Any, trial_id: int,
-                      attrs: dict[str, Any]) -> None:
-        """One INSERT ... ON CONFLICT UPDATE for the attributes on SQLite and PostgreSQL;
-        Optuna's own statement per attribute on other databases."""
+                      attrs: dict[str, str]) -> None:
+        """One INSERT ... ON CONFLICT UPDATE for the attributes (JSON text by key) on SQLite
+        and PostgreSQL; Optuna's own statement per attribute on other databases."""
         dialect = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect}.get(
             self.engine.name)
         if dialect is None:
-            for key, value in attrs.items():
-                self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            for key, value_json in attrs.items():
+                self._set_trial_attr_without_commit(session, model, trial_id, key,
+                                                    json.loads(value_json))
             return
         insert = dialect.insert(model.__table__).values(
-            [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-             for k, v in attrs.items()])
+            [{"trial_id": trial_id, "key": k, "value_json": v} for k, v in attrs.items()])
         session.execute(insert.on_conflict_do_update(
             index_elements=["trial_id", "key"], set_={"value_json": insert.excluded.value_json}))
 

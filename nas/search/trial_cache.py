@@ -157,13 +157,14 @@ class OrderedCachedStorage(_CachedStorage):
     def set_trial_attrs(self, trial_id: int, user_attrs: dict[str, Any],
                         system_attrs: dict[str, Any]) -> None:
         """Several attributes at once (``SwiftNASRDBStorage.set_trial_attrs``)."""
-        self._backend.set_trial_attrs(trial_id, user_attrs, system_attrs)
+        user, system = self._backend.set_trial_attrs(trial_id, user_attrs, system_attrs)
         with self._lock:
             own = self._own.get(trial_id)
             if own is not None:
-                # JSON round trip: what a read from the database would give (tuples as lists)
-                own._user_attrs.update(_as_stored(user_attrs))
-                own._system_attrs.update(_as_stored(system_attrs))
+                # decoded from the stored text: what a read from the database gives (tuples
+                # become lists)
+                own._user_attrs.update({k: json.loads(v) for k, v in user.items()})
+                own._system_attrs.update({k: json.loads(v) for k, v in system.items()})
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         self.set_trial_attrs(trial_id, {key: value}, {})
@@ -207,7 +208,3 @@ class OrderedCachedStorage(_CachedStorage):
     def flush(self, trial_id: int) -> None:
         """Write the trial's buffered parameters and attributes now (one transaction)."""
         self._backend.flush(trial_id)
-
-
-def _as_stored(attrs: dict[str, Any]) -> dict[str, Any]:
-    return {k: json.loads(json.dumps(v)) for k, v in attrs.items()}
