@@ -312,6 +312,43 @@ def test_two_drivers_on_postgresql_stop_at_exactly_n(postgres_url: str) -> None:
     assert len(numbers) == len(set(numbers))
 
 
+def test_trial_numbers_stay_dense_when_drivers_and_optuna_create_at_once(postgres_url: str,
+                                                                          ) -> None:
+    """swiftnas creates a trial in 2 statements on PostgreSQL (lock the study, insert numbered
+    after the newest trial); raced from threads against itself and Optuna's own creation, every
+    trial still gets the number Optuna would give it: 0, 1, ... in creation (trial id) order."""
+    from optuna.study import StudyDirection
+
+    from nas.search.coordination import SwiftNASRDBStorage
+
+    ours, plain = SwiftNASRDBStorage(postgres_url), optuna.storages.RDBStorage(postgres_url)
+    study_id = plain.create_new_study([StudyDirection.MINIMIZE], "numbers")
+    returned: list[optuna.trial.FrozenTrial] = []
+    errors: list[BaseException] = []
+
+    def create(storage: optuna.storages.RDBStorage) -> None:
+        try:
+            for _ in range(20):
+                returned.append(storage._create_new_trial(study_id))
+        except BaseException as exc:  # reported below, in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(s,)) for s in (ours, plain, ours, ours)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    stored = sorted(plain.get_all_trials(study_id), key=lambda t: t._trial_id)
+    assert [t.number for t in stored] == list(range(80))
+    by_id = {t._trial_id: t for t in stored}
+    for t in returned:  # what the creator was told is what the database holds
+        assert (t.number, t.state, t.datetime_start) == (
+            by_id[t._trial_id].number, TrialState.RUNNING, by_id[t._trial_id].datetime_start)
+    with pytest.raises(KeyError):
+        ours._create_new_trial(study_id + 1000)
+
+
 # ------------------------------------------------------------------- Ray cluster on the machine
 def test_workers_while_a_ray_start_cluster_runs(shm_dir: Path) -> None:
     """`--workers K` starts a Ray of its own even when `ray start` runs here (plain ray.init()

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from optuna.distributions import (
@@ -44,6 +44,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from nas.storage.storage import sqlite_path
 
 from .trials import frozen_trials, utc_to_local
+
+_FINISHED = [s for s in TrialState if s.is_finished()]
 
 
 @dataclass
@@ -69,6 +71,14 @@ class SwiftNASRDBStorage(RDBStorage):
         super().__init__(*args, **kwargs)
         self._pending: dict[int, _PendingWrites] = {}
         self._pending_lock = threading.Lock()
+        self._postgres = self.engine.dialect.name == "postgresql"
+        # Reads need no transaction (each PostgreSQL statement reads its own snapshot anyway);
+        # psycopg opens one with a BEGIN round trip and the pool closes it with a ROLLBACK,
+        # which also drops the connection's prepared statements: 3 round trips per read.
+        self.read_engine = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
+                            if self._postgres else self.engine)
+        self._studies_seen: set[int] = set()  # study ids a read found (their trials' reads
+        # then skip the existence check; a study deleted under a driver fails its next ask)
 
     def _buffer(self, trial_id: int) -> _PendingWrites:  # call with _pending_lock held
         return self._pending.setdefault(trial_id, _PendingWrites())
@@ -147,19 +157,55 @@ class SwiftNASRDBStorage(RDBStorage):
 
     def _upsert_attrs(self, session: Any, model: Any, trial_id: int,
                       attrs: dict[str, str]) -> None:
-        """One INSERT ... ON CONFLICT UPDATE for the attributes (JSON text by key) on SQLite
-        and PostgreSQL; Optuna's own statement per attribute on other databases."""
-        dialect = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect}.get(
-            self.engine.name)
-        if dialect is None:
+        """The attributes (JSON text by key) in one INSERT ... ON CONFLICT UPDATE on SQLite and
+        PostgreSQL; Optuna's own statement per attribute on other databases."""
+        rows = [{"trial_id": trial_id, "key": k, "value_json": v} for k, v in attrs.items()]
+        if not self._upsert(session, model.__table__, rows, ("trial_id", "key")):
             for key, value_json in attrs.items():
                 self._set_trial_attr_without_commit(session, model, trial_id, key,
                                                     json.loads(value_json))
-            return
-        insert = dialect.insert(model.__table__).values(
-            [{"trial_id": trial_id, "key": k, "value_json": v} for k, v in attrs.items()])
+
+    def _upsert(self, session: Any, table: sa.Table, rows: list[dict[str, Any]],
+                unique: tuple[str, ...]) -> bool:
+        """INSERT ``rows``, updating the other columns of a row whose ``unique`` columns exist
+        already, in one statement; False (nothing done) on a database without ON CONFLICT."""
+        dialect = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect}.get(
+            self.engine.name)
+        if dialect is None:
+            return False
+        insert = dialect.insert(table).values(rows)
         session.execute(insert.on_conflict_do_update(
-            index_elements=["trial_id", "key"], set_={"value_json": insert.excluded.value_json}))
+            index_elements=list(unique),
+            set_={c: insert.excluded[c] for c in rows[0] if c not in unique}))
+        return True
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        """Optuna's trial creation, in 2 statements instead of 4 on PostgreSQL (where each is a
+        round trip): lock the study row as Optuna does (its trials are numbered one at a time),
+        then insert the trial numbered after the study's newest one (Optuna numbers a study's
+        trials 0, 1, ... in creation order and never deletes one, so that is its count)."""
+        if template_trial is not None or not self._postgres:
+            return super()._create_new_trial(study_id, template_trial)
+        trials, studies = models.TrialModel.__table__, models.StudyModel.__table__
+        newest = (sa.select(trials.c.number).where(trials.c.study_id == study_id)
+                  .order_by(trials.c.trial_id.desc()).limit(1).scalar_subquery())
+        started = datetime.now(UTC).replace(tzinfo=None)  # stored as naive UTC, as Optuna does
+        with _create_scoped_session(self.scoped_session, True) as session:
+            if session.execute(sa.select(studies.c.study_id).where(
+                    studies.c.study_id == study_id).with_for_update()).first() is None:
+                raise KeyError(f"No study with study_id {study_id} exists.")
+            # a new statement, so it reads the trials committed by the lock's previous holder
+            trial_id, number = session.execute(
+                sa.insert(trials).values(
+                    number=sa.func.coalesce(newest + 1, 0), study_id=study_id,
+                    state=TrialState.RUNNING, datetime_start=started)
+                .returning(trials.c.trial_id, trials.c.number)).one()
+        return FrozenTrial(
+            number=number, state=TrialState.RUNNING, value=None, values=None,
+            datetime_start=utc_to_local(started), datetime_complete=None, params={},
+            distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+            trial_id=trial_id)
 
     def finish_trial(self, trial_id: int, state: TrialState,
                      values: Sequence[float] | None) -> datetime:
@@ -169,21 +215,27 @@ class SwiftNASRDBStorage(RDBStorage):
         with self._pending_lock:
             pending = self._pending.pop(trial_id, None)
         completed = datetime.now(UTC).replace(tzinfo=None)
+        trials = models.TrialModel.__table__
         with _create_scoped_session(self.scoped_session, True) as session:
-            self._check_updatable(session, trial_id)
+            # the state first, and only if the trial is not finished yet: this also locks the
+            # row (as Optuna's SELECT ... FOR UPDATE does) and saves that round trip
+            changed = cast("sa.CursorResult[Any]", session.execute(
+                sa.update(trials).where(trials.c.trial_id == trial_id,
+                                        trials.c.state.not_in(_FINISHED))
+                .values(state=state, datetime_complete=completed))).rowcount
+            if not changed:
+                self._check_updatable(session, trial_id)  # raises: no such trial, or finished
             if pending is not None:
                 self._write_pending(session, trial_id, pending)
             if values is not None:
                 table = models.TrialValueModel.__table__
-                session.execute(sa.delete(table).where(table.c.trial_id == trial_id))
-                session.execute(sa.insert(table), [
-                    dict(zip(("value", "value_type"),
-                             models.TrialValueModel.value_to_stored_repr(v), strict=True),
-                         trial_id=trial_id, objective=objective)
-                    for objective, v in enumerate(values)])
-            trials = models.TrialModel.__table__
-            session.execute(sa.update(trials).where(trials.c.trial_id == trial_id)
-                            .values(state=state, datetime_complete=completed))
+                rows = [dict(zip(("value", "value_type"),
+                                 models.TrialValueModel.value_to_stored_repr(v), strict=True),
+                             trial_id=trial_id, objective=objective)
+                        for objective, v in enumerate(values)]
+                if not self._upsert(session, table, rows, ("trial_id", "objective")):
+                    session.execute(sa.delete(table).where(table.c.trial_id == trial_id))
+                    session.execute(sa.insert(table), rows)
         local = utc_to_local(completed)
         assert local is not None
         return local
@@ -201,7 +253,7 @@ class SwiftNASRDBStorage(RDBStorage):
     # ORM's object building was the largest cost left in a driver's trial.
     def get_trial(self, trial_id: int) -> FrozenTrial:
         self.flush(trial_id)
-        trials = frozen_trials(self.engine, [models.TrialModel.trial_id == trial_id],
+        trials = frozen_trials(self.read_engine, [models.TrialModel.trial_id == trial_id],
                                order_by=models.TrialModel.trial_id)
         if not trials:
             raise KeyError(f"No trial with trial_id {trial_id} exists.")
@@ -228,13 +280,25 @@ class SwiftNASRDBStorage(RDBStorage):
                          if included else trial_id > trial_id_greater_than)
         if excluded_trial_ids:
             where.append(trial_id.not_in(list(excluded_trial_ids)))
-        trials = frozen_trials(self.engine, where, order_by=trial_id)
-        if not trials:  # Optuna's contract: an unknown study is a KeyError, not an empty list
-            with self.engine.connect() as conn:
+        trials = frozen_trials(self.read_engine, where, order_by=trial_id)
+        # Optuna's contract: an unknown study is a KeyError, not an empty list
+        if not trials and study_id not in self._studies_seen:
+            with self.read_engine.connect() as conn:
                 if conn.execute(sa.select(models.StudyModel.study_id).where(
                         models.StudyModel.study_id == study_id)).first() is None:
                     raise KeyError(f"No study with study_id {study_id} exists.")
+        self._studies_seen.add(study_id)
         return trials
+
+    def get_study_system_attr(self, study_id: int, key: str) -> Any:
+        """One study system attribute, or None: NSGA-II keeps a parent list per generation
+        there, so reading them all (Optuna's ``get_study_system_attrs``) grows with the study
+        (19 ms at 5,000 trials on PostgreSQL)."""
+        table = models.StudySystemAttributeModel.__table__
+        with self.read_engine.connect() as conn:
+            value_json = conn.execute(sa.select(table.c.value_json).where(
+                table.c.study_id == study_id, table.c.key == key)).scalar_one_or_none()
+        return None if value_json is None else json.loads(value_json)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)
@@ -249,9 +313,13 @@ class SwiftNASRDBStorage(RDBStorage):
                         models.TrialModel.state == TrialState.RUNNING,
                         models.TrialModel._datetime_start_utc < cutoff,
                         models.TrialModel.trial_id.not_in(beating)))
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             silent = [int(r[0]) for r in conn.execute(query)]
         return stale + [t for t in silent if t not in stale]
+
+
+def _read_engine(storage: RDBStorage) -> sa.Engine:
+    return storage.read_engine if isinstance(storage, SwiftNASRDBStorage) else storage.engine
 
 
 def trial_total(storage: RDBStorage, study_id: int) -> int:
@@ -261,7 +329,7 @@ def trial_total(storage: RDBStorage, study_id: int) -> int:
     query = (sa.select(models.TrialModel.number)
              .where(models.TrialModel.study_id == study_id)
              .order_by(models.TrialModel.trial_id.desc()).limit(1))
-    with storage.engine.connect() as conn:
+    with _read_engine(storage).connect() as conn:
         newest = conn.execute(query).scalar_one_or_none()
     return 0 if newest is None else int(newest) + 1
 
@@ -271,7 +339,7 @@ def trial_counts(storage: RDBStorage, study_id: int) -> dict[TrialState, int]:
     query = (sa.select(models.TrialModel.state, sa.func.count())
              .where(models.TrialModel.study_id == study_id)
              .group_by(models.TrialModel.state))
-    with storage.engine.connect() as conn:
+    with _read_engine(storage).connect() as conn:
         counts = {state: int(n) for state, n in conn.execute(query)}
     return {s: counts.get(s, 0) for s in TrialState}
 

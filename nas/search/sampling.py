@@ -78,10 +78,16 @@ class KnownSpaceNSGAIISampler(_KnownSpace, optuna.samplers.NSGAIISampler):
         # generation chose them: look them up once per generation, not once per ask
         if self._parents is not None and self._parents[:2] == (study._study_id, generation):
             return self._parents[2]
-        cached = study._storage.get_study_system_attrs(study._study_id).get(
-            self._get_parent_cache_key_prefix() + str(generation))
-        if cached is None:
-            return super().get_parent_population(study, generation)
+        key = self._get_parent_cache_key_prefix() + str(generation)
+        storage = study._storage
+        cached = (storage.get_study_system_attr(study._study_id, key)
+                  if hasattr(storage, "get_study_system_attr")  # one row (OrderedCachedStorage)
+                  else storage.get_study_system_attrs(study._study_id).get(key))
+        if cached is None:  # the first driver here chooses them, as Optuna's sampler does
+            # (in selection order; later calls return them in number order, as Optuna's do)
+            parents = self.select_parent(study, generation)
+            storage.set_study_system_attr(study._study_id, key, [t._trial_id for t in parents])
+            return parents
         ids = set(cached)
         parents = [t for t in study._get_trials(deepcopy=False, use_cache=True)
                    if t._trial_id in ids]

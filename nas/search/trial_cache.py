@@ -57,6 +57,9 @@ class OrderedCachedStorage(_CachedStorage):
         # study id -> trials this process finished since the last read of that study
         self._told: dict[int, set[int]] = {}
 
+    def get_study_system_attr(self, study_id: int, key: str) -> Any:
+        return self._backend.get_study_system_attr(study_id, key)
+
     # ---- order ----
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
