@@ -6,6 +6,7 @@ second each) and not stored.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from nas.search import (
 from nas.search.pareto import Candidate, from_summary
 from nas.search.results import get_trial
 from nas.search.spec import ATTR
-from nas.search.trials import complete_values, read_trials, trial_records
+from nas.search.trials import TrialKey, complete_values, read_trials, trial_records
 from search_spaces import ArchConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -60,16 +61,39 @@ class StudyView:
     trials: pd.DataFrame  # TRIAL_COLUMNS plus proxy_<name> columns, one row per trial
 
 
+# A trial's dashboard row by (storage URL, trial key), with the state and budget it was built
+# for: a finished trial never changes, so a re-read (every page after the cache's TTL, a new
+# server page) decodes and parses only trials that are new or changed state. Building the rows
+# of a 10,000-trial study takes 1.3 s; re-reading it with every row known, about 0.1 s.
+_rows: dict[tuple[str, TrialKey], tuple[TrialState, float, dict[str, Any]]] = {}
+_rows_lock = threading.Lock()
+MAX_KEPT_ROWS = 500_000  # about 0.5 GB; beyond it the next read starts over
+
+
 def study(url: str, name: str) -> StudyView:
     loaded = load_study(url, name)
-    rows: list[dict[str, Any]] = []
-    for number, state, attrs in trial_records(loaded.study, (ATTR, "fail_reason")):
-        info = attrs.get(ATTR)
-        row: dict[str, Any] = {"trial": number, "state": state.name.lower(),
-                               "fail_reason": attrs.get("fail_reason", "")}
-        if state == TrialState.COMPLETE and info:
-            row.update(_columns(from_summary(f"trial {number}", info, loaded.budget_ms, number)))
-        rows.append(row)
+    budget = loaded.budget_ms
+
+    def known(key: TrialKey, state: TrialState) -> bool:
+        kept = _rows.get((url, key))
+        return kept is not None and kept[0] == state and kept[1] == budget
+
+    with _rows_lock:  # pages run in threads; one builds, the next reuses
+        if len(_rows) > MAX_KEPT_ROWS:
+            _rows.clear()
+        rows: list[dict[str, Any]] = []
+        for key, number, state, attrs in trial_records(loaded.study, (ATTR, "fail_reason"),
+                                                       known=known):
+            if attrs is None:
+                rows.append(_rows[(url, key)][2])
+                continue
+            info = attrs.get(ATTR)
+            row: dict[str, Any] = {"trial": number, "state": state.name.lower(),
+                                   "fail_reason": attrs.get("fail_reason", "")}
+            if state == TrialState.COMPLETE and info:
+                row.update(_columns(from_summary(f"trial {number}", info, budget, number)))
+            _rows[(url, key)] = (state, budget, row)
+            rows.append(row)
     columns = list(dict.fromkeys(
         TRIAL_COLUMNS + [c for r in rows for c in r if c.startswith("proxy_")]))
     df = pd.DataFrame(rows, columns=columns)

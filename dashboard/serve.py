@@ -5,8 +5,10 @@
 Streamlit runs the app in the server process, so the first page a user opened used to pay for
 importing torch, timm, Optuna and plotly, for plotly loading its validators, and for SQLAlchemy
 compiling Optuna's queries: about 8 s. ``warm_up`` pays them before the server listens, so the
-first page opens in its normal time. It only warms the process: nothing is cached, so every
-page still reads the storage itself.
+first page opens in its normal time. It also builds the trial rows of the newest studies (for
+up to ``WARM_ROWS_S``), which ``dashboard.data.study`` keeps: the Pareto explorer of a
+10,000-trial study then reads the storage and decodes only the trials finished since (0.1 s
+instead of 1.3 s). Every page still reads the storage itself; nothing shown comes from start-up.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 
 STORAGE_ENV = "SWIFTNAS_STORAGE"
+WARM_ROWS_S = 5.0  # start-up time spent on trial rows at most (about 40,000 trials here)
 
 
 def warm_up(storage_url: str) -> None:
@@ -33,6 +37,13 @@ def warm_up(storage_url: str) -> None:
     # opens the storage and runs Optuna's trial queries once; errors are the pages' to show
     with contextlib.suppress(Exception):
         data.studies(storage_url)
+    with contextlib.suppress(Exception):
+        deadline = time.monotonic() + WARM_ROWS_S
+        for name in reversed(data.names(storage_url)):  # newest first
+            if time.monotonic() > deadline:
+                break
+            with contextlib.suppress(Exception):  # another tool's study: not a swiftnas one
+                data.study(storage_url, name)
 
 
 def main(argv: list[str]) -> int:

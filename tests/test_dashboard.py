@@ -163,3 +163,48 @@ def test_latency_page_and_csv_import(storage, monkeypatch, tmp_path) -> None:
     df, _, _ = data.latency_rows(storage)
     mine = df[df["origin"] == "imported"]
     assert list(mine["model"]) == ["m"] and mine["predicted_ms"].notna().all()
+
+
+def test_study_view_decodes_only_new_and_changed_trials(storage, monkeypatch, tmp_path) -> None:
+    """The kept trial rows (``data._rows``) give the same view as a fresh read after trials are
+    added and change state, and a re-read decodes only those trials."""
+    import shutil
+
+    from nas.search.spec import ATTR
+
+    copy = tmp_path / "copy.db"
+    shutil.copy(storage.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    built: list[int] = []
+    real = data.from_summary
+    monkeypatch.setattr(data, "from_summary", lambda *a, **k: built.append(1) or real(*a, **k))
+
+    def fresh() -> pd.DataFrame:
+        kept = dict(data._rows)
+        data._rows.clear()
+        try:
+            return data.study(url, "dash").trials
+        finally:
+            data._rows.update(kept)
+
+    first = data.study(url, "dash").trials
+    assert len(built) == 8
+    built.clear()
+    pd.testing.assert_frame_equal(data.study(url, "dash").trials, first)
+    assert built == []  # nothing decoded again
+
+    study = optuna.load_study(study_name="dash", storage=url)
+    done = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    running = study.ask()
+    study.add_trial(optuna.trial.create_trial(
+        values=[0.5, 0.3], user_attrs={ATTR: done[0].user_attrs[ATTR]}))
+    view = data.study(url, "dash").trials
+    assert built == [1]  # only the new complete trial was parsed
+    assert list(view["state"].iloc[-2:]) == ["running", "complete"]
+    built.clear()
+    pd.testing.assert_frame_equal(view, fresh())
+
+    study.tell(running, state=optuna.trial.TrialState.FAIL)
+    view = data.study(url, "dash").trials
+    assert view.loc[view["trial"] == running.number, "state"].item() == "fail"
+    pd.testing.assert_frame_equal(view, fresh())

@@ -74,25 +74,33 @@ def _stored_name(proxy: str) -> str:
 
 def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSettings,
                       predictor_id: int) -> Evaluation | None:
-    """The stored evaluation of ``arch`` under ``settings``, or None when any part is missing."""
-    with storage.session() as session:
-        cand = session.scalars(sa.select(CandidateRow).filter_by(arch_key=arch.key())).first()
-        if cand is None:
-            return None
-        scores = session.scalars(sa.select(ProxyScoreRow).filter_by(
-            candidate_id=cand.id, settings_key=settings.proxy_key)).all()
-        pred = session.scalars(sa.select(LatencyPredictionRow).filter_by(
-            candidate_id=cand.id, predictor_id=predictor_id, device=settings.device)).first()
-    by_name = {s.proxy: s for s in scores}
-    by_name = {p: by_name[_stored_name(p)] for p in settings.proxies if _stored_name(p) in by_name}
-    if pred is None or any(p not in by_name for p in settings.proxies):
+    """The stored evaluation of ``arch`` under ``settings``, or None when any part is missing.
+
+    One SELECT (a row per stored proxy score, joined with its candidate and latency prediction)
+    on a connection without a transaction: the driver asks this once per trial, and on
+    PostgreSQL each statement and each BEGIN/COMMIT is a round trip."""
+    c, s, p = (CandidateRow.__table__, ProxyScoreRow.__table__,
+               LatencyPredictionRow.__table__)
+    query = (sa.select(c.c.params, c.c.macs, p.c.latency_ms, p.c.low_ms, p.c.high_ms,
+                       p.c.sigma_log, p.c.group, p.c.seconds, s.c.proxy, s.c.value,
+                       s.c.seconds.label("proxy_seconds"))
+             .join(p, sa.and_(p.c.candidate_id == c.c.id, p.c.predictor_id == predictor_id,
+                              p.c.device == settings.device))
+             .join(s, sa.and_(s.c.candidate_id == c.c.id,
+                              s.c.settings_key == settings.proxy_key))
+             .where(c.c.arch_key == arch.key()))
+    with storage.read_engine.connect() as conn:
+        rows = conn.execute(query).all()
+    by_name = {r.proxy: r for r in rows}
+    if not rows or any(_stored_name(p) not in by_name for p in settings.proxies):
         return None
+    first, pred = by_name[_stored_name(settings.proxies[0])], rows[0]
     return Evaluation(
-        arch=arch, params=cand.params, macs=cand.macs,
-        proxy_scores={p: by_name[p].value for p in settings.proxies},
+        arch=arch, params=pred.params, macs=pred.macs,
+        proxy_scores={p: by_name[_stored_name(p)].value for p in settings.proxies},
         latency_ms=pred.latency_ms, latency_low_ms=pred.low_ms, latency_high_ms=pred.high_ms,
         latency_sigma_log=pred.sigma_log, latency_group=pred.group,
-        proxy_seconds=by_name[settings.proxies[0]].seconds, latency_seconds=pred.seconds,
+        proxy_seconds=first.proxy_seconds, latency_seconds=pred.seconds,
         cached=True,
     )
 

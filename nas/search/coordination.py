@@ -188,8 +188,7 @@ class SwiftNASRDBStorage(RDBStorage):
         if template_trial is not None or not self._postgres:
             return super()._create_new_trial(study_id, template_trial)
         trials, studies = models.TrialModel.__table__, models.StudyModel.__table__
-        newest = (sa.select(trials.c.number).where(trials.c.study_id == study_id)
-                  .order_by(trials.c.trial_id.desc()).limit(1).scalar_subquery())
+        newest = newest_number_query(study_id).scalar_subquery()
         started = datetime.now(UTC).replace(tzinfo=None)  # stored as naive UTC, as Optuna does
         with _create_scoped_session(self.scoped_session, True) as session:
             if session.execute(sa.select(studies.c.study_id).where(
@@ -322,15 +321,19 @@ def _read_engine(storage: RDBStorage) -> sa.Engine:
     return storage.read_engine if isinstance(storage, SwiftNASRDBStorage) else storage.engine
 
 
+def newest_number_query(study_id: int) -> sa.Select[Any]:
+    """The number of the study's newest trial (no row for an empty study). Optuna numbers a
+    study's trials 0, 1, ... in creation order and never deletes one, so this + 1 is the
+    study's trial count: an index lookup, where a COUNT reads every trial of the study."""
+    trials = models.TrialModel.__table__
+    return (sa.select(trials.c.number).where(trials.c.study_id == study_id)
+            .order_by(trials.c.trial_id.desc()).limit(1))
+
+
 def trial_total(storage: RDBStorage, study_id: int) -> int:
-    """How many trials the study holds, in any state: the newest trial's number + 1 (Optuna
-    numbers a study's trials 0, 1, ... in creation order). An index lookup, where a COUNT reads
-    every trial of the study."""
-    query = (sa.select(models.TrialModel.number)
-             .where(models.TrialModel.study_id == study_id)
-             .order_by(models.TrialModel.trial_id.desc()).limit(1))
+    """How many trials the study holds, in any state (``newest_number_query``)."""
     with _read_engine(storage).connect() as conn:
-        newest = conn.execute(query).scalar_one_or_none()
+        newest = conn.execute(newest_number_query(study_id)).scalar_one_or_none()
     return 0 if newest is None else int(newest) + 1
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,26 +173,44 @@ def complete_values(study: optuna.Study) -> dict[int, list[float]]:
     return {n: [v[i] for i in sorted(v)] for n, v in out.items()}
 
 
-def trial_records(study: optuna.Study, keys: Iterable[str]) -> list[tuple[int, TrialState,
-                                                                          dict[str, Any]]]:
-    """(number, state, the user attributes named ``keys``) of every trial, in number order:
-    a table of a 10,000-trial study without its 200,000 parameter rows."""
+TrialKey = tuple[int, datetime | None]  # trial_id and start time: unique even across a
+# study deleted and created again (SQLite may hand out a deleted trial's id again)
+
+
+def trial_records(study: optuna.Study, keys: Iterable[str], *,
+                  known: Callable[[TrialKey, TrialState], bool] | None = None,
+                  ) -> list[tuple[TrialKey, int, TrialState, dict[str, Any] | None]]:
+    """(key, number, state, the user attributes named ``keys``) of every trial, in number
+    order: a table of a 10,000-trial study without its 200,000 parameter rows. A trial for
+    which ``known(key, state)`` is true comes with None instead of its attributes, unread and
+    undecoded (a reader that keeps what it parsed before decodes only new and changed trials:
+    decoding a 10,000-trial study's records is most of the 1.3 s it takes)."""
     keys = list(keys)
     storage = _rdb(study)
     if storage is None:
-        return [(t.number, t.state, {k: t.user_attrs[k] for k in keys if k in t.user_attrs})
+        return [((t._trial_id, t.datetime_start), t.number, t.state,
+                 None if known and known((t._trial_id, t.datetime_start), t.state) else
+                 {k: t.user_attrs[k] for k in keys if k in t.user_attrs})
                 for t in study.get_trials(deepcopy=False)]
     trials_t, attrs_t = models.TrialModel.__table__, models.TrialUserAttributeModel.__table__
     with storage.engine.connect() as conn:
-        base = conn.execute(sa.select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state)
-                            .where(trials_t.c.study_id == study._study_id)
-                            .order_by(trials_t.c.number)).all()
+        base = [((trial_id, started), number,
+                 state if isinstance(state, TrialState) else TrialState(state))
+                for trial_id, number, state, started in conn.execute(
+                    sa.select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state,
+                              trials_t.c.datetime_start)
+                    .where(trials_t.c.study_id == study._study_id)
+                    .order_by(trials_t.c.number))]
+        wanted = {key[0] for key, _, state in base if not (known and known(key, state))}
         attrs: dict[int, dict[str, Any]] = defaultdict(dict)
-        for trial_id, key, value_json in conn.execute(
-            sa.select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json)
-            .join(trials_t, trials_t.c.trial_id == attrs_t.c.trial_id)
-            .where(trials_t.c.study_id == study._study_id, attrs_t.c.key.in_(keys))
-        ):
-            attrs[trial_id][key] = json.loads(value_json)
-    return [(number, TrialState(state) if not isinstance(state, TrialState) else state,
-             attrs.get(trial_id, {})) for trial_id, number, state in base]
+        if wanted:
+            for trial_id, key, value_json in conn.execute(
+                sa.select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json)
+                .join(trials_t, trials_t.c.trial_id == attrs_t.c.trial_id)
+                .where(trials_t.c.study_id == study._study_id, attrs_t.c.key.in_(keys),
+                       attrs_t.c.trial_id >= min(wanted))
+            ):
+                if trial_id in wanted:
+                    attrs[trial_id][key] = json.loads(value_json)
+    return [(key, number, state, attrs.get(key[0], {}) if key[0] in wanted else None)
+            for key, number, state in base]

@@ -116,6 +116,10 @@ class Storage:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Single-statement reads need no transaction (each PostgreSQL statement reads its own
+        # snapshot): without one, psycopg sends no BEGIN and no closing ROLLBACK, 2 round trips
+        self.read_engine = (engine.execution_options(isolation_level="AUTOCOMMIT")
+                            if engine.dialect.name == "postgresql" else engine)
 
     @property
     def url(self) -> str:
