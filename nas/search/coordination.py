@@ -71,6 +71,7 @@ class SwiftNASRDBStorage(RDBStorage):
         super().__init__(*args, **kwargs)
         self._pending: dict[int, _PendingWrites] = {}
         self._pending_lock = threading.Lock()
+        self._upserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
         self._postgres = self.engine.dialect.name == "postgresql"
         # Reads need no transaction (each PostgreSQL statement reads its own snapshot anyway);
         # psycopg opens one with a BEGIN round trip and the pool closes it with a ROLLBACK,
@@ -167,16 +168,23 @@ class SwiftNASRDBStorage(RDBStorage):
 
     def _upsert(self, session: Any, table: sa.Table, rows: list[dict[str, Any]],
                 unique: tuple[str, ...]) -> bool:
-        """INSERT ``rows``, updating the other columns of a row whose ``unique`` columns exist
-        already, in one statement; False (nothing done) on a database without ON CONFLICT."""
+        """INSERT ``rows`` (all with the same columns), updating the other columns of a row
+        whose ``unique`` columns exist already; False (nothing done) on a database without
+        ON CONFLICT. One statement per table and columns, built once and executed with the rows
+        as parameters: a statement with the rows inside is compiled (and its cache key walked)
+        again for every trial, 2 ms per upsert at 4 upserts per trial."""
         dialect = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect}.get(
             self.engine.name)
         if dialect is None:
             return False
-        insert = dialect.insert(table).values(rows)
-        session.execute(insert.on_conflict_do_update(
-            index_elements=list(unique),
-            set_={c: insert.excluded[c] for c in rows[0] if c not in unique}))
+        key = (table.name, unique, tuple(rows[0]))
+        statement = self._upserts.get(key)
+        if statement is None:
+            insert = dialect.insert(table)
+            statement = self._upserts[key] = insert.on_conflict_do_update(
+                index_elements=list(unique),
+                set_={c: insert.excluded[c] for c in rows[0] if c not in unique})
+        session.execute(statement, rows)
         return True
 
     def _create_new_trial(self, study_id: int,
