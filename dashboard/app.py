@@ -207,9 +207,12 @@ def page_pareto(url: str) -> None:
                        for s in series])
     if not front.empty:
         st.subheader("Pareto front")
-        st.dataframe(front[["study", "trial", "accuracy_score", "latency_ms", "params_m",
-                            "gmacs", "attn_blocks"]].sort_values("latency_ms"),
-                     hide_index=True, width="stretch")
+        # a static table: the Studies page already loaded its script; the interactive grid's
+        # is another download and start-up for the browser (0.35 s of this page's first load)
+        shown = front.assign(study=front["study"].map(screen_text))  # st.table renders Markdown
+        st.table(shown[["study", "trial", "accuracy_score", "latency_ms", "params_m", "gmacs",
+                        "attn_blocks"]].sort_values("latency_ms").round(
+            {"accuracy_score": 4, "latency_ms": 3, "params_m": 2, "gmacs": 3}), hide_index=True)
         options = [f"{r.study} / trial {int(r.trial)}" for r in front.itertuples()]
         choice = st.selectbox("Open a candidate", ["-", *options], key="open_candidate")
         if choice != "-":

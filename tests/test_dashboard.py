@@ -62,6 +62,8 @@ def test_pareto_page_plots_every_trial_and_opens_a_candidate(storage, monkeypatc
     assert any(f"8 trials shown, {n_front} on the feasible Pareto front" in c.value
                for c in at.caption)
     assert len(at.get("plotly_chart")) == 1
+    table = at.table[0].value  # the front, fastest first
+    assert len(table) == n_front and list(table["latency_ms"]) == sorted(table["latency_ms"])
     # Compare two studies (two devices) on one plot.
     at.multiselect[0].set_value(["dash", "dash12"]).run()
     assert any("13 trials shown" in c.value for c in at.caption)
