@@ -4,6 +4,7 @@ writes that fail half-way, and bad input that must give one line, exit 2 and wri
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import math
 import os
@@ -220,7 +221,7 @@ def test_cached_scores_of_another_score_definition_are_not_reused(tmp_path, monk
     ev = evaluate_arch(get_preset("xs"), settings)
     cache.save_evaluation(store, ev, settings, pid)
     hit = cache.cached_evaluation(store, ev.arch, settings, pid)
-    assert hit is not None and hit.proxy_scores == ev.proxy_scores
+    assert hit == dataclasses.replace(ev, cached=True, worker="")  # every stored field
     monkeypatch.setattr(proxy_settings, "DEFAULT_SCORE_WEIGHTS", {"swap": 1.0})
     assert cache.cached_evaluation(store, ev.arch, settings, pid) is None
 

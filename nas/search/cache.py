@@ -79,28 +79,29 @@ def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSe
     One SELECT (a row per stored proxy score, joined with its candidate and latency prediction)
     on a connection without a transaction: the driver asks this once per trial, and on
     PostgreSQL each statement and each BEGIN/COMMIT is a round trip."""
-    c, s, p = (CandidateRow.__table__, ProxyScoreRow.__table__,
-               LatencyPredictionRow.__table__)
-    query = (sa.select(c.c.params, c.c.macs, p.c.latency_ms, p.c.low_ms, p.c.high_ms,
-                       p.c.sigma_log, p.c.group, p.c.seconds, s.c.proxy, s.c.value,
-                       s.c.seconds.label("proxy_seconds"))
-             .join(p, sa.and_(p.c.candidate_id == c.c.id, p.c.predictor_id == predictor_id,
-                              p.c.device == settings.device))
-             .join(s, sa.and_(s.c.candidate_id == c.c.id,
-                              s.c.settings_key == settings.proxy_key))
-             .where(c.c.arch_key == arch.key()))
+    cand, score, pred = (CandidateRow.__table__, ProxyScoreRow.__table__,
+                         LatencyPredictionRow.__table__)
+    query = (sa.select(cand.c.params, cand.c.macs, pred.c.latency_ms, pred.c.low_ms,
+                       pred.c.high_ms, pred.c.sigma_log, pred.c.group, pred.c.seconds,
+                       score.c.proxy, score.c.value, score.c.seconds.label("proxy_seconds"))
+             .join(pred, sa.and_(pred.c.candidate_id == cand.c.id,
+                                 pred.c.predictor_id == predictor_id,
+                                 pred.c.device == settings.device))
+             .join(score, sa.and_(score.c.candidate_id == cand.c.id,
+                                  score.c.settings_key == settings.proxy_key))
+             .where(cand.c.arch_key == arch.key()))
     with storage.read_engine.connect() as conn:
         rows = conn.execute(query).all()
     by_name = {r.proxy: r for r in rows}
     if not rows or any(_stored_name(p) not in by_name for p in settings.proxies):
         return None
-    first, pred = by_name[_stored_name(settings.proxies[0])], rows[0]
+    first, row = by_name[_stored_name(settings.proxies[0])], rows[0]  # row: the shared columns
     return Evaluation(
-        arch=arch, params=pred.params, macs=pred.macs,
+        arch=arch, params=row.params, macs=row.macs,
         proxy_scores={p: by_name[_stored_name(p)].value for p in settings.proxies},
-        latency_ms=pred.latency_ms, latency_low_ms=pred.low_ms, latency_high_ms=pred.high_ms,
-        latency_sigma_log=pred.sigma_log, latency_group=pred.group,
-        proxy_seconds=first.proxy_seconds, latency_seconds=pred.seconds,
+        latency_ms=row.latency_ms, latency_low_ms=row.low_ms, latency_high_ms=row.high_ms,
+        latency_sigma_log=row.sigma_log, latency_group=row.group,
+        proxy_seconds=first.proxy_seconds, latency_seconds=row.seconds,
         cached=True,
     )
 
