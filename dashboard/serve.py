@@ -5,10 +5,11 @@
 Streamlit runs the app in the server process, so the first page a user opened used to pay for
 importing torch, timm, Optuna and plotly, for plotly loading its validators, and for SQLAlchemy
 compiling Optuna's queries: about 8 s. ``warm_up`` pays them before the server listens, so the
-first page opens in its normal time. It also builds the trial rows of the newest studies (for
-up to ``WARM_ROWS_S``), which ``dashboard.data.study`` keeps: the Pareto explorer of a
-10,000-trial study then reads the storage and decodes only the trials finished since (0.1 s
-instead of 1.3 s). Every page still reads the storage itself; nothing shown comes from start-up.
+first page opens in its normal time. It also builds the trial rows of the newest studies,
+starting no further study once ``WARM_ROWS_S`` have passed; ``dashboard.data.study`` keeps
+them, so the Pareto explorer of a 10,000-trial study then reads the storage and decodes only
+the trials finished since (0.1 s instead of 1.3 s). Every page still reads the storage
+itself; nothing shown comes from start-up.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 STORAGE_ENV = "SWIFTNAS_STORAGE"
-WARM_ROWS_S = 5.0  # start-up time spent on trial rows at most (about 40,000 trials here)
+WARM_ROWS_S = 5.0  # no further study is started after this long (about 40,000 trials here)
 
 
 def warm_up(storage_url: str) -> None:

@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from nas.storage.storage import sqlite_path
+from nas.storage.storage import read_engine, sqlite_path
 
 from .trials import frozen_trials, utc_to_local
 
@@ -73,11 +73,7 @@ class SwiftNASRDBStorage(RDBStorage):
         self._pending_lock = threading.Lock()
         self._upserts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
         self._postgres = self.engine.dialect.name == "postgresql"
-        # Reads need no transaction (each PostgreSQL statement reads its own snapshot anyway);
-        # psycopg opens one with a BEGIN round trip and the pool closes it with a ROLLBACK,
-        # which also drops the connection's prepared statements: 3 round trips per read.
-        self.read_engine = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
-                            if self._postgres else self.engine)
+        self.read_engine = read_engine(self.engine)  # Optuna's reads, without a transaction
         self._studies_seen: set[int] = set()  # study ids a read found (their trials' reads
         # then skip the existence check; a study deleted under a driver fails its next ask)
 

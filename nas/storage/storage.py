@@ -112,14 +112,20 @@ def _transactional_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def read_engine(engine: sa.Engine) -> sa.Engine:
+    """``engine`` for reads that need no transaction: on PostgreSQL each statement reads its own
+    snapshot anyway, and without a transaction psycopg sends no BEGIN and the pool no closing
+    ROLLBACK (which also dropped the connection's prepared statements): 2-3 round trips less
+    per read. Other databases: ``engine`` itself."""
+    return (engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql" else engine)
+
+
 class Storage:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        # Single-statement reads need no transaction (each PostgreSQL statement reads its own
-        # snapshot): without one, psycopg sends no BEGIN and no closing ROLLBACK, 2 round trips
-        self.read_engine = (engine.execution_options(isolation_level="AUTOCOMMIT")
-                            if engine.dialect.name == "postgresql" else engine)
+        self.read_engine = read_engine(engine)
 
     @property
     def url(self) -> str:
