@@ -11,7 +11,7 @@ main content is visible, in two ways:
   sidebar once, as a new user does (looking at each page for THINK_S first): every read is cold;
 - direct links: open each page's deep link (`?page=...`) in a fresh page load, twice (first
   visit cold, second warm), after the Studies page in the same browser. A full load also makes
-  the browser compile plotly.js again;
+  the browser compile its chart libraries again;
 - fresh-browser links: each deep link as the very first page of a fresh browser on a fresh
   server (a link a colleague sent): the browser loads Streamlit's scripts from nothing.
 
@@ -42,10 +42,12 @@ RESULTS = Path(__file__).with_name("results") / "dashboard.json"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 THINK_S = 1.0  # a user looks at a page at least this long before clicking on
+# A canvas counts once something is drawn on it: Vega draws a chart's whole scene in one pass.
 SHOWN_JS = """([title, selector, count]) =>
     [...document.querySelectorAll('h2')].some(h => h.textContent.includes(title))
     && [...document.querySelectorAll(selector)].filter(
-        e => e.getClientRects().length > 0).length >= count"""
+        e => e.getClientRects().length > 0 && (e.tagName !== 'CANVAS' || e.getContext('2d')
+             .getImageData(0, 0, e.width, e.height).data.some(v => v > 0))).length >= count"""
 
 
 def _port() -> int:
@@ -85,13 +87,13 @@ def _served(storage: str) -> Iterator[tuple[str, float]]:
 def _pages(study: str, trial: int) -> dict[str, tuple[str, str, str, int]]:
     """page: (deep-link query, sidebar label, content selector, how many must be visible). The
     header check keeps the previous page's content from counting during a click-through."""
-    point = ".js-plotly-plot .scatterlayer path.point"
+    vega = ".vega-embed canvas, .vega-embed g.mark-symbol path"  # canvas beyond 2,000 points
     return {
         "studies": ("studies", "Studies", '[data-testid="stTable"]', 1),
-        "pareto": (f"pareto&study={study}", "Pareto explorer", point, 1),
+        "pareto": (f"pareto&study={study}", "Pareto explorer", vega, 1),
         "candidate": (f"candidate&study={study}&trial={trial}", "Candidate",
                       '[data-testid="stDownloadButton"]', 1),
-        "latency": ("latency", "Latency model", point, 1),
+        "latency": ("latency", "Latency model", vega, 1),
         "insights": (f"insights&study={study}", "Optuna insights", ".js-plotly-plot", 4),
     }
 

@@ -18,7 +18,9 @@ Each is scored like ``latency_accuracy.py fit-default`` (leave-one-family-out, h
 and on the SwiftFormer presets on iPhone 14 (published numbers used only to score). The
 roofline measure is added by patching the op recorder in this process only; features go to
 their own cache (``benchmarks/work/roofline_features.json``). Resumable: finished variants are
-skipped.
+skipped. Each variant's per-row leave-one-family-out predictions go to
+``benchmarks/work/roofline_cv/VARIANT.json`` (for ensembles: ``latency_ensemble.py``); a variant
+without that file is fitted again and its line replaced.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import search_spaces  # noqa: F401  (before timm)
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "latency_roofline.jsonl"
 CACHE = ROOT / "benchmarks" / "work" / "roofline_features.json"
+CV_DIR = ROOT / "benchmarks" / "work" / "roofline_cv"
 RIDGE_POINTS = (4, 16, 64, 256)
 
 
@@ -81,8 +84,9 @@ def main() -> None:
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(CACHE)
     rows = read_measurements(calibration_csv())
-    done = {json.loads(line)["variant"] for line in OUT.read_text().splitlines()} \
-        if OUT.exists() else set()
+    lines = OUT.read_text().splitlines() if OUT.exists() else []
+    done = {json.loads(line)["variant"] for line in lines
+            if (CV_DIR / f"{json.loads(line)['variant']}.json").exists()}
     for name, measures, weight_bytes in variants():
         if name in done or (sys.argv[1:] and name not in sys.argv[1:]):
             continue
@@ -93,21 +97,28 @@ def main() -> None:
         res = fit_predictor(rows, cache=cache, version="experiment")
         head = evaluate_rows(res.rows, res.cv_predictions,
                              groups=headline_groups(res.rows))["overall"]
-        presets = {}
+        presets, preset_ms = {}, {}
         for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
             p = res.predictor.predict(device="iPhone 14", arch=get_preset(preset),
                                       source="SwiftFormer", cache=cache)
             presets[preset] = round(100 * (p.latency_ms - published) / published, 1)
+            preset_ms[preset] = p.latency_ms
         cache.save()
         record = {"variant": name, "headline_mape": round(head["mape"], 2),
                   "headline_within_20": round(head["within_20"], 1),
                   "headline_spearman": round(head["spearman"], 3),
                   "all_groups_mape": round(res.predictor.metrics["overall"]["mape"], 2),
-                  "swiftformer_error_pct": presets,
+                  "swiftformer_error_pct": presets, "swiftformer_ms": preset_ms,
                   "seconds": round(time.perf_counter() - t)}
         print(record, flush=True)
-        with OUT.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        CV_DIR.mkdir(parents=True, exist_ok=True)
+        (CV_DIR / f"{name}.json").write_text(json.dumps([
+            {"model": m.model, "timm_name": m.timm_name, "group": m.group,
+             "family": m.family_name, "fallback": m.fallback, "latency_ms": m.latency_ms,
+             "cv_ms": cv} for m, cv in zip(res.rows, res.cv_predictions, strict=True)]))
+        lines = [line for line in (OUT.read_text().splitlines() if OUT.exists() else [])
+                 if json.loads(line)["variant"] != name] + [json.dumps(record)]
+        OUT.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

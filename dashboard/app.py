@@ -190,19 +190,18 @@ def page_pareto(url: str) -> None:
                                     attn=attn, params_m=params)
         series.append((v.name, shown, v.budget_ms))
     refs = _guard(_references, url, chosen[0])
-    fig = plots.pareto_figure(series, refs)
-    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="pareto",
+    chart = plots.pareto_chart(series, refs)
+    event = st.altair_chart(chart, on_select="rerun", selection_mode=plots.PICK, key="pareto",
                             width="stretch")
     n_points = sum(len(s[1]) for s in series)
     n_front = sum(int(s[1]["pareto"].sum()) for s in series)
-    st.caption(f"{n_points} trials shown, {n_front} on the feasible Pareto front; SwiftFormer "
-               f"presets scored with the proxy and predictor of {screen_text(chosen[0])}.")
+    st.caption(f"{n_points} trials shown, {n_front} on the feasible Pareto front; click one to "
+               f"open it. SwiftFormer presets scored with the proxy and predictor of "
+               f"{screen_text(chosen[0])}.")
     selection: Any = event.get("selection", {}) if event else {}
-    points = selection.get("points", [])
-    picked = [p for p in points if p.get("customdata")]
+    picked = [p for p in selection.get(plots.PICK, []) if p.get("study") in chosen]
     if picked:
-        _open_candidate(chosen[picked[0].get("curve_number", 0) // 3]
-                        if len(chosen) > 1 else chosen[0], int(picked[0]["customdata"][0]))
+        _open_candidate(picked[0]["study"], int(picked[0]["trial"]))
     front = pd.concat([s[1][s[1]["pareto"] == True].assign(study=s[0])  # noqa: E712
                        for s in series])
     if not front.empty:
@@ -262,7 +261,7 @@ def page_candidate(url: str) -> None:
     st.write(f"**Where it sits:** {status}. 90% latency interval "
              f"{cand.latency_low_ms:.3f}-{cand.latency_high_ms:.3f} ms "
              f"({screen_text(info.get('latency_group', ''))}).")
-    st.plotly_chart(plots.architecture_figure(cand.arch), width="stretch")
+    st.altair_chart(plots.architecture_chart(cand.arch), width="stretch")
     st.dataframe(data.stages_table(cand.arch), hide_index=True, width="stretch")
     st.write("**Proxy scores**")
     st.dataframe(pd.DataFrame([cand.proxy_scores]), hide_index=True)
@@ -287,7 +286,7 @@ def page_latency(url: str) -> None:
              f"{cv.get('mape', float('nan')):.1f}%, Spearman {cv.get('spearman') or 0:.3f}.")
     st.caption("Points are in-sample for the shipped calibration rows (the predictor was "
                "fitted on them) and out-of-sample for measurements you imported.")
-    st.plotly_chart(plots.latency_figure(df), width="stretch")
+    st.altair_chart(plots.latency_chart(df), width="stretch")
     groups = pd.DataFrame([{"group": g, **{k: v for k, v in m.items()}}
                            for g, m in metrics["groups"].items()])
     if not groups.empty:

@@ -1,23 +1,23 @@
-"""Plotly figures as pure functions of DataFrames (no storage, no Streamlit): easy to test."""
+"""Charts as pure functions of DataFrames (no storage, no Streamlit): easy to test.
+
+Vega-Lite charts (Altair) everywhere except the Optuna insights page, whose figures come from
+``optuna.visualization`` as plotly: plotly's browser bundle (4.7 MB) took about 1 s to load and
+compile, and 10,000 points another second to draw, on the pages users open most; Vega's bundle
+is a sixth of that (``benchmarks/dashboard_speed.py``).
+"""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import Any
 
+import altair as alt
 import pandas as pd
 import plotly.graph_objects as go
 
 from search_spaces import ArchConfig
 
-_HOVER_NUMBERS = ("trial %{customdata[0]}<br>score %{y:.3f}<br>latency %{x:.3f} ms "
-                  "(%{customdata[1]:.2f}-%{customdata[2]:.2f})<br>%{customdata[3]:.2f} M "
-                  "params, %{customdata[4]:.3f} GMACs, %{customdata[5]} attention blocks")
-HOVER_TRIAL = _HOVER_NUMBERS + "<extra>%{fullData.name}</extra>"
-HOVER = _HOVER_NUMBERS + "<br>%{customdata[6]}<extra>%{fullData.name}</extra>"
-NUMERIC = ["trial", "latency_low_ms", "latency_high_ms", "params_m", "gmacs", "attn_blocks"]
-CUSTOM = [*NUMERIC, "arch_key"]
-WEBGL_FROM = 2000  # points in one trace
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 
 
@@ -35,99 +35,128 @@ def filter_trials(df: pd.DataFrame, *, feasible_only: bool = False,
     return out
 
 
-def pareto_figure(studies: Sequence[tuple[str, pd.DataFrame, float]],
-                  references: pd.DataFrame | None = None) -> go.Figure:
+# the Pareto chart's numbers (float32: the tooltips show at most 3 decimals)
+NUMERIC = ["latency_ms", "accuracy_score", "latency_low_ms", "latency_high_ms", "params_m",
+           "gmacs", "attn_blocks"]
+PICK = "pick"  # the Pareto chart's point selection: its value names the study and trial
+KINDS = ("trial", "infeasible", "Pareto front")
+_TOOLTIP = [
+    alt.Tooltip("study:N"), alt.Tooltip("trial:Q"), alt.Tooltip("accuracy_score:Q", format=".3f"),
+    alt.Tooltip("latency_ms:Q", title="latency (ms)", format=".3f"),
+    alt.Tooltip("latency_low_ms:Q", title="90% low (ms)", format=".2f"),
+    alt.Tooltip("latency_high_ms:Q", title="90% high (ms)", format=".2f"),
+    alt.Tooltip("params_m:Q", title="params (M)", format=".2f"),
+    alt.Tooltip("gmacs:Q", title="GMACs", format=".3f"), alt.Tooltip("attn_blocks:Q"),
+]
+
+
+def pareto_points(studies: Sequence[tuple[str, pd.DataFrame, float]]) -> pd.DataFrame:
+    """One row per plotted trial: the chart's data. ``kind`` is trial, infeasible or Pareto
+    front; the architecture key is kept for the front only (10,000 keys are ~0.6 MB)."""
+    parts = []
+    for name, df, _ in studies:
+        kind = pd.Series("trial", index=df.index).mask(df["feasible"] != True, "infeasible")  # noqa: E712
+        kind = kind.mask(df["pareto"] == True, "Pareto front")  # noqa: E712
+        parts.append(df[NUMERIC].astype("float32").assign(
+            trial=df["trial"].astype("int64"), study=name, kind=kind,
+            arch_key=df["arch_key"].where(kind == "Pareto front")))
+    columns = ["study", "kind", "trial", *NUMERIC, "arch_key"]
+    return pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def pareto_chart(studies: Sequence[tuple[str, pd.DataFrame, float]],
+                 references: pd.DataFrame | None = None) -> alt.LayerChart:
     """Accuracy score vs predicted latency. Per study (name, filtered trials, budget): every
-    trial faded, infeasible ones as crosses, the Pareto front highlighted and joined, the
-    budget as a vertical line; SwiftFormer presets as labelled diamonds."""
-    fig = go.Figure()
-    for i, (name, df, budget) in enumerate(studies):
-        color = COLORS[i % len(COLORS)]
-        label = f"{html.escape(name)}: " if len(studies) > 1 else ""  # plotly renders HTML
-        for feasible, symbol in ((True, "circle"), (False, "x")):
-            part = df[(df["feasible"] == feasible) & (df["pareto"] == False)]  # noqa: E712
-            # SVG markers make the browser crawl beyond a few thousand points; WebGL does not
-            scatter = go.Scattergl if len(part) > WEBGL_FROM else go.Scatter
-            # numbers only (float32: the hover shows at most 3 decimals), which Plotly sends as
-            # binary arrays; the architecture key is in the front's hover and the candidate
-            # page. A 10,000-trial plot's JSON for the browser: 1.2 MB as text lists before.
-            fig.add_trace(scatter(
-                x=part["latency_ms"].to_numpy("float32"),
-                y=part["accuracy_score"].to_numpy("float32"),
-                mode="markers", name=f"{label}{'trials' if feasible else 'infeasible'}",
-                marker={"color": color, "opacity": 0.25, "symbol": symbol, "size": 7},
-                customdata=part[NUMERIC].to_numpy("float32"), hovertemplate=HOVER_TRIAL,
-            ))
-        front = df[df["pareto"] == True].sort_values("latency_ms")  # noqa: E712
-        fig.add_trace(go.Scatter(
-            x=front["latency_ms"], y=front["accuracy_score"], mode="markers+lines",
-            name=f"{label}Pareto front", line={"color": color, "shape": "hv"},
-            marker={"color": color, "size": 10, "line": {"color": "black", "width": 1}},
-            customdata=front[CUSTOM].to_numpy(), hovertemplate=HOVER,
-        ))
-        fig.add_vline(x=budget, line_dash="dash", line_color=color,
-                      annotation_text=f"{label}budget {budget:g} ms",
-                      annotation_position="top left")
+    trial faded, infeasible ones as crosses, the Pareto front
+    highlighted and joined, the budget as a dashed rule; SwiftFormer presets as labelled
+    diamonds. Clicking a trial selects it (selection ``PICK``: its study and trial). Names are
+    data: Vega draws them as text and its tooltips escape HTML."""
+    points = pareto_points(studies)
+    pick = alt.selection_point(name=PICK, fields=["study", "trial"], on="click", empty=False)
+    several = len(studies) > 1
+    color = alt.Color("study:N", scale=alt.Scale(domain=[s[0] for s in studies],
+                                                 range=COLORS[:len(studies)] or COLORS[:1]),
+                      legend=alt.Legend(orient="bottom") if several else None)
+    x = alt.X("latency_ms:Q", title="predicted latency (ms)", scale=alt.Scale(zero=False))
+    y = alt.Y("accuracy_score:Q", title="accuracy score", scale=alt.Scale(zero=False))
+    base = alt.Chart(points).encode(x=x, y=y, color=color)
+    faded = base.transform_filter(alt.datum.kind != "Pareto front").mark_point(
+        filled=True, opacity=0.25, size=40).encode(
+        shape=alt.Shape("kind:N", scale=alt.Scale(domain=list(KINDS), range=[
+            "circle", "cross", "circle"]), legend=alt.Legend(
+            orient="bottom", title=None, symbolOpacity=1)),
+        tooltip=_TOOLTIP).add_params(pick)
+    front = base.transform_filter(alt.datum.kind == "Pareto front")
+    line = front.mark_line(interpolate="step-after").encode(detail="study:N")
+    marks = front.mark_point(filled=True, size=110, opacity=1, stroke="black",
+                             strokeWidth=1).encode(
+        shape=alt.Shape("kind:N", scale=alt.Scale(domain=list(KINDS), range=[
+            "circle", "cross", "circle"])),
+        tooltip=[*_TOOLTIP, alt.Tooltip("arch_key:N", title="architecture")]).add_params(pick)
+    budgets = pd.DataFrame({"study": [s[0] for s in studies],
+                            "budget_ms": [float(s[2]) for s in studies]})
+    budgets["label"] = [(f"{s}: " if several else "") + f"budget {b:g} ms"
+                        for s, b in zip(budgets["study"], budgets["budget_ms"], strict=True)]
+    rule = alt.Chart(budgets).encode(x="budget_ms:Q", color=color)
+    layers: list[Any] = [faded, line, marks, rule.mark_rule(strokeDash=[6, 4]),
+                         rule.mark_text(align="left", dx=4, dy=-6, baseline="bottom").encode(
+                             text="label:N", y=alt.value(0))]
     if references is not None and len(references):
-        fig.add_trace(go.Scatter(
-            x=references["latency_ms"], y=references["accuracy_score"], mode="markers+text",
-            name="SwiftFormer", text=[n.removeprefix("SwiftFormer-") for n in
-                                      references["name"]],
-            textposition="bottom right",
-            marker={"symbol": "diamond", "size": 12, "color": "black"},
-            hovertemplate="%{text}: score %{y:.3f}, %{x:.3f} ms<extra>SwiftFormer</extra>",
-        ))
-    fig.update_layout(xaxis_title="predicted latency (ms)", yaxis_title="accuracy score",
-                      height=560, legend={"orientation": "h", "y": -0.15},
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
-    return fig
+        refs = alt.Chart(references.assign(
+            label=[n.removeprefix("SwiftFormer-") for n in references["name"]])).encode(
+            x="latency_ms:Q", y="accuracy_score:Q",
+            tooltip=[alt.Tooltip("name:N"), alt.Tooltip("accuracy_score:Q", format=".3f"),
+                     alt.Tooltip("latency_ms:Q", format=".3f")])
+        layers += [refs.mark_point(shape="diamond", filled=True, size=150, color="black"),
+                   refs.mark_text(align="left", dx=8, dy=8, color="black").encode(text="label:N")]
+    return alt.LayerChart(layer=layers).properties(height=560)
 
 
-def architecture_figure(arch: ArchConfig) -> go.Figure:
+def architecture_chart(arch: ArchConfig) -> alt.LayerChart:
     """Blocks per stage: grey conv blocks, orange attention blocks; width scales box height."""
-    fig = go.Figure()
+    blocks, labels = [], []
     max_w = max(arch.widths)
     x = 0.0
     for i, stage in enumerate(arch.stages):
         h = 0.3 + 0.7 * stage.width / max_w
         for kind in stage.block_kinds():
-            color = "#ff7f0e" if kind == "attn" else "#9e9e9e"
-            fig.add_shape(type="rect", x0=x, x1=x + 0.9, y0=-h / 2, y1=h / 2,
-                          fillcolor=color, line={"width": 0})
+            blocks.append({"x0": x, "x1": x + 0.9, "y0": -h / 2, "y1": h / 2, "stage": i,
+                           "block": "attention block" if kind == "attn" else "conv block"})
             x += 1
-        fig.add_annotation(x=x - stage.depth / 2 - 0.05, y=-0.62, showarrow=False,
-                           text=f"stage {i}: {stage.width} ch, MLP x{stage.mlp_ratio:g}")
+        labels.append({"x": x - stage.depth / 2 - 0.05, "y": -0.62,
+                       "text": f"stage {i}: {stage.width} ch, MLP x{stage.mlp_ratio:g}"})
         x += 0.8
-    for name, color in (("conv block", "#9e9e9e"), ("attention block", "#ff7f0e")):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
-                                 marker={"symbol": "square", "size": 12, "color": color}))
-    fig.update_xaxes(visible=False, range=[-0.5, x])
-    fig.update_yaxes(visible=False, range=[-0.75, 0.6])
-    fig.update_layout(height=200, margin={"l": 0, "r": 0, "t": 10, "b": 0},
-                      legend={"orientation": "h"})
-    return fig
+    hidden = alt.Axis(labels=False, ticks=False, domain=False, grid=False, title=None)
+    xs = alt.Scale(domain=[-0.5, x], nice=False, zero=False)
+    ys = alt.Scale(domain=[-0.75, 0.6], nice=False, zero=False)
+    rects = alt.Chart(pd.DataFrame(blocks)).mark_rect().encode(
+        x=alt.X("x0:Q", scale=xs, axis=hidden), x2="x1", y=alt.Y("y0:Q", scale=ys, axis=hidden),
+        y2="y1", color=alt.Color("block:N", scale=alt.Scale(
+            domain=["conv block", "attention block"], range=["#9e9e9e", "#ff7f0e"]),
+            legend=alt.Legend(orient="top", title=None)),
+        tooltip=["stage:Q", "block:N"])
+    text = alt.Chart(pd.DataFrame(labels)).mark_text().encode(
+        x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys), text="text:N")
+    return alt.LayerChart(layer=[rects, text]).properties(height=200).configure_view(
+        strokeWidth=0)
 
 
-def latency_figure(df: pd.DataFrame) -> go.Figure:
-    """Predicted vs measured latency (log-log), one colour per origin, with the y = x line."""
-    have = df.dropna(subset=["predicted_ms"])
-    fig = go.Figure()
-    for origin, part in have.groupby("origin"):
-        fig.add_trace(go.Scatter(
-            x=part["measured_ms"], y=part["predicted_ms"], mode="markers",
-            name=html.escape(str(origin)),  # user file names and models: plotly renders HTML
-            text=(part["model"] + " | " + part["group"]).map(html.escape),
-            hovertemplate="%{text}<br>measured %{x:.3f} ms, predicted %{y:.3f} ms<extra></extra>",
-        ))
-    if len(have):
-        lo = float(min(have["measured_ms"].min(), have["predicted_ms"].min()))
-        hi = float(max(have["measured_ms"].max(), have["predicted_ms"].max()))
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
-                                 line={"dash": "dot", "color": "grey"}))
-    fig.update_xaxes(type="log", title="measured (ms)")
-    fig.update_yaxes(type="log", title="predicted (ms)")
-    fig.update_layout(height=480, margin={"l": 10, "r": 10, "t": 30, "b": 10})
-    return fig
+def latency_chart(df: pd.DataFrame) -> alt.LayerChart:
+    """Predicted vs measured latency (log-log), one colour per origin, with the y = x line.
+    Model, group and origin names are data: Vega draws them as text, its tooltips escape HTML."""
+    have = df.dropna(subset=["predicted_ms"])[["measured_ms", "predicted_ms", "origin", "model",
+                                                "group"]].astype({"origin": str})
+    lo = float(min(have["measured_ms"].min(), have["predicted_ms"].min())) if len(have) else 0.1
+    hi = float(max(have["measured_ms"].max(), have["predicted_ms"].max())) if len(have) else 10
+    x = alt.X("measured_ms:Q", title="measured (ms)", scale=alt.Scale(type="log"))
+    y = alt.Y("predicted_ms:Q", title="predicted (ms)", scale=alt.Scale(type="log"))
+    points = alt.Chart(have).mark_circle(size=50, opacity=0.8).encode(
+        x=x, y=y, color=alt.Color("origin:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["model:N", "group:N", alt.Tooltip("measured_ms:Q", format=".3f"),
+                 alt.Tooltip("predicted_ms:Q", format=".3f")])
+    diagonal = alt.Chart(pd.DataFrame({"measured_ms": [lo, hi], "predicted_ms": [lo, hi]})
+                         ).mark_line(strokeDash=[2, 3], color="grey").encode(x=x, y=y)
+    return alt.LayerChart(layer=[points, diagonal]).properties(height=480)
 
 
 def importance_figure(importances: dict[str, float], top: int = 12) -> go.Figure:

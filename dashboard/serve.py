@@ -3,13 +3,13 @@
     python -m dashboard.serve STORAGE_URL [streamlit run options...]
 
 Streamlit runs the app in the server process, so the first page a user opened used to pay for
-importing torch, timm, Optuna and plotly, for plotly loading its validators, and for SQLAlchemy
-compiling Optuna's queries: about 8 s. ``warm_up`` pays them before the server listens, so the
-first page opens in its normal time. It also builds the trial rows of the newest studies,
-starting no further study once ``WARM_ROWS_S`` have passed; ``dashboard.data.study`` keeps
-them, so the Pareto explorer of a 10,000-trial study then reads the storage and decodes only
-the trials finished since (0.1 s instead of 1.3 s). Every page still reads the storage
-itself; nothing shown comes from start-up.
+importing torch, timm, Optuna, plotly and Altair, for plotly and Altair loading their schemas,
+and for SQLAlchemy compiling Optuna's queries: about 8 s. ``warm_up`` pays them before the
+server listens, so the first page opens in its normal time. It also builds the trial rows of the
+newest studies, starting no further study once ``WARM_ROWS_S`` have passed;
+``dashboard.data.study`` keeps them, so the Pareto explorer of a 10,000-trial study then reads
+the storage and decodes only the trials finished since (0.1 s instead of 1.3 s). Every page
+still reads the storage itself; nothing shown comes from start-up.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ WARM_ROWS_S = 5.0  # no further study is started after this long (about 40,000 t
 
 def warm_up(storage_url: str) -> None:
     # Optuna imports these lazily; importance pulls in scikit-learn (~0.3 s)
+    import altair as alt
     import optuna.importance
     import optuna.visualization  # noqa: F401
+    import pandas as pd
     import plotly.graph_objects as go
 
     import search_spaces  # before timm, as everywhere
@@ -35,6 +37,7 @@ def warm_up(storage_url: str) -> None:
     from dashboard import data, plots  # noqa: F401  (Optuna, pandas; torch is lazy there)
 
     go.Figure(go.Scatter(x=[0.0], y=[0.0]))  # loads plotly's validator table (~0.3 s)
+    alt.Chart(pd.DataFrame({"x": [0.0]})).mark_point().encode(x="x:Q").to_dict()  # schema, 0.3 s
     # opens the storage and runs Optuna's trial queries once; errors are the pages' to show
     with contextlib.suppress(Exception):
         data.studies(storage_url)

@@ -61,7 +61,8 @@ def test_pareto_page_plots_every_trial_and_opens_a_candidate(storage, monkeypatc
     n_front = int(view.trials["pareto"].sum())
     assert any(f"8 trials shown, {n_front} on the feasible Pareto front" in c.value
                for c in at.caption)
-    assert len(at.get("plotly_chart")) == 1
+    chart = _vega(at)  # every trial in the chart's data, the front marked
+    assert len(chart) == 8 and int((chart["kind"] == "Pareto front").sum()) == n_front
     table = at.table[0].value  # the front, fastest first
     assert len(table) == n_front and list(table["latency_ms"]) == sorted(table["latency_ms"])
     # Compare two studies (two devices) on one plot.
@@ -75,6 +76,19 @@ def test_pareto_page_plots_every_trial_and_opens_a_candidate(storage, monkeypatc
     assert any(h.value == markdown_text(first) for h in at.subheader)  # escaped user text
 
 
+def _vega_frames(at: AppTest) -> list[pd.DataFrame]:
+    """The data of the page's Vega-Lite charts, as Streamlit sends it to the browser (Arrow)."""
+    import pyarrow as pa
+
+    return [pa.ipc.open_stream(d.data.data).read_pandas()
+            for chart in at.get("vega_lite_chart") for d in chart.proto.datasets]
+
+
+def _vega(at: AppTest) -> pd.DataFrame:
+    """The Pareto chart's trial rows."""
+    return next(f for f in _vega_frames(at) if "kind" in f.columns)
+
+
 def test_candidate_page(storage, monkeypatch) -> None:
     view = data.study(storage, "dash")
     trial = int(view.trials[view.trials["pareto"]].iloc[0]["trial"])
@@ -85,6 +99,8 @@ def test_candidate_page(storage, monkeypatch) -> None:
     assert any("on the feasible Pareto front" in m.value for m in at.markdown)
     stages = at.dataframe[0].value
     assert list(stages["stage"]) == [0, 1, 2, 3]
+    blocks = next(f for f in _vega_frames(at) if "block" in f.columns)  # one box per block
+    assert len(blocks) == int(stages["depth"].sum())
     assert len(at.get("download_button")) == 1
 
 
@@ -141,9 +157,13 @@ def test_plots_are_pure_functions_of_frames() -> None:
     })
     shown = plots.filter_trials(trials, feasible_only=True, attn=(1, 4))
     assert list(shown["trial"]) == [1]
-    fig = plots.pareto_figure([("s", trials, 1.0)])
-    counts = {t.name: len(t.x) for t in fig.data}
-    assert counts == {"trials": 0, "infeasible": 1, "Pareto front": 2}
+    points = plots.pareto_points([("s", trials, 1.0)])
+    assert list(points["kind"]) == ["Pareto front", "Pareto front", "infeasible"]
+    assert list(points["arch_key"].fillna("")) == ["a", "b", ""]  # keys on the front only
+    spec = plots.pareto_chart([("s", trials, 1.0), ("t", trials, 2.0)]).to_dict()
+    budgets = next(d for d in spec["datasets"].values() if "budget_ms" in d[0])
+    assert [b["label"] for b in budgets] == ["s: budget 1 ms", "t: budget 2 ms"]
+    assert [p["name"] for p in spec["params"]] == [plots.PICK]  # one selection, clickable
 
 
 def test_latency_page_and_csv_import(storage, monkeypatch, tmp_path) -> None:
@@ -153,7 +173,8 @@ def test_latency_page_and_csv_import(storage, monkeypatch, tmp_path) -> None:
                for m in at.markdown)
     groups = at.dataframe[0].value
     assert "arXiv:2303.15446 (SwiftFormer, ICCV'23) | iPhone 14 | ANE" in set(groups["group"])
-    assert len(at.get("plotly_chart")) == 1
+    points = next(f for f in _vega_frames(at) if "origin" in f.columns)
+    assert len(points) > 300 and points["predicted_ms"].gt(0).all()
     # the upload widget cannot be driven by AppTest; the page's parse and import calls can
     from latency_models import MeasurementError
 

@@ -108,21 +108,24 @@ def test_pareto_select_and_export_in_chromium(served) -> None:
         page.set_default_timeout(60_000)
         expect.set_options(timeout=90_000)  # the first page load imports torch in the server
         page.goto(f"{base}/?page=pareto&study=web")
-        points = page.locator(".js-plotly-plot .scatterlayer .trace path.point")
-        # every complete trial plus the four SwiftFormer presets
+        # a small chart is drawn as SVG: one labelled mark per trial, plus the four presets
+        trials = page.locator('.vega-embed g.mark-symbol path[aria-label*="; kind: "]')
         try:
-            expect(points).to_have_count(n_complete + 4)
+            expect(trials).to_have_count(n_complete)
+            expect(page.locator('.vega-embed g.mark-symbol path[aria-label*="name: SwiftFormer-"]')
+                   ).to_have_count(4)
         finally:
             page.screenshot(path=str(ARTIFACTS / "pareto_explorer.png"), full_page=True)
         expect(page.get_by_text(f"{n_complete} trials shown")).to_be_visible()
-
         box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Open a candidate")
         box.scroll_into_view_if_needed()  # the list pops up only when the box is on screen
         box.locator("input").click()
         options = page.get_by_role("option")
         expect(options).to_have_count(1 + len(front))  # "-" and one per front candidate
         assert f"web / trial {trial}" in options.all_inner_texts()
-        options.filter(has_text=f"web / trial {trial}").first.click()
+        page.keyboard.press("Escape")
+        # clicking the fastest front point in the chart opens that candidate
+        page.locator(f'.vega-embed [aria-label*="kind: Pareto front; trial: {trial};"]').click()
         expect(page.get_by_role("heading", name=f"web / trial {trial}")).to_be_visible()
         expect(page.get_by_text("on the feasible Pareto front")).to_be_visible()
 
@@ -153,9 +156,13 @@ def test_user_text_renders_as_plain_text_in_chromium(served, lure) -> None:
         # the text shows as typed (an invisible word joiner defuses its URLs: not matched here)
         for url, literal in ((f"{base}/?page=studies", "evil **bold** [click]("),
                              (f"{base}/?page=candidate&study={quoted}", "html.png'> / trial 0"),
-                             (f"{base}/?page=pareto&study={quoted}x", 'No study "evil **bold**')):
+                             (f"{base}/?page=pareto&study={quoted}x", 'No study "evil **bold**'),
+                             (f"{base}/?page=pareto&study={quoted}", "1 trials shown")):
             page.goto(url)
             expect(page.get_by_text(literal, exact=False).first).to_be_visible()
+            if url.endswith(f"pareto&study={quoted}"):  # the name in the chart's tooltip
+                page.locator('.vega-embed [aria-label*="; kind: "]').first.hover()
+                expect(page.locator("#vg-tooltip-element")).to_contain_text("evil **bold**")
             html = page.content()
             assert f'href="{lure}' not in html and f'src="{lure}' not in html, url
             assert page.locator(f'a[href^="{lure}"], img[src^="{lure}"]').count() == 0, url
