@@ -42,12 +42,16 @@ RESULTS = Path(__file__).with_name("results") / "dashboard.json"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 THINK_S = 1.0  # a user looks at a page at least this long before clicking on
-# A canvas counts once something is drawn on it: Vega draws a chart's whole scene in one pass.
+# A canvas counts once something is drawn on it (Vega draws a chart's whole scene in one
+# pass); elements Streamlit marks stale (the previous page's, until the new run replaces
+# them) do not count.
 SHOWN_JS = """([title, selector, count]) =>
     [...document.querySelectorAll('h2')].some(h => h.textContent.includes(title))
     && [...document.querySelectorAll(selector)].filter(
-        e => e.getClientRects().length > 0 && (e.tagName !== 'CANVAS' || e.getContext('2d')
-             .getImageData(0, 0, e.width, e.height).data.some(v => v > 0))).length >= count"""
+        e => e.getClientRects().length > 0 && !e.closest('[data-stale="true"]')
+             && (e.tagName !== 'CANVAS' || e.getContext('2d')
+                 .getImageData(0, 0, e.width, e.height).data.some(v => v > 0))
+    ).length >= count"""
 
 
 def _port() -> int:
@@ -87,13 +91,16 @@ def _served(storage: str) -> Iterator[tuple[str, float]]:
 def _pages(study: str, trial: int) -> dict[str, tuple[str, str, str, int]]:
     """page: (deep-link query, sidebar label, content selector, how many must be visible). The
     header check keeps the previous page's content from counting during a click-through."""
-    vega = ".vega-embed canvas, .vega-embed g.mark-symbol path"  # canvas beyond 2,000 points
+    # Vega draws on a canvas beyond 2,000 points; plotly's points (releases before 2026-12-04)
+    # keep the benchmark comparable with the previous release
+    point = (".vega-embed canvas, .vega-embed g.mark-symbol path, "
+             ".js-plotly-plot .scatterlayer path.point")
     return {
         "studies": ("studies", "Studies", '[data-testid="stTable"]', 1),
-        "pareto": (f"pareto&study={study}", "Pareto explorer", vega, 1),
+        "pareto": (f"pareto&study={study}", "Pareto explorer", point, 1),
         "candidate": (f"candidate&study={study}&trial={trial}", "Candidate",
                       '[data-testid="stDownloadButton"]', 1),
-        "latency": ("latency", "Latency model", vega, 1),
+        "latency": ("latency", "Latency model", point, 1),
         "insights": (f"insights&study={study}", "Optuna insights", ".js-plotly-plot", 4),
     }
 

@@ -12,7 +12,11 @@ shipped model as one more measure, with ``I`` a fixed hyper-parameter. Variants:
   the 467-row calibration file;
 - ``roof{I}+count+wb``: roofline and op count (plus total weight bytes) instead;
 - ``roof{I}+count``: the same without the weight-bytes term;
-- ``base+roof{I}``: today's measures plus the roofline one.
+- ``base+roof{I}``: today's measures plus the roofline one;
+- ``fused``: today's measures with the bytes and count of ops that Core ML fuses into the op
+  before them left out (``fbytes``, ``fcount``): an activation, batch norm or elementwise op
+  whose input comes straight from a convolution, linear, or another fused op (conv + BN + ReLU
+  + residual add is one Neural Engine op). Its MACs stay.
 
 Each is scored like ``latency_accuracy.py fit-default`` (leave-one-family-out, headline groups)
 and on the SwiftFormer presets on iPhone 14 (published numbers used only to score). The
@@ -37,27 +41,50 @@ import search_spaces  # noqa: F401  (before timm)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "latency_roofline.jsonl"
-CACHE = ROOT / "benchmarks" / "work" / "roofline_features.json"
+CACHE = ROOT / "benchmarks" / "work" / "roofline_features_v2.json"
 CV_DIR = ROOT / "benchmarks" / "work" / "roofline_cv"
 RIDGE_POINTS = (4, 16, 64, 256)
 
 
+FUSE_HEADS = frozenset({"conv", "depthwise", "pointwise", "grouped", "linear"})
+FUSABLE = frozenset({"activation", "batchnorm", "elementwise"})
+
+
 def _add_roofline_measure() -> None:
-    fs.MEASURES = fs.MEASURES + tuple(f"roof{i}" for i in RIDGE_POINTS)
+    fs.MEASURES = fs.MEASURES + tuple(f"roof{i}" for i in RIDGE_POINTS) + ("fbytes", "fcount")
     ft.MEASURES = fs.MEASURES
     record = ft._OpRecorder.__torch_dispatch__
 
     def dispatch(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         before = dict(self.totals)
         out = record(self, func, types, args, kwargs)
-        for c in fs.CATEGORIES:  # the recorder adds each op to one category, or to none
+        if not hasattr(self, "_fused_into"):
+            self._fused_into = set()  # ids of tensors that end a fusable chain
+        inputs = [a for a in ft.tree_flatten((args, kwargs or {}))[0]
+                  if isinstance(a, ft.torch.Tensor) and id(a) not in self._constant_ids]
+        outputs = [o for o in ft.tree_flatten(out)[0] if isinstance(o, ft.torch.Tensor)]
+        counted = [c for c in fs.CATEGORIES
+                   if self.totals[f"{c}.count"] != before[f"{c}.count"]]
+        if (not counted or counted[0] == "reshape") and any(
+                id(a) in self._fused_into for a in inputs):  # views pass a chain on
+            for o in outputs:
+                self._fused_into.add(id(o))
+                self._keep.append(o)
+        for c in counted:  # the recorder adds each op to one category, or to none
             if self.totals[f"{c}.count"] != before[f"{c}.count"]:
                 op = {m: self.totals[f"{c}.{m}"] - before[f"{c}.{m}"]
                       for m in ("macs", "act_bytes", "weight_bytes")}
                 for i in RIDGE_POINTS:
                     self.totals[f"{c}.roof{i}"] += max(op["macs"] / i,
                                                        op["act_bytes"] + op["weight_bytes"])
-                break
+                fused = c in FUSABLE and any(id(a) in self._fused_into for a in inputs)
+                if not fused:
+                    self.totals[f"{c}.fbytes"] += op["act_bytes"]
+                    self.totals[f"{c}.fcount"] += 1
+                if c in FUSE_HEADS or fused:
+                    for o in outputs:
+                        self._fused_into.add(id(o))
+                        self._keep.append(o)
         return out
 
     ft._OpRecorder.__torch_dispatch__ = dispatch  # type: ignore[method-assign]
@@ -69,7 +96,7 @@ def variants() -> list[tuple[str, tuple[str, ...], bool]]:
         out += [(f"roof{i}+count+wb", (f"roof{i}", "count"), True),
                 (f"roof{i}+count", (f"roof{i}", "count"), False),
                 (f"base+roof{i}", ("macs", "act_bytes", f"roof{i}", "count"), True)]
-    return out
+    return [*out, ("fused", ("macs", "fbytes", "fcount"), True)]
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ def filter_trials(df: pd.DataFrame, *, feasible_only: bool = False,
 # the Pareto chart's numbers (float32: the tooltips show at most 3 decimals)
 NUMERIC = ["latency_ms", "accuracy_score", "latency_low_ms", "latency_high_ms", "params_m",
            "gmacs", "attn_blocks"]
+CANVAS_FROM = 2000  # points; Streamlit's own threshold for single charts
 PICK = "pick"  # the Pareto chart's point selection: its value names the study and trial
 KINDS = ("trial", "infeasible", "Pareto front")
 _TOOLTIP = [
@@ -109,7 +110,11 @@ def pareto_chart(studies: Sequence[tuple[str, pd.DataFrame, float]],
                      alt.Tooltip("latency_ms:Q", format=".3f")])
         layers += [refs.mark_point(shape="diamond", filled=True, size=150, color="black"),
                    refs.mark_text(align="left", dx=8, dy=8, color="black").encode(text="label:N")]
-    return alt.LayerChart(layer=layers).properties(height=560)
+    # Streamlit picks SVG for a layered chart whatever its size: 10,000 SVG paths took the
+    # browser 1.3 s to lay out. SVG below that keeps every point a labelled element.
+    renderer = "canvas" if len(points) > CANVAS_FROM else "svg"
+    return alt.LayerChart(layer=layers).properties(
+        height=560, usermeta={"embedOptions": {"renderer": renderer}})
 
 
 def architecture_chart(arch: ArchConfig) -> alt.LayerChart:

@@ -164,6 +164,10 @@ def test_plots_are_pure_functions_of_frames() -> None:
     budgets = next(d for d in spec["datasets"].values() if "budget_ms" in d[0])
     assert [b["label"] for b in budgets] == ["s: budget 1 ms", "t: budget 2 ms"]
     assert [p["name"] for p in spec["params"]] == [plots.PICK]  # one selection, clickable
+    assert spec["usermeta"]["embedOptions"]["renderer"] == "svg"  # each point an element
+    many = pd.concat([trials] * 700, ignore_index=True)  # 2,100 points: one canvas
+    spec = plots.pareto_chart([("s", many, 1.0)]).to_dict()
+    assert spec["usermeta"]["embedOptions"]["renderer"] == "canvas"
 
 
 def test_latency_page_and_csv_import(storage, monkeypatch, tmp_path) -> None:
