@@ -68,10 +68,10 @@ def pareto_points(studies: Sequence[tuple[str, pd.DataFrame, float]]) -> pd.Data
 def pareto_chart(studies: Sequence[tuple[str, pd.DataFrame, float]],
                  references: pd.DataFrame | None = None) -> alt.LayerChart:
     """Accuracy score vs predicted latency. Per study (name, filtered trials, budget): every
-    trial faded, infeasible ones as crosses, the Pareto front
-    highlighted and joined, the budget as a dashed rule; SwiftFormer presets as labelled
-    diamonds. Clicking a trial selects it (selection ``PICK``: its study and trial). Names are
-    data: Vega draws them as text and its tooltips escape HTML."""
+    trial faded, infeasible ones as crosses, the Pareto front highlighted and joined, the
+    budget as a dashed rule; SwiftFormer presets as labelled diamonds. Clicking a trial selects
+    it (selection ``PICK``: its study and trial). Names are data: Vega draws them as text and
+    its tooltips escape HTML."""
     points = pareto_points(studies)
     pick = alt.selection_point(name=PICK, fields=["study", "trial"], on="click", empty=False)
     several = len(studies) > 1
@@ -80,19 +80,18 @@ def pareto_chart(studies: Sequence[tuple[str, pd.DataFrame, float]],
                       legend=alt.Legend(orient="bottom") if several else None)
     x = alt.X("latency_ms:Q", title="predicted latency (ms)", scale=alt.Scale(zero=False))
     y = alt.Y("accuracy_score:Q", title="accuracy score", scale=alt.Scale(zero=False))
+    shapes = alt.Scale(domain=list(KINDS), range=["circle", "cross", "circle"])
     base = alt.Chart(points).encode(x=x, y=y, color=color)
     faded = base.transform_filter(alt.datum.kind != "Pareto front").mark_point(
         filled=True, opacity=0.25, size=40).encode(
-        shape=alt.Shape("kind:N", scale=alt.Scale(domain=list(KINDS), range=[
-            "circle", "cross", "circle"]), legend=alt.Legend(
+        shape=alt.Shape("kind:N", scale=shapes, legend=alt.Legend(
             orient="bottom", title=None, symbolOpacity=1)),
         tooltip=_TOOLTIP).add_params(pick)
     front = base.transform_filter(alt.datum.kind == "Pareto front")
     line = front.mark_line(interpolate="step-after").encode(detail="study:N")
     marks = front.mark_point(filled=True, size=110, opacity=1, stroke="black",
                              strokeWidth=1).encode(
-        shape=alt.Shape("kind:N", scale=alt.Scale(domain=list(KINDS), range=[
-            "circle", "cross", "circle"])),
+        shape=alt.Shape("kind:N", scale=shapes),
         tooltip=[*_TOOLTIP, alt.Tooltip("arch_key:N", title="architecture")]).add_params(pick)
     budgets = pd.DataFrame({"study": [s[0] for s in studies],
                             "budget_ms": [float(s[2]) for s in studies]})
