@@ -39,8 +39,8 @@ def main(a: str, b: str) -> None:
     for v, recs in cv.items():
         if [r["model"] for r in recs] != [m.model for m in rows]:
             raise SystemExit(f"{v}: its predictions are for another calibration file; refit it")
-    presets = {json.loads(line)["variant"]: json.loads(line).get("swiftformer_ms")
-               for line in VARIANTS.read_text().splitlines()}
+    records = [json.loads(line) for line in VARIANTS.read_text().splitlines()]
+    presets = {r["variant"]: r.get("swiftformer_ms") for r in records}
     head = headline_groups(rows)
     results = []
     for w in np.round(np.linspace(0, 1, 11), 2):

@@ -71,20 +71,19 @@ def _add_roofline_measure() -> None:
                 self._fused_into.add(id(o))
                 self._keep.append(o)
         for c in counted:  # the recorder adds each op to one category, or to none
-            if self.totals[f"{c}.count"] != before[f"{c}.count"]:
-                op = {m: self.totals[f"{c}.{m}"] - before[f"{c}.{m}"]
-                      for m in ("macs", "act_bytes", "weight_bytes")}
-                for i in RIDGE_POINTS:
-                    self.totals[f"{c}.roof{i}"] += max(op["macs"] / i,
-                                                       op["act_bytes"] + op["weight_bytes"])
-                fused = c in FUSABLE and any(id(a) in self._fused_into for a in inputs)
-                if not fused:
-                    self.totals[f"{c}.fbytes"] += op["act_bytes"]
-                    self.totals[f"{c}.fcount"] += 1
-                if c in FUSE_HEADS or fused:
-                    for o in outputs:
-                        self._fused_into.add(id(o))
-                        self._keep.append(o)
+            op = {m: self.totals[f"{c}.{m}"] - before[f"{c}.{m}"]
+                  for m in ("macs", "act_bytes", "weight_bytes")}
+            for i in RIDGE_POINTS:
+                self.totals[f"{c}.roof{i}"] += max(op["macs"] / i,
+                                                   op["act_bytes"] + op["weight_bytes"])
+            fused = c in FUSABLE and any(id(a) in self._fused_into for a in inputs)
+            if not fused:
+                self.totals[f"{c}.fbytes"] += op["act_bytes"]
+                self.totals[f"{c}.fcount"] += 1
+            if c in FUSE_HEADS or fused:
+                for o in outputs:
+                    self._fused_into.add(id(o))
+                    self._keep.append(o)
         return out
 
     ft._OpRecorder.__torch_dispatch__ = dispatch  # type: ignore[method-assign]
@@ -111,9 +110,9 @@ def main() -> None:
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(CACHE)
     rows = read_measurements(calibration_csv())
-    lines = OUT.read_text().splitlines() if OUT.exists() else []
-    done = {json.loads(line)["variant"] for line in lines
-            if (CV_DIR / f"{json.loads(line)['variant']}.json").exists()}
+    recorded = [json.loads(line)["variant"] for line in
+                (OUT.read_text().splitlines() if OUT.exists() else [])]
+    done = {v for v in recorded if (CV_DIR / f"{v}.json").exists()}
     for name, measures, weight_bytes in variants():
         if name in done or (sys.argv[1:] and name not in sys.argv[1:]):
             continue
