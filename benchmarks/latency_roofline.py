@@ -13,6 +13,10 @@ shipped model as one more measure, with ``I`` a fixed hyper-parameter. Variants:
 - ``roof{I}+count+wb``: roofline and op count (plus total weight bytes) instead;
 - ``roof{I}+count``: the same without the weight-bytes term;
 - ``base+roof{I}``: today's measures plus the roofline one;
+- ``padded``: today's measures with activation bytes counted as the Neural Engine stores them:
+  every tensor's last axis padded to 64 bytes (Apple, "Deploying Transformers on the Apple
+  Neural Engine", 2022). A 7 x 7 feature map then moves 32 / 7 times its bytes, a (1, N, 48)
+  token tensor 64 / 48;
 - ``fused``: today's measures with the bytes and count of ops that Core ML fuses into the op
   before them left out (``fbytes``, ``fcount``): an activation, batch norm or elementwise op
   whose input comes straight from a convolution, linear, or another fused op (conv + BN + ReLU
@@ -41,17 +45,26 @@ import search_spaces  # noqa: F401  (before timm)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "latency_roofline.jsonl"
-CACHE = ROOT / "benchmarks" / "work" / "roofline_features_v2.json"
+CACHE = ROOT / "benchmarks" / "work" / "roofline_features_v3.json"
 CV_DIR = ROOT / "benchmarks" / "work" / "roofline_cv"
 RIDGE_POINTS = (4, 16, 64, 256)
+ANE_ROW_ELEMENTS = 32  # the Neural Engine pads a buffer's last axis to 64 bytes (32 FP16 values)
 
 
 FUSE_HEADS = frozenset({"conv", "depthwise", "pointwise", "grouped", "linear"})
 FUSABLE = frozenset({"activation", "batchnorm", "elementwise"})
 
 
+def _padded_numel(t: ft.torch.Tensor) -> int:
+    if t.dim() == 0:
+        return 1
+    last = -(-t.shape[-1] // ANE_ROW_ELEMENTS) * ANE_ROW_ELEMENTS
+    return ft.math.prod(t.shape[:-1]) * last
+
+
 def _add_roofline_measure() -> None:
-    fs.MEASURES = fs.MEASURES + tuple(f"roof{i}" for i in RIDGE_POINTS) + ("fbytes", "fcount")
+    fs.MEASURES = (*fs.MEASURES, *(f"roof{i}" for i in RIDGE_POINTS), "fbytes", "fcount",
+                   "pbytes")
     ft.MEASURES = fs.MEASURES
     record = ft._OpRecorder.__torch_dispatch__
 
@@ -76,6 +89,8 @@ def _add_roofline_measure() -> None:
             for i in RIDGE_POINTS:
                 self.totals[f"{c}.roof{i}"] += max(op["macs"] / i,
                                                    op["act_bytes"] + op["weight_bytes"])
+            self.totals[f"{c}.pbytes"] += fs.BYTES_PER_ELEMENT * sum(
+                _padded_numel(t) for t in [*inputs, *outputs[:1]])
             fused = c in FUSABLE and any(id(a) in self._fused_into for a in inputs)
             if not fused:
                 self.totals[f"{c}.fbytes"] += op["act_bytes"]
@@ -95,7 +110,8 @@ def variants() -> list[tuple[str, tuple[str, ...], bool]]:
         out += [(f"roof{i}+count+wb", (f"roof{i}", "count"), True),
                 (f"roof{i}+count", (f"roof{i}", "count"), False),
                 (f"base+roof{i}", ("macs", "act_bytes", f"roof{i}", "count"), True)]
-    return [*out, ("fused", ("macs", "fbytes", "fcount"), True)]
+    return [*out, ("fused", ("macs", "fbytes", "fcount"), True),
+            ("padded", ("macs", "pbytes", "count"), True)]
 
 
 def main() -> None:
