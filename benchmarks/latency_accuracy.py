@@ -199,7 +199,8 @@ def speed() -> None:
 
     cache = FeatureCache()
     # the first extraction in a process pays one-time costs (timm's and the tracer's imports,
-    # torch's first run): reported apart, then the steady state over new candidates
+    # torch's first run): reported apart, then the steady state over new candidates (blocks
+    # traced for earlier candidates are reused, as in a search)
     t = time.perf_counter()
     cache.get(arch=get_preset("xs"))
     warm_up = time.perf_counter() - t
@@ -209,6 +210,15 @@ def speed() -> None:
         t = time.perf_counter()
         cache.get(arch=arch)
         extract.append(time.perf_counter() - t)
+    # the worst case: no part of a candidate traced before (a fresh worker's first candidates)
+    from latency_models import features as ft
+
+    cold = []
+    for arch in archs:
+        ft._PART_TOTALS.clear()
+        t = time.perf_counter()
+        FeatureCache().get(arch=arch)
+        cold.append(time.perf_counter() - t)
     cached = []
     for _ in range(5):
         for arch in archs:
@@ -219,6 +229,8 @@ def speed() -> None:
            "feature_extraction_s_median": round(statistics.median(extract), 3),
            "feature_extraction_s_p95": round(float(np.percentile(extract, 95)), 3),
            "feature_extraction_s_max": round(max(extract), 3),
+           "feature_extraction_cold_parts_s_median": round(statistics.median(cold), 3),
+           "feature_extraction_cold_parts_s_max": round(max(cold), 3),
            "cached_predict_ms_median": round(1000 * statistics.median(cached), 4),
            "cached_predict_ms_max": round(1000 * max(cached), 4), "candidates": len(archs),
            "threads": 1}

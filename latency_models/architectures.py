@@ -146,15 +146,14 @@ class FeatureCache:
             hit = self._items.get(key)
         if hit is not None:
             return hit
-        if arch is not None:
-            model = build_arch_for_latency(arch)
-            name = arch.key()
-        else:
-            model = build_timm_for_latency(timm_name)
-            name = timm_name
-        from .features import extract_features
+        from .features import extract_features, extract_swiftformer_features
 
-        features = extract_features(model, resolution, name=name)
+        if arch is not None:
+            features = extract_swiftformer_features(build_arch_for_latency(arch), resolution,
+                                                    name=arch.key())
+        else:
+            features = extract_features(build_timm_for_latency(timm_name), resolution,
+                                        name=timm_name)
         with self._lock:
             self._items[key] = features
             self._dirty = True

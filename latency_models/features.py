@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -108,6 +110,15 @@ class _OpRecorder(TorchDispatchMode):
 _trace_lock = threading.Lock()  # dispatch modes are per thread, but keep traces serial anyway
 
 
+def _trace(fn: Callable[[torch.Tensor], Any], x: torch.Tensor,
+           weights: list[torch.Tensor]) -> tuple[dict[str, float], Any]:
+    """Op totals of ``fn(x)`` (weights: the tensors Core ML holds as constants), and its output."""
+    recorder = _OpRecorder(weights)
+    with _trace_lock, torch.no_grad(), recorder:
+        out = fn(x)
+    return recorder.totals, out
+
+
 def extract_features(model: nn.Module, resolution: int, *, name: str = "model") -> LatencyFeatures:
     """Features of ``model`` (any module taking ``(1, 3, R, R)`` images) at ``resolution``.
 
@@ -119,13 +130,11 @@ def extract_features(model: nn.Module, resolution: int, *, name: str = "model") 
         device = param.device
     except StopIteration:
         device = torch.device("cpu")
-    weights = [*model.parameters(), *model.buffers()]
-    recorder = _OpRecorder(weights)
     was_training = model.training
     model.eval()
     try:
-        with _trace_lock, torch.no_grad(), recorder:
-            model(torch.empty((1, 3, resolution, resolution), device=device))
+        totals, _ = _trace(model, torch.empty((1, 3, resolution, resolution), device=device),
+                           [*model.parameters(), *model.buffers()])
     except Exception as exc:
         raise FeatureExtractionError(
             f"could not trace {name} at {resolution} px for latency features: "
@@ -134,4 +143,64 @@ def extract_features(model: nn.Module, resolution: int, *, name: str = "model") 
     finally:
         model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
-    return LatencyFeatures(values=recorder.totals, resolution=resolution, params=params)
+    return LatencyFeatures(values=totals, resolution=resolution, params=params)
+
+
+# Part (its repr, which names every layer size, and input shape) -> op totals and output shape.
+# Candidates of one space share most of their blocks, so a search traces each block once.
+_PART_TOTALS: OrderedDict[tuple[str, tuple[int, ...]],
+                          tuple[dict[str, float], tuple[int, ...]]] = OrderedDict()
+PART_MEMO_SIZE = 4096
+_memo_lock = threading.Lock()
+
+
+def _part_totals(key: str, fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...],
+                 weights: list[torch.Tensor]) -> tuple[dict[str, float], tuple[int, ...]]:
+    memo_key = (key, shape)
+    with _memo_lock:
+        hit = _PART_TOTALS.get(memo_key)
+    if hit is None:
+        totals, out = _trace(fn, torch.empty(shape, device="meta"), weights)
+        hit = (totals, tuple(out.shape))
+        with _memo_lock:
+            _PART_TOTALS[memo_key] = hit
+            if len(_PART_TOTALS) > PART_MEMO_SIZE:
+                _PART_TOTALS.popitem(last=False)
+    return hit
+
+
+def extract_swiftformer_features(model: nn.Module, resolution: int, *,
+                                 name: str = "model") -> LatencyFeatures:
+    """:func:`extract_features` of a timm ``SwiftFormer`` (or swiftnas's subclass) on ``meta``,
+    traced part by part (stem, each stage's downsampling and blocks, norm and head) with each
+    part's totals kept for the next candidate. Features are sums over ops, and the model's
+    forward is exactly these parts in sequence, so the result is the same (a test checks it)."""
+    sf: Any = model  # a SwiftFormer; its submodules are typed Tensor | Module by nn.Module
+    model.eval()
+    totals = dict.fromkeys(feature_names(), 0.0)
+    shape: tuple[int, ...] = (1, 3, resolution, resolution)
+
+    def add(key: str, fn: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module]) -> None:
+        nonlocal shape
+        weights = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        part, shape = _part_totals(key, fn, shape, weights)
+        for k, v in part.items():
+            totals[k] += v
+
+    try:
+        add(repr(sf.stem), sf.stem, [sf.stem])
+        for stage in sf.stages:
+            if not isinstance(stage.downsample, nn.Identity):
+                add(repr(stage.downsample), stage.downsample, [stage.downsample])
+            for block in stage.blocks:
+                add(repr(block), block, [block])
+        tail = [sf.norm, sf.head_drop, sf.head, sf.head_dist]
+        add(f"{sf.global_pool}|{'|'.join(map(repr, tail))}",
+            lambda x: sf.forward_head(sf.norm(x)), tail)
+    except Exception as exc:
+        raise FeatureExtractionError(
+            f"could not trace {name} at {resolution} px for latency features: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    params = sum(p.numel() for p in model.parameters())
+    return LatencyFeatures(values=totals, resolution=resolution, params=params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -87,6 +88,29 @@ def test_features_match_between_meta_and_real_weights() -> None:
     real = extract_features(build_model(arch), 224)
     assert meta.values == real.values and meta.params == real.params
     assert meta.total("macs") == pytest.approx(602_434_988, rel=0.01)
+
+
+def test_part_by_part_features_equal_one_whole_trace() -> None:
+    """Candidates are traced block by block with each block's totals kept: the sums must be the
+    whole model's features exactly, for any arch, resolution and block order (memo warm or cold),
+    and for timm's own SwiftFormer."""
+    from latency_models import features as ft
+    from latency_models.architectures import build_arch_for_latency
+    from search_spaces import SwiftFormerSpace
+
+    archs = SwiftFormerSpace().sample_random(6, seed=3)
+    archs += [dataclasses.replace(archs[0], resolution=192), get_preset("l1")]
+    ft._PART_TOTALS.clear()
+    for arch in archs:
+        model = build_arch_for_latency(arch)
+        parts = ft.extract_swiftformer_features(model, arch.resolution)
+        whole = ft.extract_features(model, arch.resolution)
+        assert parts.values == pytest.approx(whole.values, rel=1e-12)
+        assert parts.params == whole.params
+    assert len(ft._PART_TOTALS) < sum(a.num_blocks for a in archs)  # blocks were shared
+    timm_xs = build_timm_for_latency("swiftformer_xs")
+    assert (ft.extract_swiftformer_features(timm_xs, 224).values
+            == pytest.approx(ft.extract_features(timm_xs, 224).values, rel=1e-12))
 
 
 def test_reparameterised_models_are_measured_deployed() -> None:
