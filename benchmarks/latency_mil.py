@@ -235,18 +235,10 @@ def compare() -> None:
 
 def fit(selected: list[str]) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
+    from latency_roofline import fit_and_record
 
-    from latency_models import (
-        FeatureCache,
-        calibration_csv,
-        evaluate_rows,
-        fit_predictor,
-        read_measurements,
-    )
-    from latency_models.architectures import architecture_key
+    from latency_models import FeatureCache, calibration_csv, read_measurements
     from latency_models.defaults import CALIBRATION_FEATURES_PATH
-    from search_spaces import get_preset
 
     aten = FeatureCache(preload=CALIBRATION_FEATURES_PATH)
     mil_items = {k: LatencyFeatures.from_dict(v) for k, v in _load(MIL_CACHE)["items"].items()}
@@ -271,35 +263,8 @@ def fit(selected: list[str]) -> None:
         if (selected and name not in selected) or (not selected and name in done):
             continue
         cache = FeatureCache()
-        cache._items.update(items)
-        t = time.perf_counter()
-        res = fit_predictor(rows, cache=cache, version="experiment")
-        head = evaluate_rows(res.rows, res.cv_predictions,
-                             groups=headline_groups(res.rows))["overall"]
-        presets, preset_ms = {}, {}
-        for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
-            arch = get_preset(preset)
-            assert f"{architecture_key(arch=arch)}@{arch.resolution}" in items
-            p = res.predictor.predict(device="iPhone 14", arch=arch, source="SwiftFormer",
-                                      cache=cache)
-            presets[preset] = round(100 * (p.latency_ms - published) / published, 1)
-            preset_ms[preset] = round(p.latency_ms, 3)
-        record = {"variant": name, "headline_mape": round(head["mape"], 2),
-                  "headline_within_20": round(head["within_20"], 1),
-                  "headline_spearman": round(head["spearman"], 3),
-                  "all_groups_mape": round(res.predictor.metrics["overall"]["mape"], 2),
-                  "swiftformer_error_pct": presets, "swiftformer_ms": preset_ms,
-                  "seconds": round(time.perf_counter() - t)}
-        print(record, flush=True)
-        CV_DIR.mkdir(parents=True, exist_ok=True)
-        (CV_DIR / f"{name}.json").write_text(json.dumps([
-            {"model": m.model, "timm_name": m.timm_name, "group": m.group,
-             "family": m.family_name, "fallback": m.fallback, "latency_ms": m.latency_ms,
-             "cv_ms": cv} for m, cv in zip(res.rows, res.cv_predictions, strict=True)]))
-        lines = [line for line in (OUT.read_text().splitlines() if OUT.exists() else [])
-                 if json.loads(line)["variant"] != name] + [json.dumps(record)]
-        OUT.write_text("\n".join(lines) + "\n")
-
+        cache._items.update(items)  # every model's features from this variant, none traced
+        fit_and_record(name, rows, cache, out=OUT, cv_dir=CV_DIR)
 
 def main() -> None:
     command, *rest = sys.argv[1:] or ["extract"]

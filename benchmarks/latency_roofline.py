@@ -37,6 +37,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import latency_models.features as ft
 import latency_models.featureset as fs
@@ -114,14 +115,48 @@ def variants() -> list[tuple[str, tuple[str, ...], bool]]:
             ("padded", ("macs", "pbytes", "count"), True)]
 
 
+def fit_and_record(name: str, rows: list[Any], cache: Any, *, out: Path,
+                   cv_dir: Path) -> dict[str, Any]:
+    """Fit the shipped method on ``rows`` with ``cache``'s features, score it (leave-one-family-
+    out on the headline groups, all groups, and the SwiftFormer presets on iPhone 14), replace
+    ``name``'s line in ``out`` and write its per-row LOFO predictions to ``cv_dir/name.json``."""
+    from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
+
+    from latency_models import evaluate_rows, fit_predictor
+    from search_spaces import get_preset
+
+    t = time.perf_counter()
+    res = fit_predictor(rows, cache=cache, version="experiment")
+    head = evaluate_rows(res.rows, res.cv_predictions, groups=headline_groups(res.rows))["overall"]
+    presets, preset_ms = {}, {}
+    for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
+        p = res.predictor.predict(device="iPhone 14", arch=get_preset(preset),
+                                  source="SwiftFormer", cache=cache)
+        presets[preset] = round(100 * (p.latency_ms - published) / published, 1)
+        preset_ms[preset] = p.latency_ms
+    record = {"variant": name, "headline_mape": round(head["mape"], 2),
+              "headline_within_20": round(head["within_20"], 1),
+              "headline_spearman": round(head["spearman"], 3),
+              "all_groups_mape": round(res.predictor.metrics["overall"]["mape"], 2),
+              "swiftformer_error_pct": presets, "swiftformer_ms": preset_ms,
+              "seconds": round(time.perf_counter() - t)}
+    print(record, flush=True)
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    (cv_dir / f"{name}.json").write_text(json.dumps([
+        {"model": m.model, "timm_name": m.timm_name, "group": m.group,
+         "family": m.family_name, "fallback": m.fallback, "latency_ms": m.latency_ms,
+         "cv_ms": cv} for m, cv in zip(res.rows, res.cv_predictions, strict=True)]))
+    lines = [line for line in (out.read_text().splitlines() if out.exists() else [])
+             if json.loads(line)["variant"] != name] + [json.dumps(record)]
+    out.write_text("\n".join(lines) + "\n")
+    return record
+
+
 def main() -> None:
     _add_roofline_measure()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
-
-    from latency_models import FeatureCache, calibration_csv, evaluate_rows, fit_predictor
+    from latency_models import FeatureCache, calibration_csv
     from latency_models.measurements import read_measurements
-    from search_spaces import get_preset
 
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(CACHE)
@@ -135,33 +170,8 @@ def main() -> None:
         pr.MODEL_MEASURES = measures
         pr.model_feature_names = lambda m=measures, w=weight_bytes: (  # type: ignore[misc]
             [f"{c}.{x}" for c in fs.CATEGORIES for x in m] + (["weight_bytes"] if w else []))
-        t = time.perf_counter()
-        res = fit_predictor(rows, cache=cache, version="experiment")
-        head = evaluate_rows(res.rows, res.cv_predictions,
-                             groups=headline_groups(res.rows))["overall"]
-        presets, preset_ms = {}, {}
-        for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
-            p = res.predictor.predict(device="iPhone 14", arch=get_preset(preset),
-                                      source="SwiftFormer", cache=cache)
-            presets[preset] = round(100 * (p.latency_ms - published) / published, 1)
-            preset_ms[preset] = p.latency_ms
+        fit_and_record(name, rows, cache, out=OUT, cv_dir=CV_DIR)
         cache.save()
-        record = {"variant": name, "headline_mape": round(head["mape"], 2),
-                  "headline_within_20": round(head["within_20"], 1),
-                  "headline_spearman": round(head["spearman"], 3),
-                  "all_groups_mape": round(res.predictor.metrics["overall"]["mape"], 2),
-                  "swiftformer_error_pct": presets, "swiftformer_ms": preset_ms,
-                  "seconds": round(time.perf_counter() - t)}
-        print(record, flush=True)
-        CV_DIR.mkdir(parents=True, exist_ok=True)
-        (CV_DIR / f"{name}.json").write_text(json.dumps([
-            {"model": m.model, "timm_name": m.timm_name, "group": m.group,
-             "family": m.family_name, "fallback": m.fallback, "latency_ms": m.latency_ms,
-             "cv_ms": cv} for m, cv in zip(res.rows, res.cv_predictions, strict=True)]))
-        lines = [line for line in (OUT.read_text().splitlines() if OUT.exists() else [])
-                 if json.loads(line)["variant"] != name] + [json.dumps(record)]
-        OUT.write_text("\n".join(lines) + "\n")
-
 
 if __name__ == "__main__":
     main()
