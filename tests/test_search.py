@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import sqlite3
 import subprocess
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from latency_models import load_default_predictor
 from nas.cli import main
 from nas.search import (
     SEARCH_SPACE,
@@ -340,6 +342,14 @@ def test_pareto_front_and_references(finished_study, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert [r["trial"] for r in out["front"]] == [c.trial for c in front]
     assert len(out["references"]) == 4 and out["latency_budget_ms"] == FIXTURE_BUDGET_MS
+    groups = {r["latency_group"] for r in [*out["front"], *out["references"]]}
+    assert groups == {load_default_predictor().resolve_group(out["device"])}
+    # the table says the latencies are a published protocol's and how to calibrate the phone
+    assert main(["pareto", "--study", name, "--storage", url]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"predicted from published measurements ({groups.pop()})" in text
+    assert (f"swiftnas latency plan --device {shlex.quote(out['device'])} --study "
+            f"{shlex.quote(name)} --storage {shlex.quote(url)} --out KIT") in text
     assert main(["pareto", "--study", name, "--storage", url, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("kind,name,trial,accuracy_score,latency_ms")

@@ -188,8 +188,19 @@ def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
     console.print(table)
     if not front:
         console.print("no feasible trial yet: raise --latency-budget-ms or run more trials")
+    from latency_models.measurements import DEFAULT_SOURCE
+
+    published = sorted({c.latency_group for c in [*front, *refs] if c.latency_group
+                        and c.latency_group.split(" | ")[0].strip().lower() != DEFAULT_SOURCE})
+    if published:  # the issue users hit first: a published protocol is not their phone
+        console.print(
+            f"latencies are predicted from published measurements ({'; '.join(published)}), "
+            "not from your phone; to calibrate them, measure 5 models it picks: swiftnas latency "
+            f"plan --device {shlex.quote(loaded.device)} --study {shlex.quote(loaded.name)} "
+            f"--storage {shlex.quote(loaded.storage.url)} --out KIT", soft_wrap=True)
+    # soft_wrap: commands to copy are never broken across lines
     console.print(f"export one: swiftnas export --study {shlex.quote(loaded.name)} --storage "
-                  f"{shlex.quote(loaded.storage.url)} --trial N --out DIR")
+                  f"{shlex.quote(loaded.storage.url)} --trial N --out DIR", soft_wrap=True)
 
 
 def pareto(

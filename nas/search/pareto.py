@@ -66,6 +66,7 @@ class Candidate:
     # with an accuracy surrogate: accuracy_score is its predicted top-1, this its 90% interval
     accuracy_low: float | None = None
     accuracy_high: float | None = None
+    latency_group: str = ""  # the predictor's calibration group (source | device | unit)
 
     @property
     def point(self) -> tuple[float, float]:
@@ -78,6 +79,7 @@ class Candidate:
             "latency_high_ms": self.latency_high_ms, "params": self.params, "macs": self.macs,
             "attn_blocks": self.arch.num_attn_blocks, "feasible": self.feasible,
             "dominates": self.dominates, "arch_key": self.arch.key(),
+            "latency_group": self.latency_group,
             **({"accuracy_low": self.accuracy_low, "accuracy_high": self.accuracy_high}
                if self.accuracy_low is not None else {}),
             **{f"proxy_{k}": v for k, v in self.proxy_scores.items()},
@@ -95,6 +97,7 @@ def from_summary(name: str, summary: dict[str, Any], budget_ms: float,
         params=summary["params"], macs=summary["macs"], proxy_scores=summary["proxy_scores"],
         feasible=summary["latency_ms"] <= budget_ms, trial=trial,
         accuracy_low=acc.get("low"), accuracy_high=acc.get("high"),
+        latency_group=summary.get("latency_group", ""),
     )
 
 
