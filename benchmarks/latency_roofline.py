@@ -115,18 +115,19 @@ def variants() -> list[tuple[str, tuple[str, ...], bool]]:
             ("padded", ("macs", "pbytes", "count"), True)]
 
 
-def fit_and_record(name: str, rows: list[Any], cache: Any, *, out: Path,
-                   cv_dir: Path) -> dict[str, Any]:
+def fit_and_record(name: str, rows: list[Any], cache: Any, *, out: Path, cv_dir: Path,
+                   **fit_options: Any) -> dict[str, Any]:
     """Fit the shipped method on ``rows`` with ``cache``'s features, score it (leave-one-family-
     out on the headline groups, all groups, and the SwiftFormer presets on iPhone 14), replace
-    ``name``'s line in ``out`` and write its per-row LOFO predictions to ``cv_dir/name.json``."""
+    ``name``'s line in ``out`` and write its per-row LOFO predictions to ``cv_dir/name.json``.
+    ``fit_options`` go to ``fit_predictor`` (``ridge``)."""
     from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
 
     from latency_models import evaluate_rows, fit_predictor
     from search_spaces import get_preset
 
     t = time.perf_counter()
-    res = fit_predictor(rows, cache=cache, version="experiment")
+    res = fit_predictor(rows, cache=cache, version="experiment", **fit_options)
     head = evaluate_rows(res.rows, res.cv_predictions, groups=headline_groups(res.rows))["overall"]
     presets, preset_ms = {}, {}
     for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():

@@ -272,9 +272,19 @@ def test_unreadable_predictor_files_get_one_clear_error(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- shipped default
+def test_cli_fits_with_the_library_default_ridge() -> None:
+    import inspect
+
+    from latency_models.predictor import DEFAULT_RIDGE, fit_predictor
+    from nas.cli.latency import fit
+
+    assert inspect.signature(fit).parameters["ridge"].default.default == DEFAULT_RIDGE
+    assert inspect.signature(fit_predictor).parameters["ridge"].default == DEFAULT_RIDGE
+
+
 def test_default_predictor_is_a_versioned_artifact_with_cv_metrics() -> None:
     predictor = load_default_predictor()
-    assert predictor.name and predictor.version == "2"
+    assert predictor.name and predictor.version == "2.1"
     # every row of the 467-row calibration file that names a timm model
     assert predictor.training["rows"] == 392
     overall = predictor.metrics["overall"]

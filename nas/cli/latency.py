@@ -83,8 +83,9 @@ def fit(
     cross_validate: bool = typer.Option(
         True, "--cv/--no-cv", help="Leave-one-family-out cross-validation (slower; gives the "
         "metrics and the uncertainty)."),
-    ridge: float = typer.Option(0.3, "--ridge", min=0.0, help="Pull of per-op costs towards a "
-                                "shared cost per measure."),
+    # latency_models.predictor.DEFAULT_RIDGE (not imported: the CLI starts without numpy)
+    ridge: float = typer.Option(10.0, "--ridge", min=0.0, help="Pull of per-op costs towards a "
+                                "shared cost per measure (10: chosen by leave-one-family-out)."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
 ) -> None:
     """Fit a predictor and print its cross-validated metrics per measurement group."""
