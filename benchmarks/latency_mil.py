@@ -144,21 +144,14 @@ def program_features(prog: Any, resolution: int, params: int) -> tuple[LatencyFe
 def convert_to_mil(model: Any, resolution: int) -> Any:
     import torch
 
-    from latency_models.coreml import _coremltools
+    from latency_models.coreml import _coremltools, export_program
 
     ct = _coremltools()
     example = torch.rand(1, 3, resolution, resolution)
-    options = {"inputs": [ct.TensorType(name="image", shape=example.shape)],
-               "convert_to": "milinternal", "minimum_deployment_target": ct.target.iOS16,
-               "compute_precision": ct.precision.FLOAT16}
-    exported = torch.export.export(model.eval(), (example,)).run_decompositions({})
-    graph = exported.graph_module.graph
-    for node in list(graph.nodes):  # a no-op view coremltools' frontend has no converter for
-        if node.op == "call_function" and node.target is torch.ops.aten.alias.default:
-            node.replace_all_uses_with(node.args[0])
-            graph.erase_node(node)
-    exported.graph_module.recompile()
-    return ct.convert(exported, **options)
+    return ct.convert(export_program(model.eval(), example),
+                      inputs=[ct.TensorType(name="image", shape=example.shape)],
+                      convert_to="milinternal", minimum_deployment_target=ct.target.iOS16,
+                      compute_precision=ct.precision.FLOAT16)
 
 
 def _keys() -> list[tuple[str, str, Any, int]]:
@@ -266,10 +259,10 @@ def fit(selected: list[str]) -> None:
         cache._items.update(items)  # every model's features from this variant, none traced
         fit_and_record(name, rows, cache, out=OUT, cv_dir=CV_DIR)
 
+
 def main() -> None:
     command, *rest = sys.argv[1:] or ["extract"]
-    {"extract": lambda: extract(), "compare": lambda: compare(),
-     "fit": lambda: fit(rest)}[command]()
+    {"extract": extract, "compare": compare, "fit": lambda: fit(rest)}[command]()
 
 
 if __name__ == "__main__":

@@ -153,6 +153,20 @@ class _Softmax(nn.Module):
         return torch.softmax(self.model(x), dim=-1)
 
 
+def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``model`` as the ``torch.export`` program coremltools converts. ``aten.alias`` nodes (no-op
+    views that GhostNet and LowFormer leave in the graph) are dropped: coremltools has no
+    converter for them."""
+    exported = torch.export.export(model, (example,)).run_decompositions({})
+    graph = exported.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten.alias.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    exported.graph_module.recompile()
+    return exported
+
+
 def convert(model: nn.Module, resolution: int, *, input_kind: str = IMAGE_INPUT,
             labels: list[str] | None = None, verbose: bool = False) -> Any:
     """``model`` (real weights, CPU) as a coremltools MLModel: ML Program, FP16, iOS 16.
@@ -181,9 +195,8 @@ def convert(model: nn.Module, resolution: int, *, input_kind: str = IMAGE_INPUT,
     example = torch.rand(*shape)
     with _quiet(verbose):
         try:
-            exported = torch.export.export(model, (example,)).run_decompositions({})
             return ct.convert(
-                exported,
+                export_program(model, example),
                 inputs=inputs,
                 outputs=outputs,
                 classifier_config=classifier,

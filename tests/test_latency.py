@@ -442,6 +442,21 @@ def test_export_coreml_writes_an_ml_program_and_manifest(
     assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".export-")]
 
 
+def test_export_coreml_of_a_timm_model_with_alias_views(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GhostNet's exported graph holds aten.alias nodes, which coremltools cannot convert."""
+    import coremltools as ct
+
+    from latency_models.coreml import mil_op_counts
+
+    code, out, err = _cli(capsys, "latency", "export-coreml", "--model", "ghostnet_050",
+                          "--out", str(tmp_path / "export"), "--format", "json")
+    assert code == 0, err
+    model = ct.models.MLModel(json.loads(out)["package"], skip_model_load=True)
+    assert mil_op_counts(model).get("conv", 0) >= 50  # GhostNet-0.5's 94 convolutions
+
+
 def _mil_ops(model) -> list:  # type: ignore[no-untyped-def]
     spec = model.get_spec()
     (block,) = spec.mlProgram.functions["main"].block_specializations.values()
