@@ -80,6 +80,12 @@ def group_key(source: str, device: str, compute_unit: str = "") -> str:
     return f"{source.strip()} | {device.strip()} | {unit}"
 
 
+def split_group(group: str) -> tuple[str, str, str]:
+    """(source, device, compute unit) of a ``group_key``; raises ValueError on anything else."""
+    source, device, unit = group.split(" | ")
+    return source, device, unit
+
+
 def _parse_bool(text: str, where: str) -> bool:
     value = text.strip().lower()
     if value in ("yes", "true", "1", "y"):

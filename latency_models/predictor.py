@@ -12,14 +12,15 @@ Model (one row = one architecture measured in group g = source | device | comput
   to families it has never seen.
 - ``scale_g``, ``offset_g``: a per-group calibration. A new device or protocol needs only a handful
   of measurements to fit these two numbers (``calibrate``); the shared costs stay.
-- Fitting minimises the robust (soft-L1) error of log latency, i.e. relative error, with SciPy's
-  ``least_squares``.
+- Fitting minimises the robust (soft-L1, nearly absolute beyond 3%) error of log latency, i.e.
+  relative error, with SciPy's ``least_squares``.
 - Uncertainty: the spread of log residuals in leave-one-family-out cross-validation, per group
   where the group has enough rows, pooled otherwise; predictions carry a 90% interval.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -35,7 +36,7 @@ from search_spaces import ArchConfig, SwiftNASError
 
 from .architectures import FeatureCache, atomic_write_text
 from .featureset import CATEGORIES, FEATURE_SET_VERSION, LatencyFeatures
-from .measurements import DEFAULT_SOURCE, Measurement
+from .measurements import DEFAULT_SOURCE, Measurement, split_group
 
 ARTIFACT_FORMAT = 1
 COMPUTE_CLASSES = ("ane", "gpu", "cpu")
@@ -183,7 +184,7 @@ class LatencyPredictor:
     def devices(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for g in sorted(self.groups):
-            out.setdefault(g.split(" | ")[1], []).append(g)
+            out.setdefault(split_group(g)[1], []).append(g)
         return out
 
     def resolve_group(self, device: str, *, source: str | None = None,
@@ -205,21 +206,21 @@ class LatencyPredictor:
             )
         if compute_unit:
             unit = compute_unit.strip().lower()
-            candidates = [g for g in candidates if g.split(" | ")[2].lower() == unit]
+            candidates = [g for g in candidates if split_group(g)[2].lower() == unit]
         else:  # the Neural Engine (default / all / ANE) unless asked otherwise
             candidates = [g for g in candidates
-                          if compute_class(g.split(" | ")[2]) == "ane"] or candidates
+                          if compute_class(split_group(g)[2]) == "ane"] or candidates
         if source:
-            matches = [g for g in candidates if source.lower() in g.split(" | ")[0].lower()]
+            matches = [g for g in candidates if source.lower() in split_group(g)[0].lower()]
             if len(matches) != 1:
-                known = "; ".join(g.split(" | ")[0] for g in candidates)
+                known = "; ".join(split_group(g)[0] for g in candidates)
                 problem = "matches no" if not matches else "is ambiguous between"
                 raise PredictorError(
                     f"--source {source!r} {problem} measurement sources for {device} "
                     f"({known}); pass a longer part of one of them"
                 )
             return matches[0]
-        user = [g for g in candidates if g.split(" | ")[0] == DEFAULT_SOURCE]
+        user = [g for g in candidates if split_group(g)[0] == DEFAULT_SOURCE]
         if user:
             return user[0]
         for preferred in PREFERRED_SOURCES:
@@ -346,79 +347,132 @@ class _Design:
     class_index: np.ndarray
     groups: list[str]
     classes: list[str]
+    weight: np.ndarray  # per row, of its squared residual (mean 1)
+    family_index: np.ndarray
 
 
 def _design(rows: Sequence[Measurement], features: Sequence[LatencyFeatures],
-            names: Sequence[str], scale: np.ndarray) -> _Design:
+            names: Sequence[str], scale: np.ndarray, balance: float = 0.0) -> _Design:
     groups = sorted({m.group for m in rows})
     classes = [c for c in COMPUTE_CLASSES if any(compute_class(m.compute_unit) == c for m in rows)]
+    families = sorted({m.family_name for m in rows})
+    cells: dict[tuple[str, str], int] = {}
+    for m in rows:
+        cells[m.group, m.family_name] = cells.get((m.group, m.family_name), 0) + 1
+    weight = np.array([cells[m.group, m.family_name] ** -balance for m in rows])
     return _Design(
         x=np.array([feature_row(f, names) for f in features]) / scale,
         log_y=np.log([m.latency_ms for m in rows]),
         fallback=np.array([m.fallback for m in rows], dtype=float),
         group_index=np.array([groups.index(m.group) for m in rows]),
         class_index=np.array([classes.index(compute_class(m.compute_unit)) for m in rows]),
-        groups=groups, classes=classes,
+        groups=groups, classes=classes, weight=weight / weight.mean(),
+        family_index=np.array([families.index(m.family_name) for m in rows]),
     )
 
 
-def _solve(d: _Design, measure_index: np.ndarray, ridge: float) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class SolveOptions:
+    """Fit hyper-parameters beyond the ridge (defaults: the shipped method).
+
+    ``balance``: each row's squared residual is weighted by ``n ** -balance``, ``n`` the rows its
+    family has in its group (0: every row counts the same; 1: every family in a group counts the
+    same). ``family_ridge``: when set, each family gets its own shift of log latency, shared by
+    its rows in every group and pulled towards 0 with this strength, so that a family that is
+    slow or fast for reasons the features do not see moves its own shift instead of the shared
+    costs (a random effect; new candidates are predicted without one). ``loss`` and
+    ``f_scale``: SciPy's robust loss, and the log error where it turns from squared to linear.
+    """
+
+    balance: float = 0.0
+    family_ridge: float | None = None
+    # 0.03 (v2.2; 0.3 before): chosen by leave-one-family-out (benchmarks/latency_fitopts.py).
+    # Beyond +-3% a row's log error counts linearly (an L1 fit), so a few rows that disagree
+    # with the rest (Neural Engine fallbacks, inconsistent protocols) bend the shared costs less.
+    f_scale: float = 0.03
+    loss: str = "soft_l1"
+
+
+def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
+           options: SolveOptions = SolveOptions()) -> dict[str, np.ndarray]:
     nc, nf, ng = len(d.classes), d.x.shape[1], len(d.groups)
     nm = int(measure_index.max()) + 1
-    sizes = [nc * nm, nc * nf, ng, ng, 1]
+    nfam = int(d.family_index.max()) + 1
+    per_family = options.family_ridge is not None
+    # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts
+    sizes = [nc * nm, nc * nf, ng, ng, 1, nfam if per_family else 0]
     bounds = np.cumsum([0, *sizes])
 
     def unpack(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi = (p[bounds[i]:bounds[i + 1]] for i in range(5))
-        return mu.reshape(nc, nm), delta.reshape(nc, nf), log_scale, log_offset, phi
+        mu, delta, log_scale, log_offset, phi, shift = (
+            p[bounds[i]:bounds[i + 1]] for i in range(6))
+        return (mu.reshape(nc, nm), delta.reshape(nc, nf), log_scale, log_offset, phi,
+                shift if per_family else np.zeros(nfam))
 
     n = len(d.log_y)
     rows = np.arange(n)
-    center = np.eye(ng) - 1.0 / ng  # derivative of (v - mean(v))
+    root_w = np.sqrt(d.weight)
+    # (block, strength) of the penalty rows after the data rows; blocks 2 and 3 (group
+    # calibrations) are pulled towards their mean, the others towards 0
+    penalties = [
+        (1, ridge), (2, 0.05), (3, 0.05),
+        *([(5, options.family_ridge)] if per_family else []),
+    ]
 
     def forward(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi = unpack(p)
+        mu, delta, log_scale, log_offset, phi, shift = unpack(p)
         w = np.exp(mu[:, measure_index] + delta)
         terms = d.x * w[d.class_index]  # (rows, features): cost contributed by each feature
         scale = np.exp(log_scale[d.group_index])
         offset = np.exp(log_offset[d.group_index])
         total = scale * terms.sum(axis=1) + offset
-        return mu, delta, log_scale, log_offset, phi, terms, scale, offset, total
+        log_pred = np.log(total) + phi[0] * d.fallback + shift[d.family_index]
+        return terms, scale, offset, total, log_pred
 
     def residuals(p: np.ndarray) -> np.ndarray:
-        _, delta, log_scale, log_offset, phi, _, _, _, total = forward(p)
+        *_, log_pred = forward(p)
         # Ridge on delta (shared cost per measure), and a weak pull of each group's
         # calibration towards the others' so groups with one or two rows stay identifiable.
-        return np.concatenate([
-            np.log(total) + phi[0] * d.fallback - d.log_y, ridge * delta.ravel(),
-            0.05 * (log_scale - log_scale.mean()), 0.05 * (log_offset - log_offset.mean()),
-        ])
+        pulled = [p[bounds[b]:bounds[b + 1]] for b, _ in penalties]
+        pulled = [v - v.mean() if b in (2, 3) else v
+                  for v, (b, _) in zip(pulled, penalties, strict=True)]
+        return np.concatenate([root_w * (log_pred - d.log_y),
+                               *(strength * v for v, (_, strength) in zip(pulled, penalties,
+                                                                          strict=True))])
 
     def jacobian(p: np.ndarray) -> np.ndarray:
-        _, _, _, _, _, terms, scale, offset, total = forward(p)
-        jac = np.zeros((n + nc * nf + 2 * ng, bounds[-1]))
+        terms, scale, offset, total, _ = forward(p)
+        jac = np.zeros((n + sum(sizes[b] for b, _ in penalties), bounds[-1]))
         dterms = terms * (scale / total)[:, None]  # d log(total) / d delta[c(i), j]
+        by_measure = np.stack([dterms[:, measure_index == m].sum(axis=1) for m in range(nm)], 1)
         for c in range(nc):
             mine = d.class_index == c
             jac[:n, bounds[1] + c * nf:bounds[1] + (c + 1) * nf][mine] = dterms[mine]
-            for m in range(nm):
-                jac[:n, bounds[0] + c * nm + m] = np.where(
-                    mine, dterms[:, measure_index == m].sum(axis=1), 0.0)
+            jac[:n, bounds[0] + c * nm:bounds[0] + (c + 1) * nm][mine] = by_measure[mine]
         jac[rows, bounds[2] + d.group_index] = scale * terms.sum(axis=1) / total
         jac[rows, bounds[3] + d.group_index] = offset / total
         jac[:n, bounds[4]] = d.fallback
-        jac[n:n + nc * nf, bounds[1]:bounds[2]] = ridge * np.eye(nc * nf)
-        jac[n + nc * nf:n + nc * nf + ng, bounds[2]:bounds[3]] = 0.05 * center
-        jac[n + nc * nf + ng:, bounds[3]:bounds[4]] = 0.05 * center
+        if per_family:
+            jac[rows, bounds[5] + d.family_index] = 1.0
+        jac[:n] *= root_w[:, None]
+        row = n
+        for b, strength in penalties:
+            block = np.eye(sizes[b]) - (1.0 / sizes[b] if b in (2, 3) else 0.0)
+            jac[row:row + sizes[b], bounds[b]:bounds[b + 1]] = strength * block
+            row += sizes[b]
         return jac
 
     p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
-                         np.full(ng, -2.0), [1.0]])
+                         np.full(ng, -2.0), [1.0], np.zeros(sizes[5])])
     from scipy import optimize  # lazy: only fitting needs it
 
-    sol = optimize.least_squares(residuals, p0, jac=jacobian, loss="soft_l1", f_scale=0.3,
-                                max_nfev=4000)
-    mu, delta, log_scale, log_offset, phi = unpack(sol.x)
+    settings: dict[str, Any] = {"jac": jacobian, "loss": options.loss, "f_scale": options.f_scale,
+                                "max_nfev": 4000}
+    try:
+        sol = optimize.least_squares(residuals, p0, **settings)
+    except np.linalg.LinAlgError:  # LAPACK's SVD can fail to converge on a finite Jacobian
+        sol = optimize.least_squares(residuals, p0, tr_solver="lsmr", **settings)
+    mu, delta, log_scale, log_offset, phi, _ = unpack(sol.x)
     return {"w": np.exp(mu[:, measure_index] + delta), "scale": np.exp(log_scale),
             "offset": np.exp(log_offset), "phi": phi}
 
@@ -441,7 +495,8 @@ class FitResult:
 
 
 def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
-                  ridge: float = DEFAULT_RIDGE, cross_validate: bool = True,
+                  ridge: float = DEFAULT_RIDGE, options: SolveOptions = SolveOptions(),
+                  cross_validate: bool = True,
                   progress: Callable[[str, int, int], None] | None = None,
                   name: str = "swiftnas-latency", version: str = "1") -> FitResult:
     """Fit on every row that names an architecture; optionally leave-one-family-out metrics.
@@ -472,8 +527,8 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
 
     def fit_on(idx: Sequence[int]) -> LatencyPredictor:
         part = [rows[i] for i in idx]
-        d = _design(part, [features[i] for i in idx], names, scale)
-        sol = _solve(d, measure_index, ridge)
+        d = _design(part, [features[i] for i in idx], names, scale, options.balance)
+        sol = _solve(d, measure_index, ridge, options)
         resid = []
         groups = {}
         for gi, g in enumerate(d.groups):
@@ -516,7 +571,8 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             **evaluate_rows(rows, cv_predictions),
         }
     predictor.training = {
-        "rows": len(rows), "skipped_rows_without_architecture": len(skipped),
+        "solve_options": dataclasses.asdict(options), "rows": len(rows),
+        "skipped_rows_without_architecture": len(skipped),
         "groups": len(predictor.groups), "families": len({m.family_name for m in rows}),
         "devices": sorted({m.device for m in rows}),
         "fallback_rows": sum(m.fallback for m in rows),

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -28,6 +29,7 @@ from latency_models import (
     read_measurements,
 )
 from latency_models.measurements import Measurement
+from latency_models.predictor import SolveOptions
 from nas.cli import main
 from search_spaces import ArchConfig, get_preset
 
@@ -190,6 +192,47 @@ def test_fit_cross_validates_by_family_and_ranks_held_out_models(fitted) -> None
         assert cal.scale > 0 and cal.offset_ms >= 0
 
 
+@pytest.mark.parametrize("options", [
+    SolveOptions(), SolveOptions(balance=1.0, family_ridge=0.5, f_scale=0.03, loss="cauchy")])
+def test_fit_jacobian_matches_finite_differences(
+        subset: list[Measurement], cache: FeatureCache, options: SolveOptions,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analytic Jacobian of every parameter block (the fit's speed rests on it) agrees with
+    central differences at a random point; a wrong block would still fit, only worse."""
+    from scipy import optimize
+
+    checked = []
+    solve = optimize.least_squares
+
+    def check(fun, x0, jac, **kw):  # type: ignore[no-untyped-def]
+        x = x0 + np.random.default_rng(0).normal(0.0, 0.1, len(x0))
+        numeric = np.stack([(fun(x + e) - fun(x - e)) / 2e-6 for e in np.eye(len(x)) * 1e-6], 1)
+        checked.append(float(np.abs(jac(x) - numeric).max()))
+        return solve(fun, x0, jac=jac, **kw)
+
+    monkeypatch.setattr(optimize, "least_squares", check)
+    fit_predictor(subset[:40], cache=cache, options=options, cross_validate=False)
+    assert checked and max(checked) < 1e-6, checked
+
+
+def test_balance_gives_every_family_of_a_group_the_same_weight(
+        subset: list[Measurement], cache: FeatureCache) -> None:
+    from latency_models.predictor import _design, model_feature_names
+
+    names = model_feature_names()
+    feats = [cache.get(timm_name=m.timm_name) for m in subset]
+    scale = np.ones(len(names))
+    cells: dict[tuple[str, str], list[int]] = {}
+    for i, m in enumerate(subset):
+        cells.setdefault((m.group, m.family_name), []).append(i)
+    assert max(map(len, cells.values())) > 1  # the check below would be empty otherwise
+    even = _design(subset, feats, names, scale, balance=0.0).weight
+    balanced = _design(subset, feats, names, scale, balance=1.0).weight
+    assert np.allclose(even, 1.0) and balanced.mean() == pytest.approx(1.0)
+    totals = [balanced[idx].sum() for idx in cells.values()]
+    assert np.allclose(totals, totals[0])
+
+
 def test_predictions_are_monotone_in_size_and_carry_an_interval(fitted) -> None:  # type: ignore[no-untyped-def]
     predictor = fitted.predictor
     preds = [predictor.predict(device="iPhone 14", arch=get_preset(p)) for p in
@@ -284,7 +327,7 @@ def test_cli_fits_with_the_library_default_ridge() -> None:
 
 def test_default_predictor_is_a_versioned_artifact_with_cv_metrics() -> None:
     predictor = load_default_predictor()
-    assert predictor.name and predictor.version == "2.1"
+    assert predictor.name and predictor.version == "2.2"
     # every row of the 467-row calibration file that names a timm model
     assert predictor.training["rows"] == 392
     overall = predictor.metrics["overall"]

@@ -304,6 +304,8 @@ def devices(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
 ) -> None:
     """Devices and measurement groups the predictor is calibrated for."""
+    from latency_models.measurements import split_group
+
     predictor = _predictor(predictor_path)
     if fmt is OutputFormat.json:
         print_json({d: {g: predictor.groups[g].to_dict() for g in gs}
@@ -321,7 +323,7 @@ def devices(
     for device, groups in predictor.devices().items():
         default = predictor.resolve_group(device)
         for g in groups:
-            source, _, unit = g.split(" | ")
+            source, _, unit = split_group(g)
             cal = predictor.groups[g]
             table.add_row(device, "*" if g == default else "", short_source(source), unit,
                           str(cal.rows),
