@@ -27,7 +27,6 @@ are skipped.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -65,19 +64,10 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> fit_predictor options
 
 def main(names: list[str]) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import fit_and_record
+    from latency_roofline import run_variants
 
-    from latency_models import FeatureCache, calibration_csv, read_measurements
-    from latency_models.defaults import CALIBRATION_FEATURES_PATH
-
-    cache = FeatureCache(preload=CALIBRATION_FEATURES_PATH)
-    rows = read_measurements(calibration_csv())
-    done = {json.loads(line)["variant"] for line in
-            (OUT.read_text().splitlines() if OUT.exists() else [])}
-    for name, fit_options in VARIANTS.items():
-        if name not in done and (not names or name in names):
-            fit_and_record(name, rows, cache, out=OUT, cv_dir=CV_DIR, **fit_options)
-    records = {r["variant"]: r for r in map(json.loads, OUT.read_text().splitlines())}
+    records = run_variants({k: v for k, v in VARIANTS.items() if not names or k in names},
+                           out=OUT, cv_dir=CV_DIR)
     best = min(records.values(), key=lambda r: r["all_groups_mape"])
     print(f"lowest all-groups LOFO MAPE: {best['variant']} ({best['all_groups_mape']}%; "
           f"base {records.get('base', {}).get('all_groups_mape')}%)")

@@ -12,7 +12,6 @@ in the results file are skipped.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -24,20 +23,10 @@ RIDGES = (0.1, 0.2, 0.3, 0.5, 1.0)
 
 def main(ridges: list[float]) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import fit_and_record
+    from latency_roofline import run_variants
 
-    from latency_models import FeatureCache, calibration_csv, read_measurements
-    from latency_models.defaults import CALIBRATION_FEATURES_PATH
-
-    cache = FeatureCache(preload=CALIBRATION_FEATURES_PATH)
-    rows = read_measurements(calibration_csv())
-    done = {json.loads(line)["variant"] for line in
-            (OUT.read_text().splitlines() if OUT.exists() else [])}
-    for ridge in ridges:
-        if f"ridge {ridge:g}" not in done:
-            fit_and_record(f"ridge {ridge:g}", rows, cache, out=OUT, cv_dir=CV_DIR, ridge=ridge)
-    records = [json.loads(line) for line in OUT.read_text().splitlines()]
-    best = min(records, key=lambda r: r["all_groups_mape"])
+    records = run_variants({f"ridge {r:g}": {"ridge": r} for r in ridges}, out=OUT, cv_dir=CV_DIR)
+    best = min(records.values(), key=lambda r: r["all_groups_mape"])
     print(f"chosen by all-groups LOFO MAPE: {best['variant']}")
 
 

@@ -86,6 +86,12 @@ def split_group(group: str) -> tuple[str, str, str]:
     return source, device, unit
 
 
+def group_source(group: str) -> str:
+    """The source part of a ``group_key``, for strings that may not be one (a study's stored
+    attributes): never raises; text without a separator is all source."""
+    return group.split(" | ", 1)[0]
+
+
 def _parse_bool(text: str, where: str) -> bool:
     value = text.strip().lower()
     if value in ("yes", "true", "1", "y"):

@@ -298,8 +298,10 @@ class LatencyPredictor:
         if not self.groups:
             raise bad("it has no calibration groups")
         for name, cal in self.groups.items():
-            if len(name.split(" | ")) != 3:
-                raise bad(f"group {name[:80]!r} is not 'source | device | compute unit'")
+            try:
+                split_group(name)
+            except ValueError:
+                raise bad(f"group {name[:80]!r} is not 'source | device | compute unit'") from None
             if cal.compute_class not in self.weights:
                 raise bad(f"group {name[:80]!r} uses compute class {cal.compute_class!r}, which "
                           "has no weights")
@@ -412,11 +414,11 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     n = len(d.log_y)
     rows = np.arange(n)
     root_w = np.sqrt(d.weight)
-    # (block, strength) of the penalty rows after the data rows; blocks 2 and 3 (group
-    # calibrations) are pulled towards their mean, the others towards 0
+    # (block, strength, centred) of the penalty rows after the data rows: the group
+    # calibrations (blocks 2, 3) are pulled towards their mean, the others towards 0
     penalties = [
-        (1, ridge), (2, 0.05), (3, 0.05),
-        *([(5, options.family_ridge)] if per_family else []),
+        (1, ridge, False), (2, 0.05, True), (3, 0.05, True),
+        *([(5, options.family_ridge, False)] if per_family else []),
     ]
 
     def forward(p: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -433,16 +435,14 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         *_, log_pred = forward(p)
         # Ridge on delta (shared cost per measure), and a weak pull of each group's
         # calibration towards the others' so groups with one or two rows stay identifiable.
-        pulled = [p[bounds[b]:bounds[b + 1]] for b, _ in penalties]
-        pulled = [v - v.mean() if b in (2, 3) else v
-                  for v, (b, _) in zip(pulled, penalties, strict=True)]
-        return np.concatenate([root_w * (log_pred - d.log_y),
-                               *(strength * v for v, (_, strength) in zip(pulled, penalties,
-                                                                          strict=True))])
+        pulled = [p[bounds[b]:bounds[b + 1]] for b, _, _ in penalties]
+        return np.concatenate([root_w * (log_pred - d.log_y), *(
+            strength * (v - v.mean() if centred else v)
+            for v, (_, strength, centred) in zip(pulled, penalties, strict=True))])
 
     def jacobian(p: np.ndarray) -> np.ndarray:
         terms, scale, offset, total, _ = forward(p)
-        jac = np.zeros((n + sum(sizes[b] for b, _ in penalties), bounds[-1]))
+        jac = np.zeros((n + sum(sizes[b] for b, _, _ in penalties), bounds[-1]))
         dterms = terms * (scale / total)[:, None]  # d log(total) / d delta[c(i), j]
         by_measure = np.stack([dterms[:, measure_index == m].sum(axis=1) for m in range(nm)], 1)
         for c in range(nc):
@@ -456,8 +456,8 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             jac[rows, bounds[5] + d.family_index] = 1.0
         jac[:n] *= root_w[:, None]
         row = n
-        for b, strength in penalties:
-            block = np.eye(sizes[b]) - (1.0 / sizes[b] if b in (2, 3) else 0.0)
+        for b, strength, centred in penalties:
+            block = np.eye(sizes[b]) - (1.0 / sizes[b] if centred else 0.0)
             jac[row:row + sizes[b], bounds[b]:bounds[b + 1]] = strength * block
             row += sizes[b]
         return jac

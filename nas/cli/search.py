@@ -188,10 +188,10 @@ def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
     console.print(table)
     if not front:
         console.print("no feasible trial yet: raise --latency-budget-ms or run more trials")
-    from latency_models.measurements import DEFAULT_SOURCE, split_group
+    from latency_models.measurements import DEFAULT_SOURCE, group_source
 
     published = sorted({c.latency_group for c in [*front, *refs] if c.latency_group
-                        and split_group(c.latency_group)[0] != DEFAULT_SOURCE})
+                        and group_source(c.latency_group) != DEFAULT_SOURCE})
     if published:  # the issue users hit first: a published protocol is not their phone
         console.print(
             f"latencies are predicted from published measurements ({'; '.join(published)}), "
