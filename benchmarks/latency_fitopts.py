@@ -59,6 +59,10 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> fit_predictor options
     "f_scale 0.03, ridge 3": {"options": SolveOptions(f_scale=0.03), "ridge": 3.0},
     "f_scale 0.03, ridge 30": {"options": SolveOptions(f_scale=0.03), "ridge": 30.0},
     "f_scale 0.03, family shift 1": {"options": SolveOptions(f_scale=0.03, family_ridge=1.0)},
+    # v2.2 with an exponent on the summed cost per compute class (latency = s * cost^e + o):
+    # LOFO residuals of v2.2 fall with model size within a group (big models under-predicted)
+    "power 1": {"options": SolveOptions(power_ridge=1.0)},
+    "power 0.1": {"options": SolveOptions(power_ridge=0.1)},
 }
 
 

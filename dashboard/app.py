@@ -307,8 +307,8 @@ def page_latency(url: str) -> None:
                 added = _guard(data.import_measurements, url, rows, upload.name)
                 _latency.clear()
                 st.success(screen_text(
-                    f"Imported {added} measurements. Refit with swiftnas latency fit --storage "
-                    f"{url} --out my_predictor.json."))
+                    f"Imported {added} measurements. Calibrate their phone with swiftnas "
+                    f"latency calibrate --storage {url} --out my_predictor.json."))
 
 
 def page_insights(url: str) -> None:

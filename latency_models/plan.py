@@ -134,9 +134,12 @@ Then:
 
 ```console
 $ swiftnas latency import measurements.csv --storage sqlite:///swiftnas.db
-$ swiftnas latency fit --storage sqlite:///swiftnas.db --out my_predictor.json
+$ swiftnas latency calibrate --storage sqlite:///swiftnas.db --out my_predictor.json
 $ swiftnas latency predict --predictor my_predictor.json --arch xs --device "{device}"
 ```
+
+`calibrate` (seconds) fits this phone's scale and offset and keeps the shared per-operation
+costs; `swiftnas latency fit --storage ... --out ...` refits everything (minutes).
 
 Weights are random: latency does not depend on them. Do not change a package's input size.
 """

@@ -131,6 +131,8 @@ class LatencyPredictor:
     feature_set_version: int = FEATURE_SET_VERSION
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # compute class -> exponent of the summed cost (SolveOptions.power_ridge); absent: 1
+    exponents: dict[str, float] = field(default_factory=dict)
     # arrays for fast prediction, built lazily
     _w: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -139,6 +141,13 @@ class LatencyPredictor:
         if cls not in self._w:
             self._w[cls] = np.asarray(self.weights[cls]) / np.asarray(self.feature_scale)
         return self._w[cls]
+
+    def cost(self, x: np.ndarray, cls: str) -> float:
+        """The summed per-op cost of feature row ``x`` on compute class ``cls`` (before a
+        group's scale and offset)."""
+        total = float(x @ self._weights(cls))
+        exponent = self.exponents.get(cls, 1.0)
+        return total if exponent == 1.0 else total**exponent
 
     def predict_features(self, features: LatencyFeatures, group: str, *,
                          fallback: bool = False) -> Latency:
@@ -149,7 +158,7 @@ class LatencyPredictor:
                 f"{', '.join(sorted(self.groups))}"
             )
         x = feature_row(features, self.feature_names)
-        cost = float(x @ self._weights(cal.compute_class))
+        cost = self.cost(x, cal.compute_class)
         latency = cal.scale * cost + cal.offset_ms
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
@@ -202,7 +211,8 @@ class LatencyPredictor:
             raise PredictorError(
                 f"unknown device {device!r}: this predictor is calibrated for "
                 f"{', '.join(sorted(self.devices()))}; to add a device, measure a few exported "
-                "models on it and run `swiftnas latency import FILE` then `swiftnas latency fit`"
+                "models on it and run `swiftnas latency import FILE` then `swiftnas latency "
+                "calibrate` (or `fit`)"
             )
         if compute_unit:
             unit = compute_unit.strip().lower()
@@ -239,6 +249,7 @@ class LatencyPredictor:
             "pooled_sigma_log": self.pooled_sigma_log, "pooled_interval_z": self.pooled_interval_z,
             "groups": {g: c.to_dict() for g, c in self.groups.items()},
             "training": self.training, "metrics": self.metrics,
+            **({"exponents": self.exponents} if self.exponents else {}),
         }
 
     @classmethod
@@ -263,6 +274,7 @@ class LatencyPredictor:
             pooled_interval_z=float(data.get("pooled_interval_z", Z90)),
             name=str(data["name"]), version=str(data["version"]), ridge=float(data["ridge"]),
             training=dict(data.get("training", {})), metrics=dict(data.get("metrics", {})),
+            exponents={k: float(v) for k, v in data.get("exponents", {}).items()},
         )
         predictor.validate()
         return predictor
@@ -295,6 +307,9 @@ class LatencyPredictor:
                 raise bad(f"weights[{cls_name!r}] has {len(w)} values, the feature set has {n}")
             if not finite(w):
                 raise bad(f"weights[{cls_name!r}] holds a NaN or infinite value")
+        if set(self.exponents) - set(self.weights) or not finite(
+                list(self.exponents.values())) or any(v <= 0 for v in self.exponents.values()):
+            raise bad("exponents must be finite positive numbers keyed by compute class")
         if not self.groups:
             raise bad("it has no calibration groups")
         for name, cal in self.groups.items():
@@ -393,6 +408,9 @@ class SolveOptions:
     # with the rest (Neural Engine fallbacks, inconsistent protocols) bend the shared costs less.
     f_scale: float = 0.03
     loss: str = "soft_l1"
+    # when set: latency = scale * cost ** e + offset with one exponent e per compute class, its
+    # log pulled towards 0 (e = 1) with this strength (measured in latency_fitopts.py)
+    power_ridge: float | None = None
 
 
 def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
@@ -401,15 +419,16 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     nm = int(measure_index.max()) + 1
     nfam = int(d.family_index.max()) + 1
     per_family = options.family_ridge is not None
-    # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts
-    sizes = [nc * nm, nc * nf, ng, ng, 1, nfam if per_family else 0]
+    power = options.power_ridge is not None
+    # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts, log exponents
+    sizes = [nc * nm, nc * nf, ng, ng, 1, nfam if per_family else 0, nc if power else 0]
     bounds = np.cumsum([0, *sizes])
 
     def unpack(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi, shift = (
-            p[bounds[i]:bounds[i + 1]] for i in range(6))
+        mu, delta, log_scale, log_offset, phi, shift, log_e = (
+            p[bounds[i]:bounds[i + 1]] for i in range(7))
         return (mu.reshape(nc, nm), delta.reshape(nc, nf), log_scale, log_offset, phi,
-                shift if per_family else np.zeros(nfam))
+                shift if per_family else np.zeros(nfam), log_e if power else np.zeros(nc))
 
     n = len(d.log_y)
     rows = np.arange(n)
@@ -419,17 +438,21 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     penalties = [
         (1, ridge, False), (2, 0.05, True), (3, 0.05, True),
         *([(5, options.family_ridge, False)] if per_family else []),
+        *([(6, options.power_ridge, False)] if power else []),
     ]
 
     def forward(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi, shift = unpack(p)
+        mu, delta, log_scale, log_offset, phi, shift, log_e = unpack(p)
         w = np.exp(mu[:, measure_index] + delta)
         terms = d.x * w[d.class_index]  # (rows, features): cost contributed by each feature
         scale = np.exp(log_scale[d.group_index])
         offset = np.exp(log_offset[d.group_index])
-        total = scale * terms.sum(axis=1) + offset
+        cost = terms.sum(axis=1)
+        e = np.exp(log_e[d.class_index])
+        powered = scale * cost**e  # the group-scaled cost term of each row
+        total = powered + offset
         log_pred = np.log(total) + phi[0] * d.fallback + shift[d.family_index]
-        return terms, scale, offset, total, log_pred
+        return terms, cost, e, powered, offset, total, log_pred
 
     def residuals(p: np.ndarray) -> np.ndarray:
         *_, log_pred = forward(p)
@@ -441,16 +464,19 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             for v, (_, strength, centred) in zip(pulled, penalties, strict=True))])
 
     def jacobian(p: np.ndarray) -> np.ndarray:
-        terms, scale, offset, total, _ = forward(p)
+        terms, cost, e, powered, offset, total, _ = forward(p)
         jac = np.zeros((n + sum(sizes[b] for b, _, _ in penalties), bounds[-1]))
-        dterms = terms * (scale / total)[:, None]  # d log(total) / d delta[c(i), j]
+        # d log(total) / d delta[c(i), j]
+        dterms = terms * (powered * e / (cost * total))[:, None]
         by_measure = np.stack([dterms[:, measure_index == m].sum(axis=1) for m in range(nm)], 1)
         for c in range(nc):
             mine = d.class_index == c
             jac[:n, bounds[1] + c * nf:bounds[1] + (c + 1) * nf][mine] = dterms[mine]
             jac[:n, bounds[0] + c * nm:bounds[0] + (c + 1) * nm][mine] = by_measure[mine]
-        jac[rows, bounds[2] + d.group_index] = scale * terms.sum(axis=1) / total
+        jac[rows, bounds[2] + d.group_index] = powered / total
         jac[rows, bounds[3] + d.group_index] = offset / total
+        if power:
+            jac[rows, bounds[6] + d.class_index] = powered * e * np.log(cost) / total
         jac[:n, bounds[4]] = d.fallback
         if per_family:
             jac[rows, bounds[5] + d.family_index] = 1.0
@@ -463,7 +489,7 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         return jac
 
     p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
-                         np.full(ng, -2.0), [1.0], np.zeros(sizes[5])])
+                         np.full(ng, -2.0), [1.0], np.zeros(sizes[5] + sizes[6])])
     from scipy import optimize  # lazy: only fitting needs it
 
     settings: dict[str, Any] = {"jac": jacobian, "loss": options.loss, "f_scale": options.f_scale,
@@ -472,9 +498,10 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         sol = optimize.least_squares(residuals, p0, **settings)
     except np.linalg.LinAlgError:  # LAPACK's SVD can fail to converge on a finite Jacobian
         sol = optimize.least_squares(residuals, p0, tr_solver="lsmr", **settings)
-    mu, delta, log_scale, log_offset, phi, _ = unpack(sol.x)
+    mu, delta, log_scale, log_offset, phi, _, log_e = unpack(sol.x)
     return {"w": np.exp(mu[:, measure_index] + delta), "scale": np.exp(log_scale),
-            "offset": np.exp(log_offset), "phi": phi}
+            "offset": np.exp(log_offset), "phi": phi,
+            "exponents": np.exp(log_e) if power else None}
 
 
 def usable(measurements: Iterable[Measurement]) -> tuple[list[Measurement], list[Measurement]]:
@@ -541,7 +568,9 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             feature_names=list(names), feature_scale=[float(s) for s in scale],
             weights={c: [float(v) for v in sol["w"][k]] for k, c in enumerate(d.classes)},
             groups=groups, fallback_log_effect=float(sol["phi"][0]), pooled_sigma_log=0.0,
-            ridge=ridge, name=name, version=version)
+            ridge=ridge, name=name, version=version,
+            exponents={} if sol["exponents"] is None else {
+                c: float(sol["exponents"][k]) for k, c in enumerate(d.classes)})
         for i in idx:
             p = pred.predict_features(features[i], rows[i].group, fallback=rows[i].fallback)
             resid.append(math.log(p.latency_ms / rows[i].latency_ms))
@@ -611,18 +640,47 @@ def _set_sigmas(predictor: LatencyPredictor, rows: Sequence[Measurement],
         cal.interval_z = z(families[g]) if enough else None
 
 
+# Groups whose offset informs a new group's (calibrate): enough rows to pin their offset.
+PRIOR_MIN_ROWS = 5
+
+
+def offset_prior(predictor: LatencyPredictor, compute_class_name: str,
+                 exclude: Iterable[str] = ()) -> tuple[float, float] | None:
+    """Mean and standard deviation of log offset (ms) over the calibrated groups of a compute
+    class with at least ``PRIOR_MIN_ROWS`` rows, or None with fewer than 3 such groups.
+
+    A group's offset is the fixed cost of one inference (dispatch, I/O): it varies less across
+    phones and protocols than the scale does (0.24-0.83 ms on the Neural Engine groups, scales
+    0.5-8), so it is what a few measurements of a new phone should borrow from the others."""
+    skip = set(exclude)
+    logs = [math.log(c.offset_ms) for g, c in predictor.groups.items()
+            if g not in skip and c.compute_class == compute_class_name
+            and c.rows >= PRIOR_MIN_ROWS and c.offset_ms > 0]
+    if len(logs) < 3:
+        return None
+    return float(np.mean(logs)), float(np.std(logs, ddof=1))
+
+
 def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], *,
-              cache: FeatureCache) -> LatencyPredictor:
+              cache: FeatureCache, prior: bool = True) -> LatencyPredictor:
     """Refit only the per-group scale and offset of the groups in ``measurements``.
 
-    The shared per-operation costs stay, so a handful of rows calibrates a new device: with one
-    row only the scale is fitted (offset 0), with more both, by least squares on log latency.
+    The shared per-operation costs stay, so a handful of rows calibrates a new device. Least
+    squares on log latency; with ``prior`` (the default) the group's log offset is also pulled
+    towards the other groups' (``offset_prior``, a Gaussian prior weighed against the
+    predictor's per-row spread ``pooled_sigma_log``), so one row fits the scale with a typical
+    offset and a few rows cannot swing the offset to an extreme. Without a prior (or with
+    ``prior=False``) one row fits the scale alone (offset 0) and more rows fit both freely.
     """
     rows, _ = usable(measurements)
     out = LatencyPredictor.from_dict(predictor.to_dict())
     by_group: dict[str, list[Measurement]] = {}
     for m in rows:
         by_group.setdefault(m.group, []).append(m)
+    from scipy import optimize
+
+    # the prior row's weight: its spread against the spread of one measured row
+    noise = max(predictor.pooled_sigma_log, 0.05)
     for g, members in by_group.items():
         cls = compute_class(members[0].compute_unit)
         if cls not in out.weights:
@@ -630,22 +688,28 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
                 f"group {g!r} runs on {cls}, and the predictor has no {cls} costs; refit with "
                 "`swiftnas latency fit` including these measurements"
             )
-        w = out._weights(cls)
         cost = np.array([
-            feature_row(cache.get(timm_name=m.timm_name, arch=m.arch,
-                                  resolution=m.input_resolution), out.feature_names) @ w
+            out.cost(feature_row(cache.get(timm_name=m.timm_name, arch=m.arch,
+                                           resolution=m.input_resolution), out.feature_names), cls)
             for m in members])
-        y = np.array([m.latency_ms for m in members])
-        fb = np.exp(out.fallback_log_effect * np.array([m.fallback for m in members]))
+        log_y = np.log([m.latency_ms for m in members])
+        log_fb = out.fallback_log_effect * np.array([m.fallback for m in members], dtype=float)
+        belief = offset_prior(predictor, cls, exclude=by_group) if prior else None
 
-        def resid(p: np.ndarray, cost: np.ndarray = cost, y: np.ndarray = y,
-                  fb: np.ndarray = fb) -> np.ndarray:
+        def resid(p: np.ndarray, cost: np.ndarray = cost, log_y: np.ndarray = log_y,
+                  log_fb: np.ndarray = log_fb,
+                  belief: tuple[float, float] | None = belief) -> np.ndarray:
             offset = math.exp(p[1]) if len(p) > 1 else 0.0
-            return np.log((math.exp(p[0]) * cost + offset) * fb) - np.log(y)
+            r = np.log(math.exp(p[0]) * cost + offset) + log_fb - log_y
+            if belief is None:
+                return r
+            mean, spread = belief
+            return np.append(r, (p[1] - mean) * noise / max(spread, 1e-3))
 
-        p0 = np.array([0.0, -2.0]) if len(members) >= 2 else np.array([0.0])
-        from scipy import optimize
-
+        if belief is not None:
+            p0 = np.array([0.0, belief[0]])
+        else:
+            p0 = np.array([0.0, -2.0]) if len(members) >= 2 else np.array([0.0])
         sol = optimize.least_squares(resid, p0)
         out.groups[g] = GroupCalibration(
             scale=float(math.exp(sol.x[0])),

@@ -193,7 +193,8 @@ def test_fit_cross_validates_by_family_and_ranks_held_out_models(fitted) -> None
 
 
 @pytest.mark.parametrize("options", [
-    SolveOptions(), SolveOptions(balance=1.0, family_ridge=0.5, f_scale=0.03, loss="cauchy")])
+    SolveOptions(),
+    SolveOptions(balance=1.0, family_ridge=0.5, f_scale=0.03, loss="cauchy", power_ridge=1.0)])
 def test_fit_jacobian_matches_finite_differences(
         subset: list[Measurement], cache: FeatureCache, options: SolveOptions,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,6 +292,32 @@ def test_calibrating_a_new_device_needs_only_a_few_rows(fitted, cache: FeatureCa
         ref = base.predict(device="iPhone 13", source="iFormer", timm_name=name, cache=cache)
         new = tuned.predict(device="iPhone 99", timm_name=name, cache=cache)
         assert new.latency_ms == pytest.approx(1.5 * ref.latency_ms + 0.1, rel=0.03)
+
+
+def test_one_row_calibrates_the_scale_with_the_other_groups_typical_offset(
+        cache: FeatureCache) -> None:
+    """With one row the offset cannot be fitted: the prior (the Neural Engine groups' mean log
+    offset) sets it and the scale reproduces the row exactly; without the prior the offset is
+    0, which over-predicts the large models of a phone (the fixed cost is charged to them)."""
+    from latency_models.predictor import offset_prior
+
+    base = load_default_predictor()  # enough Neural Engine groups for a prior
+    belief = offset_prior(base, "ane")
+    assert belief is not None and offset_prior(base, "ane", exclude=base.groups) is None
+    mean, spread = belief
+    offsets = [c.offset_ms for c in base.groups.values() if c.compute_class == "ane"]
+    assert min(offsets) < math.exp(mean) < max(offsets) and spread > 0
+    row = Measurement(model="m", device="iPhone 99", timm_name="mobilenetv2_100",
+                      latency_ms=0.9, compute_unit="ANE")
+    tuned = calibrate(base, [row], cache=cache)
+    cal = tuned.groups[row.group]
+    assert cal.offset_ms == pytest.approx(math.exp(mean), rel=1e-3)
+    assert tuned.predict_measurement(row, cache=cache).latency_ms == pytest.approx(0.9, rel=1e-4)
+    plain = calibrate(base, [row], cache=cache, prior=False).groups[row.group]
+    assert plain.offset_ms == 0.0 and plain.scale > cal.scale
+    # a group being recalibrated does not inform its own prior
+    group = base.resolve_group("iPhone 13", source="iFormer")
+    assert offset_prior(base, "ane", exclude=[group]) != (mean, spread)
 
 
 def test_group_resolution_and_its_errors(fitted) -> None:  # type: ignore[no-untyped-def]
@@ -418,6 +445,41 @@ def test_import_then_fit_uses_stored_measurements(
     assert predictor.resolve_group("iPhone 16") == "user | iPhone 16 | default"
     p = predictor.predict(device="iPhone 16", timm_name="efficientformer_l1")
     assert p.latency_ms == pytest.approx(0.8, rel=0.25)
+
+
+def test_cli_calibrate_fits_a_new_phone_from_stored_rows_in_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`latency calibrate` keeps the shipped shared costs and fits the new group only: the
+    other groups' predictions are unchanged, the new phone's rows are reproduced closely."""
+    db = f"sqlite:///{tmp_path / 'swiftnas.db'}"
+    measured = {"mobilenetv2_100": 0.61, "resnet50": 1.3, "efficientformer_l1": 0.92,
+                "repvit_m1_1": 0.85, "fastvit_t8": 0.8}
+    mine = _write_csv(tmp_path / "mine.csv", [
+        {"model": n, "device": "iPhone 16", "latency_ms": ms, "timm_name": n,
+         "compute_unit": "ANE"} for n, ms in measured.items()])
+    assert _cli(capsys, "latency", "import", str(mine), "--storage", db)[0] == 0
+    out = tmp_path / "p16.json"
+    code, text, err = _cli(capsys, "latency", "calibrate", "--storage", db, "--out", str(out),
+                           "--format", "json")
+    assert code == 0, err
+    report = json.loads(text)["groups"]
+    assert [(r["group"], r["rows"]) for r in report] == [("user | iPhone 16 | ANE", 5)]
+    assert report[0]["fit_mape"] < 15
+    tuned = LatencyPredictor.load(out)
+    shipped = load_default_predictor()
+    assert set(tuned.groups) == set(shipped.groups) | {"user | iPhone 16 | ANE"}
+    assert tuned.weights == shipped.weights
+    for name, ms in measured.items():
+        assert tuned.predict(device="iPhone 16", timm_name=name).latency_ms == pytest.approx(
+            ms, rel=0.3)
+    same = tuned.predict(device="iPhone 14", arch=get_preset("s"))
+    assert same == shipped.predict(device="iPhone 14", arch=get_preset("s"))
+    # no usable rows: one line, nothing written
+    empty = tmp_path / "none.json"
+    code, _, err = _cli(capsys, "latency", "calibrate", "--out", str(empty))
+    assert code == 2 and "no measurement names a timm_name or arch (0 row(s) read)" in err
+    assert not empty.exists()
 
 
 def test_storage_schema_check_names_the_upgrade_command(tmp_path: Path) -> None:

@@ -130,6 +130,74 @@ def fit(
     console.print(f"wrote {out} ({len(result.rows)} rows, {len(predictor.groups)} groups)")
 
 
+@latency_app.command("calibrate")
+def calibrate_command(
+    measurements: list[Path] = typer.Option(
+        None, "--measurements", help="Your measurement CSV (calibration schema, latency_ms "
+        "filled in; repeat for several)."),
+    storage: str = typer.Option(
+        None, "--storage", help="Also use measurements imported into this storage with "
+        "`swiftnas latency import`."),
+    predictor_path: Path = typer.Option(None, "--predictor", help=PREDICTOR_HELP),
+    out: Path = typer.Option(..., "--out", help="Where to write the calibrated predictor (JSON)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+) -> None:
+    """Calibrate a new phone in seconds: fit only the scale and offset of each measurement
+    group in your rows; the shared per-operation costs stay. Five rows chosen by `swiftnas
+    latency plan` are enough (README: few-shot calibration). `latency fit` refits everything."""
+    from nas.outputs import check_output_path
+
+    check_output_path(out, folder=False)
+    from latency_models import calibrate, read_measurements
+    from latency_models.architectures import check_timm_names
+    from latency_models.predictor import usable
+
+    rows: list[Measurement] = []
+    for path in measurements or []:
+        rows += read_measurements(path)
+    rows += _stored_measurements(storage)
+    check_timm_names(rows)
+    used, skipped = usable(rows)
+    if not used:
+        raise typer.BadParameter(
+            f"no measurement names a timm_name or arch ({len(rows)} row(s) read); pass "
+            "--measurements FILE and/or --storage URL with rows measured on your phone")
+    base = _predictor(predictor_path)
+    cache = _feature_cache()
+    with err_console.status(f"calibrating {len(used)} row(s)"):
+        tuned = calibrate(base, used, cache=cache)
+    groups = sorted({m.group for m in used})
+    report: list[dict[str, Any]] = []
+    for g in groups:
+        members = [m for m in used if m.group == g]
+        errors = [abs(tuned.predict_measurement(m, cache=cache).latency_ms / m.latency_ms - 1)
+                  for m in members]
+        cal = tuned.groups[g]
+        report.append({"group": g, "rows": len(members), "scale": cal.scale,
+                       "offset_ms": cal.offset_ms,
+                       "fit_mape": 100 * sum(errors) / len(errors)})
+    cache.save()
+    tuned.training["calibrated_groups"] = report
+    tuned.training["calibrated_from"] = [str(p) for p in measurements or []] + (
+        [storage] if storage else [])
+    tuned.save(out)
+    if skipped:
+        err_console.print(f"note: {len(skipped)} row(s) name no timm_name or arch and were not "
+                          "used")
+    if fmt is OutputFormat.json:
+        print_json({"predictor": str(out), "groups": report})
+        return
+    table = Table(title="Calibrated groups (the error is on the rows fitted, not held out)")
+    for col in ("group", "rows", "scale", "offset ms", "fit MAPE %"):
+        table.add_column(col, justify="left" if col == "group" else "right", overflow="fold")
+    for r in report:
+        table.add_row(Text(r["group"]), str(r["rows"]), f"{r['scale']:.3f}",
+                      f"{r['offset_ms']:.3f}", _fmt(r["fit_mape"]))
+    console.print(table)
+    console.print(f"wrote {out}; predict with: swiftnas latency predict --predictor {out} "
+                  "--device DEVICE ...")
+
+
 def _predictor(path: Path | None) -> LatencyPredictor:
     from latency_models import load_predictor
 
@@ -465,7 +533,8 @@ def import_measurements(
     file: Path = typer.Argument(..., help="Measurement CSV (calibration schema; see README)."),
     storage: str = typer.Option("sqlite:///swiftnas.db", "--storage", help=STORAGE_HELP),
 ) -> None:
-    """Append your own measurements to the storage; `latency fit --storage` then uses them."""
+    """Append your own measurements to the storage; `latency calibrate --storage` (or `latency
+    fit --storage`) then uses them."""
     from latency_models import read_measurements
     from latency_models.architectures import check_timm_names
     from nas.storage import open_storage
@@ -476,5 +545,6 @@ def import_measurements(
     added = store.add_measurements(rows, origin=str(file))
     total = len(store.measurements())
     console.print(f"imported {added} measurement(s) from {file} into {storage} "
-                  f"({total} stored). Refit: swiftnas latency fit --storage {storage} --out "
-                  "predictor.json")
+                  f"({total} stored). Calibrate their phone in seconds: swiftnas latency "
+                  f"calibrate --storage {storage} --out predictor.json (or refit everything: "
+                  "swiftnas latency fit)")
