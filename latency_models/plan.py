@@ -81,7 +81,9 @@ def choose(candidates: Sequence[PlanCandidate], n: int) -> list[PlanCandidate]:
         free = [i for i in range(len(pool)) if i not in chosen]
         near = [i for i in free if abs(logs[i] - t) <= half]
         if near:
-            best = max(near, key=lambda i: (pool[i].log_width, -abs(logs[i] - t)))
+            # widths rounded: equal relative intervals (one group's) differ in the last bits,
+            # and that noise must not outrank closeness to the target
+            best = max(near, key=lambda i: (round(pool[i].log_width, 6), -abs(logs[i] - t)))
         else:
             best = min(free, key=lambda i: abs(logs[i] - t))
         chosen.append(best)

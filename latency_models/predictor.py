@@ -133,6 +133,8 @@ class LatencyPredictor:
     metrics: dict[str, Any] = field(default_factory=dict)
     # compute class -> exponent of the summed cost (SolveOptions.power_ridge); absent: 1
     exponents: dict[str, float] = field(default_factory=dict)
+    # cost a fallback row adds per operation of its model (SolveOptions.fallback="ops")
+    fallback_op_cost: float = 0.0
     # arrays for fast prediction, built lazily
     _w: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -159,6 +161,8 @@ class LatencyPredictor:
             )
         x = feature_row(features, self.feature_names)
         cost = self.cost(x, cal.compute_class)
+        if fallback:
+            cost += self.fallback_op_cost * features.total("count")
         latency = cal.scale * cost + cal.offset_ms
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
@@ -250,6 +254,7 @@ class LatencyPredictor:
             "groups": {g: c.to_dict() for g, c in self.groups.items()},
             "training": self.training, "metrics": self.metrics,
             **({"exponents": self.exponents} if self.exponents else {}),
+            **({"fallback_op_cost": self.fallback_op_cost} if self.fallback_op_cost else {}),
         }
 
     @classmethod
@@ -275,6 +280,7 @@ class LatencyPredictor:
             name=str(data["name"]), version=str(data["version"]), ridge=float(data["ridge"]),
             training=dict(data.get("training", {})), metrics=dict(data.get("metrics", {})),
             exponents={k: float(v) for k, v in data.get("exponents", {}).items()},
+            fallback_op_cost=float(data.get("fallback_op_cost", 0.0)),
         )
         predictor.validate()
         return predictor
@@ -326,9 +332,9 @@ class LatencyPredictor:
             if not finite(numbers) or cal.scale <= 0 or (cal.sigma_log or 0) < 0 or \
                     (cal.interval_z or Z90) <= 0:
                 raise bad(f"group {name[:80]!r} has a non-finite or negative scale or sigma")
-        if not finite([self.fallback_log_effect, self.pooled_sigma_log,
+        if not finite([self.fallback_log_effect, self.pooled_sigma_log, self.fallback_op_cost,
                        self.pooled_interval_z]) or self.pooled_sigma_log < 0 or \
-                self.pooled_interval_z <= 0:
+                self.pooled_interval_z <= 0 or self.fallback_op_cost < 0:
             raise bad("fallback_log_effect or pooled_sigma_log is not a finite number")
 
     def save(self, path: str | Path) -> None:
@@ -360,6 +366,7 @@ class _Design:
     x: np.ndarray  # (rows, features), scaled
     log_y: np.ndarray
     fallback: np.ndarray
+    op_count: np.ndarray  # operations per row (all categories), for SolveOptions.fallback="ops"
     group_index: np.ndarray
     class_index: np.ndarray
     groups: list[str]
@@ -381,6 +388,7 @@ def _design(rows: Sequence[Measurement], features: Sequence[LatencyFeatures],
         x=np.array([feature_row(f, names) for f in features]) / scale,
         log_y=np.log([m.latency_ms for m in rows]),
         fallback=np.array([m.fallback for m in rows], dtype=float),
+        op_count=np.array([f.total("count") for f in features]),
         group_index=np.array([groups.index(m.group) for m in rows]),
         class_index=np.array([classes.index(compute_class(m.compute_unit)) for m in rows]),
         groups=groups, classes=classes, weight=weight / weight.mean(),
@@ -411,15 +419,21 @@ class SolveOptions:
     # when set: latency = scale * cost ** e + offset with one exponent e per compute class, its
     # log pulled towards 0 (e = 1) with this strength (measured in latency_fitopts.py)
     power_ridge: float | None = None
+    # how a Neural Engine fallback row is charged: "scale", one learned factor on its latency;
+    # "ops", a learned cost per operation of the model added to its cost (a fallback is a round
+    # trip between the Neural Engine and the CPU per unsupported op, whatever the width)
+    fallback: str = "scale"
 
 
 def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
-           options: SolveOptions = SolveOptions()) -> dict[str, np.ndarray]:
+           options: SolveOptions = SolveOptions()) -> dict[str, Any]:
     nc, nf, ng = len(d.classes), d.x.shape[1], len(d.groups)
     nm = int(measure_index.max()) + 1
     nfam = int(d.family_index.max()) + 1
     per_family = options.family_ridge is not None
     power = options.power_ridge is not None
+    per_op = options.fallback == "ops"
+    fb_ops = d.fallback * d.op_count
     # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts, log exponents
     sizes = [nc * nm, nc * nf, ng, ng, 1, nfam if per_family else 0, nc if power else 0]
     bounds = np.cumsum([0, *sizes])
@@ -450,9 +464,11 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         cost = terms.sum(axis=1)
         e = np.exp(log_e[d.class_index])
         powered = scale * cost**e  # the group-scaled cost term of each row
-        total = powered + offset
-        log_pred = np.log(total) + phi[0] * d.fallback + shift[d.family_index]
-        return terms, cost, e, powered, offset, total, log_pred
+        added = scale * np.exp(phi[0]) * fb_ops if per_op else np.zeros(n)
+        total = powered + added + offset
+        log_pred = np.log(total) + shift[d.family_index] + (
+            0.0 if per_op else phi[0] * d.fallback)
+        return terms, cost, e, powered, added, offset, total, log_pred
 
     def residuals(p: np.ndarray) -> np.ndarray:
         *_, log_pred = forward(p)
@@ -464,7 +480,7 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             for v, (_, strength, centred) in zip(pulled, penalties, strict=True))])
 
     def jacobian(p: np.ndarray) -> np.ndarray:
-        terms, cost, e, powered, offset, total, _ = forward(p)
+        terms, cost, e, powered, added, offset, total, _ = forward(p)
         jac = np.zeros((n + sum(sizes[b] for b, _, _ in penalties), bounds[-1]))
         # d log(total) / d delta[c(i), j]
         dterms = terms * (powered * e / (cost * total))[:, None]
@@ -473,11 +489,11 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             mine = d.class_index == c
             jac[:n, bounds[1] + c * nf:bounds[1] + (c + 1) * nf][mine] = dterms[mine]
             jac[:n, bounds[0] + c * nm:bounds[0] + (c + 1) * nm][mine] = by_measure[mine]
-        jac[rows, bounds[2] + d.group_index] = powered / total
+        jac[rows, bounds[2] + d.group_index] = (powered + added) / total
         jac[rows, bounds[3] + d.group_index] = offset / total
         if power:
             jac[rows, bounds[6] + d.class_index] = powered * e * np.log(cost) / total
-        jac[:n, bounds[4]] = d.fallback
+        jac[:n, bounds[4]] = added / total if per_op else d.fallback
         if per_family:
             jac[rows, bounds[5] + d.family_index] = 1.0
         jac[:n] *= root_w[:, None]
@@ -489,7 +505,8 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         return jac
 
     p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
-                         np.full(ng, -2.0), [1.0], np.zeros(sizes[5] + sizes[6])])
+                         np.full(ng, -2.0), [-5.0 if per_op else 1.0],
+                         np.zeros(sizes[5] + sizes[6])])
     from scipy import optimize  # lazy: only fitting needs it
 
     settings: dict[str, Any] = {"jac": jacobian, "loss": options.loss, "f_scale": options.f_scale,
@@ -500,7 +517,8 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         sol = optimize.least_squares(residuals, p0, tr_solver="lsmr", **settings)
     mu, delta, log_scale, log_offset, phi, _, log_e = unpack(sol.x)
     return {"w": np.exp(mu[:, measure_index] + delta), "scale": np.exp(log_scale),
-            "offset": np.exp(log_offset), "phi": phi,
+            "offset": np.exp(log_offset), "phi": np.zeros(1) if per_op else phi,
+            "fallback_op_cost": float(np.exp(phi[0])) if per_op else 0.0,
             "exponents": np.exp(log_e) if power else None}
 
 
@@ -568,7 +586,7 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             feature_names=list(names), feature_scale=[float(s) for s in scale],
             weights={c: [float(v) for v in sol["w"][k]] for k, c in enumerate(d.classes)},
             groups=groups, fallback_log_effect=float(sol["phi"][0]), pooled_sigma_log=0.0,
-            ridge=ridge, name=name, version=version,
+            ridge=ridge, name=name, version=version, fallback_op_cost=sol["fallback_op_cost"],
             exponents={} if sol["exponents"] is None else {
                 c: float(sol["exponents"][k]) for k, c in enumerate(d.classes)})
         for i in idx:
@@ -642,6 +660,10 @@ def _set_sigmas(predictor: LatencyPredictor, rows: Sequence[Measurement],
 
 # Groups whose offset informs a new group's (calibrate): enough rows to pin their offset.
 PRIOR_MIN_ROWS = 5
+# calibrate's prior weight, a multiple of the Bayesian one. Chosen by leave-one-group-out
+# (benchmarks/latency_fewshot.py): 0.5, 1 and 2 are level (mean median MAPE 16.81-16.82%; no
+# prior 20.41%), and the rule written before the run took the lowest.
+OFFSET_PRIOR_WEIGHT = 0.5
 
 
 def offset_prior(predictor: LatencyPredictor, compute_class_name: str,
@@ -662,15 +684,16 @@ def offset_prior(predictor: LatencyPredictor, compute_class_name: str,
 
 
 def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], *,
-              cache: FeatureCache, prior: bool = True) -> LatencyPredictor:
+              cache: FeatureCache, prior: float = OFFSET_PRIOR_WEIGHT) -> LatencyPredictor:
     """Refit only the per-group scale and offset of the groups in ``measurements``.
 
     The shared per-operation costs stay, so a handful of rows calibrates a new device. Least
     squares on log latency; with ``prior`` (the default) the group's log offset is also pulled
     towards the other groups' (``offset_prior``, a Gaussian prior weighed against the
     predictor's per-row spread ``pooled_sigma_log``), so one row fits the scale with a typical
-    offset and a few rows cannot swing the offset to an extreme. Without a prior (or with
-    ``prior=False``) one row fits the scale alone (offset 0) and more rows fit both freely.
+    offset and a few rows cannot swing the offset to an extreme. ``prior`` multiplies the prior
+    row's weight (1: the Bayesian one; 0: no prior, v2.2's rule, where one row fits the scale
+    alone, offset 0, and more rows fit both freely; default ``OFFSET_PRIOR_WEIGHT``).
     """
     rows, _ = usable(measurements)
     out = LatencyPredictor.from_dict(predictor.to_dict())
@@ -680,7 +703,7 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
     from scipy import optimize
 
     # the prior row's weight: its spread against the spread of one measured row
-    noise = max(predictor.pooled_sigma_log, 0.05)
+    noise = prior * max(predictor.pooled_sigma_log, 0.05)
     for g, members in by_group.items():
         cls = compute_class(members[0].compute_unit)
         if cls not in out.weights:
@@ -688,13 +711,15 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
                 f"group {g!r} runs on {cls}, and the predictor has no {cls} costs; refit with "
                 "`swiftnas latency fit` including these measurements"
             )
+        feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+                 for m in members]
         cost = np.array([
-            out.cost(feature_row(cache.get(timm_name=m.timm_name, arch=m.arch,
-                                           resolution=m.input_resolution), out.feature_names), cls)
-            for m in members])
+            out.cost(feature_row(f, out.feature_names), cls)
+            + (out.fallback_op_cost * f.total("count") if m.fallback else 0.0)
+            for f, m in zip(feats, members, strict=True)])
         log_y = np.log([m.latency_ms for m in members])
         log_fb = out.fallback_log_effect * np.array([m.fallback for m in members], dtype=float)
-        belief = offset_prior(predictor, cls, exclude=by_group) if prior else None
+        belief = offset_prior(predictor, cls, exclude=by_group) if prior > 0 else None
 
         def resid(p: np.ndarray, cost: np.ndarray = cost, log_y: np.ndarray = log_y,
                   log_fb: np.ndarray = log_fb,

@@ -194,7 +194,8 @@ def test_fit_cross_validates_by_family_and_ranks_held_out_models(fitted) -> None
 
 @pytest.mark.parametrize("options", [
     SolveOptions(),
-    SolveOptions(balance=1.0, family_ridge=0.5, f_scale=0.03, loss="cauchy", power_ridge=1.0)])
+    SolveOptions(balance=1.0, family_ridge=0.5, f_scale=0.03, loss="cauchy", power_ridge=1.0,
+                 fallback="ops")])
 def test_fit_jacobian_matches_finite_differences(
         subset: list[Measurement], cache: FeatureCache, options: SolveOptions,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +213,9 @@ def test_fit_jacobian_matches_finite_differences(
         return solve(fun, x0, jac=jac, **kw)
 
     monkeypatch.setattr(optimize, "least_squares", check)
-    fit_predictor(subset[:40], cache=cache, options=options, cross_validate=False)
+    # every fifth row flagged as a Neural Engine fallback, so that block is checked too
+    rows = [dataclasses.replace(m, fallback=i % 5 == 0) for i, m in enumerate(subset[:40])]
+    fit_predictor(rows, cache=cache, options=options, cross_validate=False)
     assert checked and max(checked) < 1e-6, checked
 
 
@@ -313,7 +316,7 @@ def test_one_row_calibrates_the_scale_with_the_other_groups_typical_offset(
     cal = tuned.groups[row.group]
     assert cal.offset_ms == pytest.approx(math.exp(mean), rel=1e-3)
     assert tuned.predict_measurement(row, cache=cache).latency_ms == pytest.approx(0.9, rel=1e-4)
-    plain = calibrate(base, [row], cache=cache, prior=False).groups[row.group]
+    plain = calibrate(base, [row], cache=cache, prior=0).groups[row.group]
     assert plain.offset_ms == 0.0 and plain.scale > cal.scale
     # a group being recalibrated does not inform its own prior
     group = base.resolve_group("iPhone 13", source="iFormer")
@@ -728,6 +731,15 @@ def test_plan_choice_spreads_over_latency_and_prefers_uncertain() -> None:
     assert len({c.key for c in choose(pool, 8)}) == 8
     with pytest.raises(PlanError, match="only 8 distinct candidates"):
         choose(pool, 9)
+    # equal relative intervals (one group's sigma) tie, whatever their rounding: the candidate
+    # closest to each target wins
+    z_sigma = 1.6449 * 0.3057
+    same = [PlanCandidate(f"d{i}", a, latency_ms=ms, low_ms=ms * math.exp(-z_sigma),
+                          high_ms=ms * math.exp(z_sigma))
+            for i, (a, ms) in enumerate(zip(space, (1.0, 2.3, 2.7, 3.4, 5.0, 6.0, 7.0, 8.0),
+                                            strict=True))]
+    assert len({c.log_width for c in same}) > 1  # the float noise this guards against
+    assert [c.latency_ms for c in choose(same, 3)] == [1.0, 2.7, 8.0]  # middle target 2.83
 
 
 @pytest.mark.slow
