@@ -133,8 +133,10 @@ class LatencyPredictor:
     metrics: dict[str, Any] = field(default_factory=dict)
     # compute class -> exponent of the summed cost (SolveOptions.power_ridge); absent: 1
     exponents: dict[str, float] = field(default_factory=dict)
-    # cost a fallback row adds per operation of its model (SolveOptions.fallback="ops")
-    fallback_op_cost: float = 0.0
+    # cost a fallback row adds (SolveOptions.fallback "ops" / "constant"), per operation of its
+    # model (fallback_cost_per "op") or once ("model")
+    fallback_cost: float = 0.0
+    fallback_cost_per: str = "op"
     # arrays for fast prediction, built lazily
     _w: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -151,6 +153,11 @@ class LatencyPredictor:
         exponent = self.exponents.get(cls, 1.0)
         return total if exponent == 1.0 else total**exponent
 
+    def fallback_added_cost(self, features: LatencyFeatures) -> float:
+        """The cost a Neural Engine fallback adds to this model (before the group's scale)."""
+        per_op = self.fallback_cost_per == "op"
+        return self.fallback_cost * (features.total("count") if per_op else 1.0)
+
     def predict_features(self, features: LatencyFeatures, group: str, *,
                          fallback: bool = False) -> Latency:
         cal = self.groups.get(group)
@@ -162,7 +169,7 @@ class LatencyPredictor:
         x = feature_row(features, self.feature_names)
         cost = self.cost(x, cal.compute_class)
         if fallback:
-            cost += self.fallback_op_cost * features.total("count")
+            cost += self.fallback_added_cost(features)
         latency = cal.scale * cost + cal.offset_ms
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
@@ -254,7 +261,8 @@ class LatencyPredictor:
             "groups": {g: c.to_dict() for g, c in self.groups.items()},
             "training": self.training, "metrics": self.metrics,
             **({"exponents": self.exponents} if self.exponents else {}),
-            **({"fallback_op_cost": self.fallback_op_cost} if self.fallback_op_cost else {}),
+            **({"fallback_cost": self.fallback_cost, "fallback_cost_per": self.fallback_cost_per}
+               if self.fallback_cost else {}),
         }
 
     @classmethod
@@ -280,7 +288,8 @@ class LatencyPredictor:
             name=str(data["name"]), version=str(data["version"]), ridge=float(data["ridge"]),
             training=dict(data.get("training", {})), metrics=dict(data.get("metrics", {})),
             exponents={k: float(v) for k, v in data.get("exponents", {}).items()},
-            fallback_op_cost=float(data.get("fallback_op_cost", 0.0)),
+            fallback_cost=float(data.get("fallback_cost", 0.0)),
+            fallback_cost_per=str(data.get("fallback_cost_per", "op")),
         )
         predictor.validate()
         return predictor
@@ -332,9 +341,11 @@ class LatencyPredictor:
             if not finite(numbers) or cal.scale <= 0 or (cal.sigma_log or 0) < 0 or \
                     (cal.interval_z or Z90) <= 0:
                 raise bad(f"group {name[:80]!r} has a non-finite or negative scale or sigma")
-        if not finite([self.fallback_log_effect, self.pooled_sigma_log, self.fallback_op_cost,
+        if self.fallback_cost_per not in ("op", "model"):
+            raise bad("fallback_cost_per must be 'op' or 'model'")
+        if not finite([self.fallback_log_effect, self.pooled_sigma_log, self.fallback_cost,
                        self.pooled_interval_z]) or self.pooled_sigma_log < 0 or \
-                self.pooled_interval_z <= 0 or self.fallback_op_cost < 0:
+                self.pooled_interval_z <= 0 or self.fallback_cost < 0:
             raise bad("fallback_log_effect or pooled_sigma_log is not a finite number")
 
     def save(self, path: str | Path) -> None:
@@ -421,7 +432,9 @@ class SolveOptions:
     power_ridge: float | None = None
     # how a Neural Engine fallback row is charged: "scale", one learned factor on its latency;
     # "ops", a learned cost per operation of the model added to its cost (a fallback is a round
-    # trip between the Neural Engine and the CPU per unsupported op, whatever the width)
+    # trip between the Neural Engine and the CPU per unsupported op, whatever the width);
+    # "constant", one learned cost added to every fallback row's (the round trips dominate);
+    # "scale+constant", both a factor and an added cost
     fallback: str = "scale"
 
 
@@ -432,10 +445,16 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     nfam = int(d.family_index.max()) + 1
     per_family = options.family_ridge is not None
     power = options.power_ridge is not None
-    per_op = options.fallback == "ops"
-    fb_ops = d.fallback * d.op_count
+    if options.fallback not in ("scale", "ops", "constant", "scale+constant"):
+        raise ValueError(f"SolveOptions.fallback must be scale, ops, constant or "
+                         f"scale+constant, not {options.fallback!r}")
+    # a fallback's factor on latency (index 0 of its block) and/or added cost (the last index)
+    factor = options.fallback in ("scale", "scale+constant")
+    per_op = options.fallback != "scale"  # an added cost, per operation or per model
+    fb_ops = d.fallback * (d.op_count if options.fallback == "ops" else 1.0)
+    n_fb = int(factor) + int(per_op)
     # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts, log exponents
-    sizes = [nc * nm, nc * nf, ng, ng, 1, nfam if per_family else 0, nc if power else 0]
+    sizes = [nc * nm, nc * nf, ng, ng, n_fb, nfam if per_family else 0, nc if power else 0]
     bounds = np.cumsum([0, *sizes])
 
     def unpack(p: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -464,10 +483,10 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         cost = terms.sum(axis=1)
         e = np.exp(log_e[d.class_index])
         powered = scale * cost**e  # the group-scaled cost term of each row
-        added = scale * np.exp(phi[0]) * fb_ops if per_op else np.zeros(n)
+        added = scale * np.exp(phi[-1]) * fb_ops if per_op else np.zeros(n)
         total = powered + added + offset
         log_pred = np.log(total) + shift[d.family_index] + (
-            0.0 if per_op else phi[0] * d.fallback)
+            phi[0] * d.fallback if factor else 0.0)
         return terms, cost, e, powered, added, offset, total, log_pred
 
     def residuals(p: np.ndarray) -> np.ndarray:
@@ -493,7 +512,10 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         jac[rows, bounds[3] + d.group_index] = offset / total
         if power:
             jac[rows, bounds[6] + d.class_index] = powered * e * np.log(cost) / total
-        jac[:n, bounds[4]] = added / total if per_op else d.fallback
+        if factor:
+            jac[:n, bounds[4]] = d.fallback
+        if per_op:
+            jac[:n, bounds[4] + n_fb - 1] = added / total
         if per_family:
             jac[rows, bounds[5] + d.family_index] = 1.0
         jac[:n] *= root_w[:, None]
@@ -505,7 +527,8 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         return jac
 
     p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
-                         np.full(ng, -2.0), [-5.0 if per_op else 1.0],
+                         np.full(ng, -2.0), {"scale": [1.0], "ops": [-5.0], "constant": [1.0],
+                                             "scale+constant": [0.0, 1.0]}[options.fallback],
                          np.zeros(sizes[5] + sizes[6])])
     from scipy import optimize  # lazy: only fitting needs it
 
@@ -517,8 +540,8 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         sol = optimize.least_squares(residuals, p0, tr_solver="lsmr", **settings)
     mu, delta, log_scale, log_offset, phi, _, log_e = unpack(sol.x)
     return {"w": np.exp(mu[:, measure_index] + delta), "scale": np.exp(log_scale),
-            "offset": np.exp(log_offset), "phi": np.zeros(1) if per_op else phi,
-            "fallback_op_cost": float(np.exp(phi[0])) if per_op else 0.0,
+            "offset": np.exp(log_offset), "phi": phi[:1] if factor else np.zeros(1),
+            "fallback_cost": float(np.exp(phi[-1])) if per_op else 0.0,
             "exponents": np.exp(log_e) if power else None}
 
 
@@ -586,7 +609,8 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             feature_names=list(names), feature_scale=[float(s) for s in scale],
             weights={c: [float(v) for v in sol["w"][k]] for k, c in enumerate(d.classes)},
             groups=groups, fallback_log_effect=float(sol["phi"][0]), pooled_sigma_log=0.0,
-            ridge=ridge, name=name, version=version, fallback_op_cost=sol["fallback_op_cost"],
+            ridge=ridge, name=name, version=version, fallback_cost=sol["fallback_cost"],
+            fallback_cost_per="op" if options.fallback == "ops" else "model",
             exponents={} if sol["exponents"] is None else {
                 c: float(sol["exponents"][k]) for k, c in enumerate(d.classes)})
         for i in idx:
@@ -715,7 +739,7 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
                  for m in members]
         cost = np.array([
             out.cost(feature_row(f, out.feature_names), cls)
-            + (out.fallback_op_cost * f.total("count") if m.fallback else 0.0)
+            + (out.fallback_added_cost(f) if m.fallback else 0.0)
             for f, m in zip(feats, members, strict=True)])
         log_y = np.log([m.latency_ms for m in members])
         log_fb = out.fallback_log_effect * np.array([m.fallback for m in members], dtype=float)

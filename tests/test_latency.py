@@ -193,7 +193,7 @@ def test_fit_cross_validates_by_family_and_ranks_held_out_models(fitted) -> None
 
 
 @pytest.mark.parametrize("options", [
-    SolveOptions(),
+    SolveOptions(), SolveOptions(fallback="constant"), SolveOptions(fallback="scale+constant"),
     SolveOptions(balance=1.0, family_ridge=0.5, f_scale=0.03, loss="cauchy", power_ridge=1.0,
                  fallback="ops")])
 def test_fit_jacobian_matches_finite_differences(
