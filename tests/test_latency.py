@@ -219,6 +219,29 @@ def test_fit_jacobian_matches_finite_differences(
     assert checked and max(checked) < 1e-6, checked
 
 
+def test_an_added_fallback_cost_is_saved_and_charged_to_fallback_rows_only(
+        subset: list[Measurement], cache: FeatureCache, tmp_path: Path) -> None:
+    rows = [dataclasses.replace(m, fallback=i % 5 == 0) for i, m in enumerate(subset[:40])]
+    fitted = fit_predictor(rows, cache=cache, options=SolveOptions(fallback="constant"),
+                           cross_validate=False)
+    pred = fitted.predictor
+    assert pred.fallback_cost > 0 and pred.fallback_cost_per == "model"
+    assert pred.fallback_log_effect == 0.0
+    pred.save(tmp_path / "p.json")
+    loaded = LatencyPredictor.load(tmp_path / "p.json")
+    m = rows[0]
+    group = pred.groups[m.group]
+    plain = loaded.predict_measurement(dataclasses.replace(m, fallback=False), cache=cache)
+    slow = loaded.predict_measurement(m, cache=cache)
+    assert slow.latency_ms == pytest.approx(
+        plain.latency_ms + group.scale * pred.fallback_cost, rel=1e-9)
+    assert slow == pred.predict_measurement(m, cache=cache)
+    data = json.loads((tmp_path / "p.json").read_text())
+    data["fallback_cost_per"] = "layer"
+    with pytest.raises(PredictorError, match="fallback_cost_per must be"):
+        LatencyPredictor.from_dict(data)
+
+
 def test_balance_gives_every_family_of_a_group_the_same_weight(
         subset: list[Measurement], cache: FeatureCache) -> None:
     from latency_models.predictor import _design, model_feature_names
