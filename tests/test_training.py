@@ -115,6 +115,31 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path) -
     assert b["top1"] == pytest.approx(a["top1"], abs=0.5)
 
 
+def test_a_kill_between_the_checkpoint_and_metrics_csv_loses_no_row(tmp_path, monkeypatch):
+    """The checkpoint of epoch 1 is on disk, metrics.csv is not yet (a SIGKILL in between, as
+    test_train_batch_on_two_ray_workers_survives_a_killed_worker once hit): the resumed run
+    still reports every epoch."""
+    from nas.training import trainer
+
+    data = load_data("fashion-mnist", 32, train_subset=128, val_subset=64)
+    recipe = TrainRecipe(epochs=2, resolution=32, batch_size=64, precise_bn_batches=1)
+    target, out = TrainTarget(arch=get_preset("xs")), tmp_path / "run"
+    real = trainer.write_metrics
+
+    def killed(*args, **kwargs):  # the process dies before metrics.csv is written
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(trainer, "write_metrics", killed)
+    with pytest.raises(SystemExit):
+        trainer.train(target, data, recipe, out)
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "metrics.csv").exists()
+    monkeypatch.setattr(trainer, "write_metrics", real)
+    result = trainer.train(target, data, recipe, out)
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [int(m["epoch"]) for m in result.metrics] == [1, 2] and result.steps == 4
+
+
 def _image_folder(root: Path, *, classes: int = 2, per_class: int = 6) -> Path:
     """A small ImageFolder of real Fashion-MNIST images as PNG files."""
     from PIL import Image

@@ -209,7 +209,10 @@ def train(target: TrainTarget, data: TrainingData, recipe: TrainRecipe, out: Pat
         meta = load_checkpoint(ckpt, model=model, optimizer=optimizer,
                                ema=ema.module if ema else None)
         start_epoch, step_count, seconds = meta["epoch"], meta["step"], meta["seconds"]
-        metrics = read_metrics(out)[:start_epoch]  # rows after the checkpoint are re-run
+        # the checkpoint carries the rows of the epochs it holds (older ones did not): a kill
+        # after the checkpoint but before metrics.csv was rewritten loses no row
+        metrics = meta.get("metrics") or read_metrics(out)[:start_epoch]
+        write_metrics(out, metrics)  # rows after the checkpoint are re-run
 
     final_loss = float(metrics[-1]["train_loss"]) if metrics else float("nan")
     top1, top5 = ((float(metrics[-1]["val_top1"]), float(metrics[-1]["val_top5"])) if metrics
@@ -261,10 +264,11 @@ def train(target: TrainTarget, data: TrainingData, recipe: TrainRecipe, out: Pat
                         "lr": f"{optimizer.param_groups[0]['lr']:.3e}",
                         "seconds": f"{epoch_seconds:.2f}",
                         "images_per_s": f"{seen / epoch_seconds:.1f}"})
-        # checkpoint first, then metrics: a kill between them re-runs nothing and loses nothing
+        # the checkpoint holds the metrics rows too (one atomic write), so a kill before
+        # metrics.csv is rewritten loses nothing: a resume restores the rows from it
         save_checkpoint(out, model=model, optimizer=optimizer, ema=ema.module if ema else None,
                         meta={"epoch": epoch + 1, "step": step_count, "seconds": seconds,
-                              "identity": identity})
+                              "identity": identity, "metrics": metrics})
         write_metrics(out, metrics)
     return TrainResult(top1=top1, top5=top5,
                        train_seconds=seconds, epochs=recipe.epochs, steps=step_count,
