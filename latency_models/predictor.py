@@ -146,17 +146,17 @@ class LatencyPredictor:
             self._w[cls] = np.asarray(self.weights[cls]) / np.asarray(self.feature_scale)
         return self._w[cls]
 
-    def cost(self, x: np.ndarray, cls: str) -> float:
-        """The summed per-op cost of feature row ``x`` on compute class ``cls`` (before a
-        group's scale and offset)."""
-        total = float(x @ self._weights(cls))
+    def cost(self, features: LatencyFeatures, cls: str, *, fallback: bool = False) -> float:
+        """A model's cost on compute class ``cls`` before a group's scale and offset: its summed
+        per-op cost, plus what a Neural Engine fallback adds (``fallback_cost``), when flagged."""
+        total = float(feature_row(features, self.feature_names) @ self._weights(cls))
         exponent = self.exponents.get(cls, 1.0)
-        return total if exponent == 1.0 else total**exponent
-
-    def fallback_added_cost(self, features: LatencyFeatures) -> float:
-        """The cost a Neural Engine fallback adds to this model (before the group's scale)."""
-        per_op = self.fallback_cost_per == "op"
-        return self.fallback_cost * (features.total("count") if per_op else 1.0)
+        if exponent != 1.0:
+            total **= exponent
+        if fallback:
+            per_op = self.fallback_cost_per == "op"
+            total += self.fallback_cost * (features.total("count") if per_op else 1.0)
+        return total
 
     def predict_features(self, features: LatencyFeatures, group: str, *,
                          fallback: bool = False) -> Latency:
@@ -166,10 +166,7 @@ class LatencyPredictor:
                 f"predictor has no calibration for group {group!r}; known groups: "
                 f"{', '.join(sorted(self.groups))}"
             )
-        x = feature_row(features, self.feature_names)
-        cost = self.cost(x, cal.compute_class)
-        if fallback:
-            cost += self.fallback_added_cost(features)
+        cost = self.cost(features, cal.compute_class, fallback=fallback)
         latency = cal.scale * cost + cal.offset_ms
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
@@ -736,12 +733,10 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
                 f"group {g!r} runs on {cls}, and the predictor has no {cls} costs; refit with "
                 "`swiftnas latency fit` including these measurements"
             )
-        feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
-                 for m in members]
         cost = np.array([
-            out.cost(feature_row(f, out.feature_names), cls)
-            + (out.fallback_added_cost(f) if m.fallback else 0.0)
-            for f, m in zip(feats, members, strict=True)])
+            out.cost(cache.get(timm_name=m.timm_name, arch=m.arch,
+                               resolution=m.input_resolution), cls, fallback=m.fallback)
+            for m in members])
         log_y = np.log([m.latency_ms for m in members])
         log_fb = out.fallback_log_effect * np.array([m.fallback for m in members], dtype=float)
         belief = offset_prior(predictor, cls, exclude=by_group) if prior > 0 else None

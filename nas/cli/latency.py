@@ -63,12 +63,20 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     return table
 
 
-def _stored_measurements(storage: str | None) -> list[Measurement]:
-    if storage is None:
-        return []
-    from nas.storage import open_storage
+def _measurement_rows(paths: list[Path], storage: str | None) -> tuple[list[Measurement], int]:
+    """Every row of the CSV files, then the storage's (`latency import`); and how many of them
+    came from the storage."""
+    from latency_models import read_measurements
 
-    return open_storage(storage, create=False).measurements()
+    rows: list[Measurement] = []
+    for path in paths:
+        rows += read_measurements(path)
+    stored: list[Measurement] = []
+    if storage is not None:
+        from nas.storage import open_storage
+
+        stored = open_storage(storage, create=False).measurements()
+    return rows + stored, len(stored)
 
 
 @latency_app.command("fit")
@@ -94,13 +102,9 @@ def fit(
     check_output_path(out, folder=False)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from latency_models import calibration_csv, fit_predictor, read_measurements
+    from latency_models import calibration_csv, fit_predictor
 
-    rows: list[Measurement] = []
-    for path in measurements or [calibration_csv()]:
-        rows += read_measurements(path)
-    stored = _stored_measurements(storage)
-    rows += stored
+    rows, stored = _measurement_rows(measurements or [calibration_csv()], storage)
     cache = _feature_cache()
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:
@@ -115,7 +119,7 @@ def fit(
                                progress=report)
     predictor = result.predictor
     predictor.training["sources"] = [str(p) for p in measurements or [calibration_csv()]]
-    predictor.training["stored_measurements"] = len(stored)
+    predictor.training["stored_measurements"] = stored
     predictor.save(out)
     if result.skipped:
         err_console.print(f"note: {len(result.skipped)} row(s) name no timm_name or arch and "
@@ -148,14 +152,11 @@ def calibrate_command(
     from nas.outputs import check_output_path
 
     check_output_path(out, folder=False)
-    from latency_models import calibrate, read_measurements
+    from latency_models import calibrate
     from latency_models.architectures import check_timm_names
     from latency_models.predictor import usable
 
-    rows: list[Measurement] = []
-    for path in measurements or []:
-        rows += read_measurements(path)
-    rows += _stored_measurements(storage)
+    rows, _ = _measurement_rows(measurements or [], storage)
     check_timm_names(rows)
     used, skipped = usable(rows)
     if not used:
