@@ -26,7 +26,11 @@ cost exponent per compute class (``power 1``: all groups 20.80%) and fallbacks c
 operation (``fallback per op``: 22.13%) were worse; a weaker pull (``power 0.1``) was stopped
 unfinished once ``power 1`` lost. ``fallback constant`` passes the condition (19.16%) and is not
 shipped (README: its gain is all on the 28 fallback rows, whose order it loses; headline
-Spearman 0.934 -> 0.920); ``fallback scale+constant``: 20.29%. Resumable: finished variants are
+Spearman 0.934 -> 0.920); ``fallback scale+constant``: 20.29%. A fallback row charged with the
+CPU's or the GPU's per-op costs (the model left the Neural Engine; measured with code since
+removed): 22.01 / 21.95%. Pooling the feature scales towards their measure's mean (26.98% at
+full pooling), or beyond the category's own (21.50%), and leaving layout ops (reshape,
+transpose) out of the cost (20.36 / 20.63%) were worse too. Resumable: finished variants are
 skipped.
 """
 
@@ -74,6 +78,15 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> fit_predictor options
     "fallback constant": {"options": SolveOptions(fallback="constant")},
     # the constant won on MAPE but ties the fallbacks' order (Spearman 0.934 -> 0.920): both
     "fallback scale+constant": {"options": SolveOptions(fallback="scale+constant")},
+    # "fallback cpu" / "fallback gpu" (results file; code since removed): a fallback row as a
+    # model that left the Neural Engine, charged with the CPU's (GPU's) per-op costs, learned
+    # from the CPU / GPU tables, times one learned factor. Worse: 22.01 / 21.95%
+    # Measured with code since removed (results file), none better than v2.2's 20.00%:
+    # "scale pooling A": each feature's scale (what the ridge pulls together) pooled towards its
+    # measure's geometric mean, mean_cat ** A * mean_measure ** (1 - A): A = 0 / 0.5 / 1.5 gave
+    # 26.98 / 23.35 / 21.50% (A = 1 is v2.2: a rare op type costs more per MAC or byte);
+    # "free reshape", "free reshape+transpose": layout ops left out, as if Core ML folded them
+    # into their neighbours: 20.36 / 20.63% (SwiftFormer XS/S +28/+25% and +26/+23%)
 }
 
 
