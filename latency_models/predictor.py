@@ -588,14 +588,11 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
     names = [n for n, a in zip(names, active, strict=True) if a]
     measure_names = sorted({n.split(".")[-1] for n in names})
     measure_index = np.array([measure_names.index(n.split(".")[-1]) for n in names])
-    # The ridge pulls the costs of *scaled* features together, so scaling each by its own
-    # category's mean lets a rare op type (attention matmul, softmax) cost more per MAC or byte.
-    # Leave-one-family-out (latency_fitopts.py) prefers exactly this: scales pooled towards their
-    # measure's geometric mean by 0 / 0.5 / 1 / 1.5 (1 = this) gave 26.98 / 23.35 / 20.00 / 21.50%.
-    scale = raw[:, active].mean(axis=0)
+    raw = raw[:, active]
 
     def fit_on(idx: Sequence[int]) -> LatencyPredictor:
         part = [rows[i] for i in idx]
+        scale = _feature_scale(raw[list(idx)], measure_index)
         d = _design(part, [features[i] for i in idx], names, scale, options.balance)
         sol = _solve(d, measure_index, ridge, options)
         resid = []
@@ -652,6 +649,27 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
         "python": platform.python_version(),
     }
     return FitResult(predictor, rows, skipped, cv_predictions)
+
+
+def _feature_scale(raw: np.ndarray, measure_index: np.ndarray) -> np.ndarray:
+    """Each feature's mean over the fitted rows (``raw``: rows x features).
+
+    The ridge pulls the costs of *scaled* features together, so scaling each by its own
+    category's mean lets a rare op type (attention matmul, softmax) cost more per MAC or byte.
+    Leave-one-family-out (latency_fitopts.py) prefers exactly this: scales pooled towards their
+    measure's geometric mean by 0 / 0.5 / 1 / 1.5 (1 = this) gave 26.98 / 23.35 / 20.00 / 21.50%
+    (then measured with fold scales from every row's features). Only the fitted rows count, so a
+    cross-validation fold never sees the held-out family's features (a fit on every row would
+    not have them either); a feature none of them uses gets its measure's geometric mean scale.
+    """
+    mean = raw.mean(axis=0)
+    used = mean > 0
+    for m in np.unique(measure_index):
+        mine = measure_index == m
+        if (mine & ~used).any():
+            shared = np.exp(np.log(mean[mine & used]).mean()) if (mine & used).any() else 1.0
+            mean[mine & ~used] = shared
+    return mean
 
 
 def _set_sigmas(predictor: LatencyPredictor, rows: Sequence[Measurement],
