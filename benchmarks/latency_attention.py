@@ -12,8 +12,9 @@ always) into a new category ``attention``, which gets its own scale and so, unde
 own cost per MAC, byte and op (as ``softmax`` has). Linear attention (EfficientViT's K^T V,
 head-dim square) stays in ``matmul``. Scored like ``latency_fitopts.py`` (the rule: lower
 all-groups LOFO MAPE than v2.3's strict 20.52%), after retracing every calibration model into
-``benchmarks/work/attention_features.json``. Result: worse (all groups 22.47%, headline 17.41%,
-within ±20% 70.0%, Spearman 0.922; the SwiftFormer presets unchanged): not adopted.
+``benchmarks/work/attention_features.json``. Resumable: a recorded variant is not refitted.
+Result: worse (all groups 22.47%, headline 17.41%, within ±20% 70.0%, Spearman 0.922; the
+SwiftFormer presets unchanged): not adopted.
 """
 
 from __future__ import annotations
@@ -73,15 +74,12 @@ def _add_attention_category() -> None:
 def main() -> None:
     _add_attention_category()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import fit_and_record
+    from latency_roofline import run_variants
 
-    from latency_models import FeatureCache, calibration_csv, read_measurements
+    from latency_models import FeatureCache
 
     CACHE.parent.mkdir(parents=True, exist_ok=True)
-    cache = FeatureCache(CACHE)
-    rows = read_measurements(calibration_csv())
-    fit_and_record("attention", rows, cache, out=OUT, cv_dir=CV_DIR)
-    cache.save()
+    run_variants({"attention": {}}, out=OUT, cv_dir=CV_DIR, cache=FeatureCache(CACHE))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def main() -> None:
                 "headline_within_20": round(head["within_20"], 1),
                 "headline_spearman": round(head["spearman"], 3)}
 
-    plain = score(corrected(rows, data, 1.0, math.inf, True))
+    plain = score(corrected(rows, data, 1.0, math.inf, True))  # infinite shrinkage: no shift
     grid = []
     for same_group in (True, False):
         for h in WIDTHS:

@@ -153,20 +153,25 @@ def fit_and_record(name: str, rows: list[Any], cache: Any, *, out: Path, cv_dir:
     return record
 
 
-def run_variants(variants: dict[str, dict[str, Any]], *, out: Path,
-                 cv_dir: Path) -> dict[str, dict[str, Any]]:
+def run_variants(variants: dict[str, dict[str, Any]], *, out: Path, cv_dir: Path,
+                 cache: Any = None) -> dict[str, dict[str, Any]]:
     """``fit_and_record`` each variant (name -> ``fit_predictor`` options) not yet in ``out``,
-    with the shipped calibration file and features; returns every record in ``out`` by name."""
+    on the shipped calibration file; returns every record in ``out`` by name. Features come
+    from ``cache`` (a ``FeatureCache`` of its own, saved after each fit, for variants that trace
+    differently) or else the shipped calibration features."""
     from latency_models import FeatureCache, calibration_csv, read_measurements
     from latency_models.defaults import CALIBRATION_FEATURES_PATH
 
-    cache = FeatureCache(preload=CALIBRATION_FEATURES_PATH)
+    own_cache = cache is not None
+    cache = cache if own_cache else FeatureCache(preload=CALIBRATION_FEATURES_PATH)
     rows = read_measurements(calibration_csv())
     done = {json.loads(line)["variant"] for line in
             (out.read_text().splitlines() if out.exists() else [])}
     for name, fit_options in variants.items():
         if name not in done:
             fit_and_record(name, rows, cache, out=out, cv_dir=cv_dir, **fit_options)
+            if own_cache:
+                cache.save()
     return {r["variant"]: r for r in map(json.loads, out.read_text().splitlines())}
 
 
