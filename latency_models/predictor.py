@@ -11,7 +11,8 @@ Model (one row = one architecture measured in group g = source | device | comput
   unless the data says otherwise: with a few hundred rows this is what lets the model generalise
   to families it has never seen.
 - ``scale_g``, ``offset_g``: a per-group calibration. A new device or protocol needs only a handful
-  of measurements to fit these two numbers (``calibrate``); the shared costs stay.
+  of measurements to fit these two numbers (``calibrate``); the shared costs stay. In the fit,
+  both are pulled towards the mean of their compute class's groups (``SolveOptions``).
 - Fitting minimises the robust (soft-L1, nearly absolute beyond 3%) error of log latency, i.e.
   relative error, with SciPy's ``least_squares``.
 - Uncertainty: the spread of log residuals in leave-one-family-out cross-validation, per group
@@ -433,6 +434,14 @@ class SolveOptions:
     # "constant", one learned cost added to every fallback row's (the round trips dominate);
     # "scale+constant", both a factor and an added cost
     fallback: str = "scale"
+    # pull of each group's log scale and log offset towards the mean over the groups of its
+    # compute class. 0.3 for the scales (v2.4; 0.05 towards every group's mean before): a
+    # held-out family leaves its groups fewer rows, whose scale and offset then trade against
+    # each other; chosen by leave-one-family-out (benchmarks/latency_fitopts.py: 0.05 / 0.15 /
+    # 0.3 / 0.5 / 1). The penalties pass through the robust loss too, so beyond the loss
+    # scale the pull is a constant force, which a group of many rows overrides.
+    scale_ridge: float = 0.3
+    offset_ridge: float = 0.05
 
 
 def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
@@ -464,9 +473,9 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     rows = np.arange(n)
     root_w = np.sqrt(d.weight)
     # (block, strength, centred) of the penalty rows after the data rows: the group
-    # calibrations (blocks 2, 3) are pulled towards their mean, the others towards 0
+    # calibrations (blocks 2, 3) are pulled towards their (class's) mean, the others towards 0
     penalties = [
-        (1, ridge, False), (2, 0.05, True), (3, 0.05, True),
+        (1, ridge, False), (2, options.scale_ridge, True), (3, options.offset_ridge, True),
         *([(5, options.family_ridge, False)] if per_family else []),
         *([(6, options.power_ridge, False)] if power else []),
     ]
@@ -486,13 +495,19 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             phi[0] * d.fallback if factor else 0.0)
         return terms, cost, e, powered, added, offset, total, log_pred
 
+    # centring matrix of the calibration penalties: v - (mean of v over its class's groups)
+    group_class = np.zeros(ng, dtype=int)
+    group_class[d.group_index] = d.class_index
+    same = (group_class[:, None] == group_class[None, :]).astype(float)
+    centring = np.eye(ng) - same / same.sum(axis=1, keepdims=True)
+
     def residuals(p: np.ndarray) -> np.ndarray:
         *_, log_pred = forward(p)
-        # Ridge on delta (shared cost per measure), and a weak pull of each group's
-        # calibration towards the others' so groups with one or two rows stay identifiable.
+        # Ridge on delta (shared cost per measure), and a pull of each group's calibration
+        # towards its class's others', so groups with one or two rows stay identifiable.
         pulled = [p[bounds[b]:bounds[b + 1]] for b, _, _ in penalties]
         return np.concatenate([root_w * (log_pred - d.log_y), *(
-            strength * (v - v.mean() if centred else v)
+            strength * (centring @ v if centred else v)
             for v, (_, strength, centred) in zip(pulled, penalties, strict=True))])
 
     def jacobian(p: np.ndarray) -> np.ndarray:
@@ -518,7 +533,7 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         jac[:n] *= root_w[:, None]
         row = n
         for b, strength, centred in penalties:
-            block = np.eye(sizes[b]) - (1.0 / sizes[b] if centred else 0.0)
+            block: np.ndarray = centring if centred else np.eye(sizes[b])
             jac[row:row + sizes[b], bounds[b]:bounds[b + 1]] = strength * block
             row += sizes[b]
         return jac
@@ -704,9 +719,10 @@ def _set_sigmas(predictor: LatencyPredictor, rows: Sequence[Measurement],
 # Groups whose offset informs a new group's (calibrate): enough rows to pin their offset.
 PRIOR_MIN_ROWS = 5
 # calibrate's prior weight, a multiple of the Bayesian one. Chosen by leave-one-group-out
-# (benchmarks/latency_fewshot.py): 0.5, 1 and 2 are level (mean median MAPE 16.81-16.82%; no
-# prior 20.41%), and the rule written before the run took the lowest.
-OFFSET_PRIOR_WEIGHT = 0.5
+# (benchmarks/latency_fewshot.py), the rule written before the first run taking the lowest mean
+# median MAPE: 1 with v2.4's shared costs (0.5 / 1 / 2: 17.26 / 16.88 / 17.74%; no prior
+# 20.24%); with v2.3's, 0.5 (the three level at 16.81-16.82%).
+OFFSET_PRIOR_WEIGHT = 1.0
 
 
 def offset_prior(predictor: LatencyPredictor, compute_class_name: str,
@@ -715,7 +731,7 @@ def offset_prior(predictor: LatencyPredictor, compute_class_name: str,
     class with at least ``PRIOR_MIN_ROWS`` rows, or None with fewer than 3 such groups.
 
     A group's offset is the fixed cost of one inference (dispatch, I/O): it varies less across
-    phones and protocols than the scale does (the shipped Neural Engine groups: log spread 0.48
+    phones and protocols than the scale does (v2.3's Neural Engine groups: log spread 0.48
     against 0.71, offsets mostly 0.24-0.59 ms), so it is what a few measurements of a new phone
     should borrow from the others."""
     skip = set(exclude)
