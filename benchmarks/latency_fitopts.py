@@ -112,6 +112,9 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> fit_predictor options
     "scale pull 0.15 by class": {"options": SolveOptions(scale_ridge=0.15)},
     "scale pull 0.5 by class": {"options": SolveOptions(scale_ridge=0.5)},
     "scale pull 1 by class": {"options": SolveOptions(scale_ridge=1.0)},
+    # v2.4's ridge re-checked at its pull (the rule as above)
+    "v2.4, ridge 3": {"options": SolveOptions(), "ridge": 3.0},
+    "v2.4, ridge 30": {"options": SolveOptions(), "ridge": 30.0},
 }
 
 
