@@ -99,15 +99,17 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> fit_predictor options
     # about 1 and 0.3-0.5 elsewhere). From here on, towards the mean of the group's compute
     # class (CPU and GPU tables have scales of their own). Every variant above was measured
     # with v2.3's pull: to rerun one as measured, add scale_ridge=0.05 to its options.
-    "calibration pull 0.05 by class": {"options": SolveOptions(scale_ridge=0.05)},
-    "calibration pull 0.3 by class": {"options": SolveOptions(offset_ridge=0.3)},
+    "calibration pull 0.05 by class": {
+        "options": SolveOptions(scale_ridge=0.05, offset_ridge=0.05)},
+    "calibration pull 0.3 by class": {"options": SolveOptions(scale_ridge=0.3, offset_ridge=0.3)},
     "calibration pull 1 by class": {"options": SolveOptions(scale_ridge=1.0, offset_ridge=1.0)},
     # 0.3 won the first grid (20.19%), 1 lost (23.98%): between them, and each block alone
     "calibration pull 0.15 by class": {
         "options": SolveOptions(scale_ridge=0.15, offset_ridge=0.15)},
     "calibration pull 0.5 by class": {"options": SolveOptions(scale_ridge=0.5, offset_ridge=0.5)},
     "offset pull 0.3 by class": {"options": SolveOptions(scale_ridge=0.05, offset_ridge=0.3)},
-    "scale pull 0.3 by class": {"options": SolveOptions()},  # shipped as v2.4
+    "scale pull 0.3 by class": {  # shipped as v2.4 (SolveOptions' defaults)
+        "options": SolveOptions(scale_ridge=0.3, offset_ridge=0.05)},
     # the scales' pull alone won (19.43%) at its grid's end: extend the grid both ways
     "scale pull 0.15 by class": {"options": SolveOptions(scale_ridge=0.15)},
     "scale pull 0.5 by class": {"options": SolveOptions(scale_ridge=0.5)},

@@ -733,7 +733,9 @@ def offset_prior(predictor: LatencyPredictor, compute_class_name: str,
     A group's offset is the fixed cost of one inference (dispatch, I/O): it varies less across
     phones and protocols than the scale does (v2.3's Neural Engine groups: log spread 0.48
     against 0.71, offsets mostly 0.24-0.59 ms), so it is what a few measurements of a new phone
-    should borrow from the others."""
+    should borrow from the others. v2.4's fit pulls the scales together itself, so its own
+    groups no longer show this (0.78 against 0.60, one DenseNet table's offset at 7.7 ms); the
+    weight of the prior is chosen by the few-shot benchmark either way."""
     skip = set(exclude)
     logs = [math.log(c.offset_ms) for g, c in predictor.groups.items()
             if g not in skip and c.compute_class == compute_class_name
