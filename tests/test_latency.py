@@ -243,6 +243,26 @@ def test_fit_jacobian_matches_finite_differences(
     assert checked and max(checked) < 1e-6, checked
 
 
+def test_the_fit_solves_with_every_blas_on_one_thread(
+        subset: list[Measurement], cache: FeatureCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NumPy's and SciPy's OpenBLAS (two libraries) both run single-threaded inside the solve:
+    on small matrices their default thread pools made the fit 2.7x slower on 2 cores."""
+    from scipy import optimize
+    from threadpoolctl import threadpool_info
+
+    seen: list[list[int]] = []
+    solve = optimize.least_squares
+
+    def spy(*args, **kw):  # type: ignore[no-untyped-def]
+        seen.append([lib["num_threads"] for lib in threadpool_info()
+                     if lib["user_api"] == "blas"])
+        return solve(*args, **kw)
+
+    monkeypatch.setattr(optimize, "least_squares", spy)
+    fit_predictor(subset[:30], cache=cache, cross_validate=False)
+    assert seen and all(threads and set(threads) == {1} for threads in seen), seen
+
+
 def test_an_added_fallback_cost_is_saved_and_charged_to_fallback_rows_only(
         subset: list[Measurement], cache: FeatureCache, tmp_path: Path) -> None:
     rows = [dataclasses.replace(m, fallback=i % 5 == 0) for i, m in enumerate(subset[:40])]
