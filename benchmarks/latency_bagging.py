@@ -27,6 +27,7 @@ Fold fits are cached per fold in ``benchmarks/work/bagging/`` (resumable; two wo
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -44,6 +45,7 @@ FRACTION = 0.8
 WORKERS = 2
 
 
+@functools.cache  # once per process: every fold of a worker shares the rows and features
 def _setup() -> tuple[list[Any], Any]:
     import search_spaces  # noqa: F401  (before timm)
     from latency_models import FeatureCache, calibration_csv, read_measurements
@@ -60,15 +62,8 @@ def _predict(rows: list[Any], cache: Any, train: list[int], test: list[int]) -> 
     from latency_models import fit_predictor
 
     fit = fit_predictor([rows[i] for i in train], cache=cache, cross_validate=False).predictor
-    out: list[float | None] = []
-    for i in test:
-        m = rows[i]
-        if m.group not in fit.groups:
-            out.append(None)
-            continue
-        f = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
-        out.append(math.log(fit.predict_features(f, m.group, fallback=m.fallback).latency_ms))
-    return out
+    return [math.log(fit.predict_measurement(rows[i], cache=cache).latency_ms)
+            if rows[i].group in fit.groups else None for i in test]
 
 
 def _bag_families(families: list[str], seed: list[int]) -> set[str]:
@@ -78,8 +73,8 @@ def _bag_families(families: list[str], seed: list[int]) -> set[str]:
 
 
 def run_fold(k: int) -> dict[str, Any]:
-    """Fold ``k`` (a family, or ``-1``: no family held out, test rows = the SwiftFormer
-    presets, handled in ``presets``): the plain fit's and each bag's log predictions."""
+    """Fold ``k`` (the ``k``-th family held out): the log predictions of its rows by the plain
+    fit on every other family and by each bag."""
     path = WORK / f"fold_{k}.json"
     if path.exists():
         return json.loads(path.read_text())

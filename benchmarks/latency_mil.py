@@ -24,8 +24,8 @@ fit and leave-one-family-out code run on them unchanged), with conversion second
 - ``aten``: today's features (the baseline, same run).
 
 Measured first with v2's fit (ridge 0.3, loss scale 0.3): MIL 22.44% against ATen 22.43% on all
-groups. Re-measured with v2.4's fit (the ``(v2.4 fit)`` records), since the loss, the ridge and the
-calibration pull have changed which rows the costs are learned from since: MIL 24.02% against
+groups. Re-measured with v2.4's fit (the ``(v2.4 fit)`` records), because the loss, the ridge and
+the calibration pull have changed which rows the costs are learned from: MIL 24.02% against
 ATen 19.43% (headline 16.17 / 15.99%), MIL op counts on ATen MACs and bytes 19.49%. Not adopted.
 """
 
