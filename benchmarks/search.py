@@ -10,6 +10,11 @@
         Trials per minute with evaluation in the driver (--workers 0) and on 1 and 2 Ray
         workers, each on an empty storage (no cache hits), and the framework overhead: the part
         of the steady-state wall time x workers not spent in proxy and predictor code.
+    python benchmarks/search.py demo [--trials 150] [--seeds 0 1 2 3 4] [--jobs 2]
+        `make demo`'s study (iPhone 14, budget 1.2 ms, NSGA-II population 10, starting from the
+        presets) per seed: after how many trials a trial first dominates each preset that fits
+        the budget. The median is what `swiftnas search` quotes when no preset is dominated yet
+        (nas/search/study.py: DEMO_TRIALS_TO_DOMINATE).
     python benchmarks/search.py report
         Print results/search.json as Markdown tables.
 
@@ -63,20 +68,55 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
     return area
 
 
-def _one_study(sampler: str, seed: int, trials: int, folder: str, population: int) -> None:
-    """Run in a child process: one study, one torch thread."""
+def _one_study(sampler: str, seed: int, trials: int, folder: str, population: int,
+               budget_ms: float = BUDGET_MS, presets: bool = False) -> None:
+    """Run in a child process: one study, one torch thread. Sampler comparisons start from
+    the sampler alone (no presets queued), so that both samplers start alike."""
     import torch
 
     torch.set_num_threads(1)
     from nas.search import StudySpec, run_study
 
     url = f"sqlite:///{folder}/{sampler}_{seed}.db"
-    spec = StudySpec(name=f"{sampler}-{seed}", latency_budget_ms=BUDGET_MS, device=DEVICE,
-                     sampler=sampler, seed=seed, population_size=population)
+    spec = StudySpec(name=f"{sampler}-{seed}", latency_budget_ms=budget_ms, device=DEVICE,
+                     sampler=sampler, seed=seed, population_size=population,
+                     start_from_presets=presets)
     t0 = time.perf_counter()
     p = run_study(spec, url, trials)
     print(json.dumps({"sampler": sampler, "seed": seed, "seconds": time.perf_counter() - t0,
                       "evaluated": p.evaluated, "cache_hits": p.cache_hits}), flush=True)
+
+
+def _run_studies(runs: list[tuple[str, int]], trials: int, folder: str, population: int,
+                 jobs: int, *, budget_ms: float = BUDGET_MS, presets: bool = False) -> float:
+    """Run each (sampler, seed) study as a child process, ``jobs`` at a time; wall seconds."""
+    runs = list(runs)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs: list[subprocess.Popen] = []
+    t0 = time.perf_counter()
+    while runs or procs:
+        while runs and len(procs) < jobs:
+            sampler, seed = runs.pop(0)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.search", "_one", sampler, str(seed),
+                 str(trials), folder, str(population), str(budget_ms), str(int(presets))],
+                env=env))
+            print(f"started {sampler} seed {seed}", flush=True)
+        for p in list(procs):
+            if p.poll() is not None:
+                procs.remove(p)
+                if p.returncode:
+                    raise SystemExit(f"a study failed (exit {p.returncode})")
+        time.sleep(2)
+    return time.perf_counter() - t0
+
+
+def _folder(folder: str | None) -> str:
+    folder = folder or tempfile.mkdtemp(prefix="swiftnas-bench-", dir="/dev/shm" if Path(
+        "/dev/shm").is_dir() else None)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    print(f"studies in {folder}", flush=True)
+    return folder
 
 
 def quality(trials: int, seeds: list[int], jobs: int, population: int,
@@ -86,28 +126,9 @@ def quality(trials: int, seeds: list[int], jobs: int, population: int,
     from nas.search import load_study, pareto_front, reference_candidates, study_candidates
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = folder or tempfile.mkdtemp(prefix="swiftnas-bench-", dir="/dev/shm" if Path(
-        "/dev/shm").is_dir() else None)
-    print(f"studies in {folder}", flush=True)
-    runs = [(s, seed) for seed in seeds for s in samplers]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs: list[subprocess.Popen] = []
-    t0 = time.perf_counter()
-    while runs or procs:
-        while runs and len(procs) < jobs:
-            sampler, seed = runs.pop(0)
-            procs.append(subprocess.Popen(
-                [sys.executable, __file__, "_one", sampler, str(seed), str(trials), folder,
-                 str(population)],
-                env=env))
-            print(f"started {sampler} seed {seed}", flush=True)
-        for p in list(procs):
-            if p.poll() is not None:
-                procs.remove(p)
-                if p.returncode:
-                    raise SystemExit(f"a study failed (exit {p.returncode})")
-        time.sleep(2)
-    wall = time.perf_counter() - t0
+    folder = _folder(folder)
+    wall = _run_studies([(s, seed) for seed in seeds for s in samplers], trials, folder,
+                        population, jobs)
 
     studies = {}
     for seed in seeds:
@@ -154,6 +175,42 @@ def quality(trials: int, seeds: list[int], jobs: int, population: int,
     print(json.dumps(summary, indent=2))
 
 
+DEMO_BUDGET_MS = 1.2  # the Makefile's `make demo`
+
+
+def demo(trials: int, seeds: list[int], jobs: int, folder: str | None) -> None:
+    """After how many trials `make demo`'s study first dominates each preset in its budget."""
+    import optuna
+
+    from nas.search import load_study, reference_candidates, study_candidates
+    from nas.search.pareto import dominates
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = _folder(folder)
+    wall = _run_studies([("nsga2", seed) for seed in seeds], trials, folder, 10, jobs,
+                        budget_ms=DEMO_BUDGET_MS, presets=True)
+    runs = []
+    for seed in seeds:
+        loaded = load_study(f"sqlite:///{folder}/nsga2_{seed}.db", f"nsga2-{seed}")
+        cands = sorted(study_candidates(loaded.study), key=lambda c: c.trial)
+        refs = [r for r in reference_candidates(loaded) if r.latency_ms <= DEMO_BUDGET_MS]
+        first = {r.name: next((c.trial + 1 for c in cands
+                               if c.feasible and dominates(c.point, r.point)), None)
+                 for r in refs}
+        runs.append({"seed": seed, "trials": len(cands), "first_dominated_after": first})
+        print(runs[-1], flush=True)
+    names = list(runs[0]["first_dominated_after"])
+    medians = {}
+    for n in names:
+        # a seed that never dominated counts as more than the trials run
+        reached = [r["first_dominated_after"][n] or trials + 1 for r in runs]
+        medians[n] = statistics.median(reached)
+    _save("demo", {"trials": trials, "seeds": seeds, "budget_ms": DEMO_BUDGET_MS,
+                   "device": DEVICE, "population_size": 10, "wall_seconds": wall,
+                   "runs": runs, "median_trials_to_dominate": medians})
+    print(json.dumps(medians, indent=2))
+
+
 def throughput(trials: int) -> None:
     import torch
 
@@ -165,7 +222,7 @@ def throughput(trials: int) -> None:
     for workers in (0, 1, 2):
         folder = tempfile.mkdtemp(prefix="swiftnas-tp-", dir="/dev/shm")
         spec = StudySpec(name=f"tp-{workers}", latency_budget_ms=BUDGET_MS, seed=123,
-                         population_size=20)
+                         population_size=20, start_from_presets=False)
         stamps: list[tuple[float, float]] = []  # (time, proxy + predictor seconds)
 
         def record(ev, stamps=stamps) -> None:
@@ -224,10 +281,10 @@ def main() -> None:
 
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
         _one_study(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5],
-                   int(sys.argv[6]))
+                   int(sys.argv[6]), float(sys.argv[7]), bool(int(sys.argv[8])))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("quality", "throughput", "report"))
+    parser.add_argument("part", choices=("quality", "demo", "throughput", "report"))
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
@@ -238,6 +295,9 @@ def main() -> None:
     if args.part == "quality":
         quality(args.trials or 300, args.seeds, args.jobs, args.population_size, args.samplers,
                 args.folder)
+    elif args.part == "demo":
+        demo(args.trials or 150, args.seeds if args.seeds != [0, 1, 2] else [0, 1, 2, 3, 4],
+             args.jobs, args.folder)
     elif args.part == "throughput":
         throughput(args.trials or 40)
     else:

@@ -16,6 +16,7 @@ import search_spaces  # noqa: F401  (first: keeps `import timm` working, see REA
 from dashboard import data, plots
 from nas.search.escaping import screen_text
 from nas.search.export import model_name_for
+from search_spaces.errors import command_hint
 
 PAGES = ["Studies", "Pareto explorer", "Candidate", "Latency model", "Optuna insights"]
 SLUGS = {"studies": 0, "pareto": 1, "candidate": 2, "latency": 3, "insights": 4}
@@ -130,9 +131,14 @@ def page_studies(url: str) -> None:
                         f"{top['accuracy_score'].iloc[0]:.3f} at "
                         f"{top['latency_ms'].iloc[0]:.3f} ms")
         # st.table renders Markdown in every cell: names are user text, so escape them
+        # a RUNNING trial whose driver is gone is not running: say so, and for how long
+        stale = [f" + {n} stale ({m:g} min silent)" if n else ""
+                 for n, m in zip(df["stale"], df["stale_minutes"], strict=True)]
         shown = df.assign(best=best, study=df["study"].map(screen_text),
                           device=df["device"].map(screen_text),
-                          sampler=df["sampler"].map(screen_text))[
+                          sampler=df["sampler"].map(screen_text),
+                          running=[f"{r}{s}" for r, s in zip(df["running"], stale,
+                                                             strict=True)])[
             ["study", "device", "latency_budget_ms", "sampler", "complete", "feasible",
              "failed", "running", "best", "last_update"]]
         # a static table: the interactive grid's script is a second download for the browser,
@@ -304,11 +310,14 @@ def page_latency(url: str) -> None:
         else:
             st.success(f"{len(rows)} valid rows.")
             if st.button("Import into the storage"):
-                added = _guard(data.import_measurements, url, rows, upload.name)
+                added, new = _guard(data.import_measurements, url, rows, upload.name)
                 _latency.clear()
+                if new:
+                    st.info(screen_text(f"New device(s): {', '.join(new)}."))
                 st.success(screen_text(
-                    f"Imported {added} measurements. Calibrate their phone with swiftnas "
-                    f"latency calibrate --storage {url} --out my_predictor.json."))
+                    f"Imported {added} measurements. Calibrate their phone with "
+                    + command_hint("latency", "calibrate", "--out", "my_predictor.json",
+                                   storage=url) + "."))
 
 
 def page_insights(url: str) -> None:

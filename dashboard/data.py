@@ -217,7 +217,9 @@ def importances(study: optuna.Study) -> dict[str, dict[str, float]]:
 def stages_table(arch: ArchConfig) -> pd.DataFrame:
     return pd.DataFrame([{
         "stage": i, "depth": s.depth, "width": s.width, "mlp_ratio": s.mlp_ratio,
-        "attention blocks": ", ".join(map(str, s.attn)) or "-",
+        # a count and where: "1 (block 0)" read as "0" when the column held indices only
+        "attention": f"{len(s.attn)} (block{'s' if len(s.attn) > 1 else ''} "
+                     f"{', '.join(map(str, s.attn))})" if s.attn else "0",
         "blocks": "".join("A" if k == "attn" else "c" for k in s.block_kinds()),
     } for i, s in enumerate(arch.stages)])
 
@@ -273,8 +275,13 @@ def check_measurements_csv(data: bytes) -> list[Any]:
     return rows
 
 
-def import_measurements(url: str, rows: list[Any], origin: str) -> int:
-    """The dashboard's only write: the user's explicit import of validated measurements."""
+def import_measurements(url: str, rows: list[Any], origin: str) -> tuple[int, list[str]]:
+    """The dashboard's only write: the user's explicit import of validated measurements, with
+    device names matched to the known phones as `swiftnas latency import` does (a near miss
+    raises). Returns the rows added and the new devices among them."""
+    from latency_models.devices import canonical_devices, known_devices
     from nas.storage import open_storage
 
-    return open_storage(url).add_measurements(rows, origin=origin)
+    store = open_storage(url)
+    rows, new = canonical_devices(rows, known_devices(m.device for m in store.measurements()))
+    return store.add_measurements(rows, origin=origin), new

@@ -98,17 +98,21 @@ def pareto_chart(studies: Sequence[tuple[str, pd.DataFrame, float]],
     budgets["label"] = [(f"{s}: " if several else "") + f"budget {b:g} ms"
                         for s, b in zip(budgets["study"], budgets["budget_ms"], strict=True)]
     rule = alt.Chart(budgets).encode(x="budget_ms:Q", color=color)
-    layers: list[Any] = [faded, line, marks, rule.mark_rule(strokeDash=[6, 4]),
-                         rule.mark_text(align="left", dx=4, dy=-6, baseline="bottom").encode(
-                             text="label:N", y=alt.value(0))]
+    layers: list[Any] = []
     if references is not None and len(references):
         refs = alt.Chart(references.assign(
             label=[n.removeprefix("SwiftFormer-") for n in references["name"]])).encode(
             x="latency_ms:Q", y="accuracy_score:Q",
             tooltip=[alt.Tooltip("name:N"), alt.Tooltip("accuracy_score:Q", format=".3f"),
                      alt.Tooltip("latency_ms:Q", format=".3f")])
-        layers += [refs.mark_point(shape="diamond", filled=True, size=150, color="black"),
-                   refs.mark_text(align="left", dx=8, dy=8, color="black").encode(text="label:N")]
+        # under the trials: a new study's first trials are the presets themselves, and their
+        # points must stay clickable on top of the (larger) diamonds
+        layers += [refs.mark_point(shape="diamond", filled=True, size=260, color="black",
+                                   opacity=0.7),
+                   refs.mark_text(align="left", dx=9, dy=9, color="black").encode(text="label:N")]
+    layers += [faded, line, marks, rule.mark_rule(strokeDash=[6, 4]),
+               rule.mark_text(align="left", dx=4, dy=-6, baseline="bottom").encode(
+                   text="label:N", y=alt.value(0))]
     # Streamlit picks SVG for a layered chart whatever its size: 10,000 SVG paths took the
     # browser 1.3 s to lay out. SVG below that keeps every point a labelled element.
     renderer = "canvas" if len(points) > CANVAS_FROM else "svg"

@@ -116,6 +116,29 @@ class GroupCalibration:
 
 
 @dataclass
+class FamilyCalibration:
+    """An architecture family's own correction (``SolveOptions.family_scale_ridge``): its cost
+    term is multiplied by ``exp(log_scale)`` and its group's offset by ``exp(log_offset)``, in
+    every group. ``sigma_log`` (when set): the spread of the family's leave-one-row-out log
+    errors, which its predictions' intervals then use instead of the group's."""
+
+    log_scale: float
+    log_offset: float
+    rows: int
+    groups: int
+    timm_names: list[str] = field(default_factory=list)  # how a timm model is known as one
+    sigma_log: float | None = None
+    interval_z: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# The family of the searched space: every ArchConfig is a SwiftFormer.
+SEARCH_FAMILY = "SwiftFormer"
+
+
+@dataclass
 class LatencyPredictor:
     """Fitted predictor; saved as a versioned JSON artifact (``save``/``load``)."""
 
@@ -138,6 +161,7 @@ class LatencyPredictor:
     # model (fallback_cost_per "op") or once ("model")
     fallback_cost: float = 0.0
     fallback_cost_per: str = "op"
+    families: dict[str, FamilyCalibration] = field(default_factory=dict)  # v3; older: none
     # arrays for fast prediction, built lazily
     _w: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -159,8 +183,16 @@ class LatencyPredictor:
             total += self.fallback_cost * (features.total("count") if per_op else 1.0)
         return total
 
+    def family_of(self, timm_name: str = "", arch: ArchConfig | None = None) -> str | None:
+        """The calibrated family a model belongs to: every ArchConfig is a SwiftFormer; a timm
+        model by the names the family's rows used; None when the fit has no such family."""
+        if arch is not None:
+            return SEARCH_FAMILY if SEARCH_FAMILY in self.families else None
+        return next((f for f, c in self.families.items() if timm_name in c.timm_names), None)
+
     def predict_features(self, features: LatencyFeatures, group: str, *,
-                         fallback: bool = False) -> Latency:
+                         fallback: bool = False, family: str | None = None) -> Latency:
+        """Latency in ``group``; with the correction of ``family`` when the fit has one."""
         cal = self.groups.get(group)
         if cal is None:
             raise PredictorError(
@@ -168,10 +200,18 @@ class LatencyPredictor:
                 f"{', '.join(sorted(self.groups))}"
             )
         cost = self.cost(features, cal.compute_class, fallback=fallback)
-        latency = cal.scale * cost + cal.offset_ms
+        fam = self.families.get(family) if family else None
+        if fam is None:
+            latency = cal.scale * cost + cal.offset_ms
+        else:  # the family's factor scales its own cost, not what a fallback adds
+            base = self.cost(features, cal.compute_class) if fallback else cost
+            latency = (cal.scale * (math.exp(fam.log_scale) * base + (cost - base))
+                       + cal.offset_ms * math.exp(fam.log_offset))
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
-        if cal.sigma_log is not None:
+        if fam is not None and fam.sigma_log is not None:
+            sigma, z = fam.sigma_log, fam.interval_z or Z90
+        elif cal.sigma_log is not None:
             sigma, z = cal.sigma_log, cal.interval_z or Z90
         else:
             sigma, z = self.pooled_sigma_log, self.pooled_interval_z
@@ -185,7 +225,8 @@ class LatencyPredictor:
         group = self.resolve_group(device, source=source, compute_unit=compute_unit)
         cache = cache if cache is not None else default_feature_cache()
         features = cache.get(timm_name=timm_name, arch=arch, resolution=resolution)
-        return self.predict_features(features, group)
+        return self.predict_features(features, group,
+                                     family=self.family_of(timm_name=timm_name, arch=arch))
 
     def predict_measurement(self, m: Measurement, *, cache: FeatureCache,
                             source: str | None = None) -> Latency:
@@ -196,7 +237,8 @@ class LatencyPredictor:
         group = m.group if m.group in self.groups else self.resolve_group(
             m.device, source=source, compute_unit=m.compute_unit or None)
         features = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
-        return self.predict_features(features, group, fallback=m.fallback)
+        family = m.family if m.family in self.families else self.family_of(m.timm_name, m.arch)
+        return self.predict_features(features, group, fallback=m.fallback, family=family)
 
     # ----------------------------------------------------------------- groups
     def devices(self) -> dict[str, list[str]]:
@@ -261,10 +303,16 @@ class LatencyPredictor:
             **({"exponents": self.exponents} if self.exponents else {}),
             **({"fallback_cost": self.fallback_cost, "fallback_cost_per": self.fallback_cost_per}
                if self.fallback_cost else {}),
+            **({"families": {f: c.to_dict() for f, c in self.families.items()}}
+               if self.families else {}),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyPredictor:
+        if not isinstance(data, Mapping):
+            raise PredictorError(
+                f"a predictor artifact is a JSON object, but this file's top level is "
+                f"{_json_type(data)}; pass a file written by `swiftnas latency fit --out`")
         if data.get("format") != ARTIFACT_FORMAT:
             raise PredictorError(
                 f"predictor artifact format {data.get('format')!r} is not {ARTIFACT_FORMAT}; "
@@ -275,19 +323,40 @@ class LatencyPredictor:
                 f"predictor uses feature set {data.get('feature_set_version')!r}, this swiftnas "
                 f"computes {FEATURE_SET_VERSION}; refit it with `swiftnas latency fit`"
             )
+        def parsed(name: str, parse: Callable[[Any], Any], default: Any = _REQUIRED) -> Any:
+            """One field, parsed; a missing or mistyped one names itself in one line."""
+            if name not in data and default is _REQUIRED:
+                raise PredictorError(f"predictor artifact is damaged: field {name!r} is "
+                                     "missing; refit it with `swiftnas latency fit --out`")
+            value = data.get(name, default)
+            try:
+                return parse(value)
+            except (ValueError, TypeError, AttributeError, KeyError):
+                raise PredictorError(
+                    f"predictor artifact is damaged: field {name!r} has the wrong shape "
+                    f"({_json_type(value)}); refit it with `swiftnas latency fit --out`"
+                ) from None
+
         predictor = cls(
-            feature_names=list(data["feature_names"]),
-            feature_scale=[float(v) for v in data["feature_scale"]],
-            weights={k: [float(v) for v in w] for k, w in data["weights"].items()},
-            groups={g: GroupCalibration(**c) for g, c in data["groups"].items()},
-            fallback_log_effect=float(data["fallback_log_effect"]),
-            pooled_sigma_log=float(data["pooled_sigma_log"]),
-            pooled_interval_z=float(data.get("pooled_interval_z", Z90)),
-            name=str(data["name"]), version=str(data["version"]), ridge=float(data["ridge"]),
-            training=dict(data.get("training", {})), metrics=dict(data.get("metrics", {})),
-            exponents={k: float(v) for k, v in data.get("exponents", {}).items()},
-            fallback_cost=float(data.get("fallback_cost", 0.0)),
-            fallback_cost_per=str(data.get("fallback_cost_per", "op")),
+            feature_names=parsed("feature_names", lambda v: [str(x) for x in _list(v)]),
+            feature_scale=parsed("feature_scale", lambda v: [float(x) for x in _list(v)]),
+            weights=parsed("weights", lambda v: {str(k): [float(x) for x in _list(w)]
+                                                for k, w in v.items()}),
+            groups=parsed("groups", lambda v: {str(g): GroupCalibration(**c)
+                                              for g, c in v.items()}),
+            fallback_log_effect=parsed("fallback_log_effect", float),
+            pooled_sigma_log=parsed("pooled_sigma_log", float),
+            pooled_interval_z=parsed("pooled_interval_z", float, Z90),
+            name=parsed("name", str), version=parsed("version", str),
+            ridge=parsed("ridge", float),
+            training=parsed("training", lambda v: dict(v.items()), {}),
+            metrics=parsed("metrics", lambda v: dict(v.items()), {}),
+            exponents=parsed("exponents", lambda v: {str(k): float(x) for k, x in v.items()},
+                            {}),
+            fallback_cost=parsed("fallback_cost", float, 0.0),
+            fallback_cost_per=parsed("fallback_cost_per", str, "op"),
+            families=parsed("families", lambda v: {str(f): FamilyCalibration(**c)
+                                                   for f, c in v.items()}, {}),
         )
         predictor.validate()
         return predictor
@@ -339,6 +408,10 @@ class LatencyPredictor:
             if not finite(numbers) or cal.scale <= 0 or (cal.sigma_log or 0) < 0 or \
                     (cal.interval_z or Z90) <= 0:
                 raise bad(f"group {name[:80]!r} has a non-finite or negative scale or sigma")
+        for name, fam in self.families.items():
+            numbers = [fam.log_scale, fam.log_offset, fam.sigma_log or 0.0, fam.interval_z or Z90]
+            if not finite(numbers) or (fam.sigma_log or 0) < 0 or (fam.interval_z or Z90) <= 0:
+                raise bad(f"family {name[:80]!r} has a non-finite correction or a negative sigma")
         if self.fallback_cost_per not in ("op", "model"):
             raise bad("fallback_cost_per must be 'op' or 'model'")
         if not finite([self.fallback_log_effect, self.pooled_sigma_log, self.fallback_cost,
@@ -369,6 +442,22 @@ class LatencyPredictor:
             ) from exc
 
 
+_REQUIRED = object()
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (never the value: files are not echoed)."""
+    name = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("not a list")
+    return value
+
+
 # --------------------------------------------------------------------- fitting
 @dataclass
 class _Design:
@@ -382,6 +471,7 @@ class _Design:
     classes: list[str]
     weight: np.ndarray  # per row, of its squared residual (mean 1)
     family_index: np.ndarray
+    families: list[str]
 
 
 def _design(rows: Sequence[Measurement], features: Sequence[LatencyFeatures],
@@ -402,6 +492,7 @@ def _design(rows: Sequence[Measurement], features: Sequence[LatencyFeatures],
         class_index=np.array([classes.index(compute_class(m.compute_unit)) for m in rows]),
         groups=groups, classes=classes, weight=weight / weight.mean(),
         family_index=np.array([families.index(m.family_name) for m in rows]),
+        families=families,
     )
 
 
@@ -442,6 +533,14 @@ class SolveOptions:
     # scale the pull is a constant force, which a group of many rows overrides.
     scale_ridge: float = 0.3
     offset_ridge: float = 0.05
+    # v3: each family's own calibration, shared by its rows in every group: a factor on its cost
+    # term (exp of the log scale) and one on its group's offset, both pulled towards 1 (log 0)
+    # with these strengths; None: no such block. A family the fit has not seen gets neither, as
+    # before; the search space's candidates get the SwiftFormer family's. What the shared
+    # per-op costs cannot represent (SwiftFormer's latency grows 2.7x from XS to L3 on the paper's
+    # phone, the shared costs give 2.1x) moves here instead of into the shared costs.
+    family_scale_ridge: float | None = None
+    family_offset_ridge: float | None = None
 
 
 def single_threaded_blas() -> Any:
@@ -462,6 +561,8 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     nfam = int(d.family_index.max()) + 1
     per_family = options.family_ridge is not None
     power = options.power_ridge is not None
+    fam_scale = options.family_scale_ridge is not None
+    fam_offset = options.family_offset_ridge is not None
     if options.fallback not in ("scale", "ops", "constant", "scale+constant"):
         raise ValueError(f"SolveOptions.fallback must be scale, ops, constant or "
                          f"scale+constant, not {options.fallback!r}")
@@ -470,15 +571,18 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     per_op = options.fallback != "scale"  # an added cost, per operation or per model
     fb_ops = d.fallback * (d.op_count if options.fallback == "ops" else 1.0)
     n_fb = int(factor) + int(per_op)
-    # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts, log exponents
-    sizes = [nc * nm, nc * nf, ng, ng, n_fb, nfam if per_family else 0, nc if power else 0]
+    # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts, log exponents,
+    # family log scales, family log offsets
+    sizes = [nc * nm, nc * nf, ng, ng, n_fb, nfam if per_family else 0, nc if power else 0,
+             nfam if fam_scale else 0, nfam if fam_offset else 0]
     bounds = np.cumsum([0, *sizes])
 
     def unpack(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi, shift, log_e = (
-            p[bounds[i]:bounds[i + 1]] for i in range(7))
+        mu, delta, log_scale, log_offset, phi, shift, log_e, fam_a, fam_b = (
+            p[bounds[i]:bounds[i + 1]] for i in range(9))
         return (mu.reshape(nc, nm), delta.reshape(nc, nf), log_scale, log_offset, phi,
-                shift if per_family else np.zeros(nfam), log_e if power else np.zeros(nc))
+                shift if per_family else np.zeros(nfam), log_e if power else np.zeros(nc),
+                fam_a if fam_scale else np.zeros(nfam), fam_b if fam_offset else np.zeros(nfam))
 
     n = len(d.log_y)
     rows = np.arange(n)
@@ -489,18 +593,21 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         (1, ridge, False), (2, options.scale_ridge, True), (3, options.offset_ridge, True),
         *([(5, options.family_ridge, False)] if per_family else []),
         *([(6, options.power_ridge, False)] if power else []),
+        *([(7, options.family_scale_ridge, False)] if fam_scale else []),
+        *([(8, options.family_offset_ridge, False)] if fam_offset else []),
     ]
 
     def forward(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi, shift, log_e = unpack(p)
+        mu, delta, log_scale, log_offset, phi, shift, log_e, fam_a, fam_b = unpack(p)
         w = np.exp(mu[:, measure_index] + delta)
         terms = d.x * w[d.class_index]  # (rows, features): cost contributed by each feature
-        scale = np.exp(log_scale[d.group_index])
-        offset = np.exp(log_offset[d.group_index])
+        scale = np.exp(log_scale[d.group_index] + fam_a[d.family_index])
+        offset = np.exp(log_offset[d.group_index] + fam_b[d.family_index])
         cost = terms.sum(axis=1)
         e = np.exp(log_e[d.class_index])
-        powered = scale * cost**e  # the group-scaled cost term of each row
-        added = scale * np.exp(phi[-1]) * fb_ops if per_op else np.zeros(n)
+        powered = scale * cost**e  # the group- and family-scaled cost term of each row
+        # a fallback's added cost is the group's, not the family's
+        added = np.exp(log_scale[d.group_index] + phi[-1]) * fb_ops if per_op else np.zeros(n)
         total = powered + added + offset
         log_pred = np.log(total) + shift[d.family_index] + (
             phi[0] * d.fallback if factor else 0.0)
@@ -541,6 +648,10 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             jac[:n, bounds[4] + n_fb - 1] = added / total
         if per_family:
             jac[rows, bounds[5] + d.family_index] = 1.0
+        if fam_scale:
+            jac[rows, bounds[7] + d.family_index] = powered / total
+        if fam_offset:
+            jac[rows, bounds[8] + d.family_index] = offset / total
         jac[:n] *= root_w[:, None]
         row = n
         for b, strength, centred in penalties:
@@ -552,7 +663,7 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
                          np.full(ng, -2.0), {"scale": [1.0], "ops": [-5.0], "constant": [1.0],
                                              "scale+constant": [0.0, 1.0]}[options.fallback],
-                         np.zeros(sizes[5] + sizes[6])])
+                         np.zeros(sizes[5] + sizes[6] + sizes[7] + sizes[8])])
     from scipy import optimize  # lazy: only fitting needs it
 
     settings: dict[str, Any] = {"jac": jacobian, "loss": options.loss, "f_scale": options.f_scale,
@@ -562,11 +673,13 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             sol = optimize.least_squares(residuals, p0, **settings)
         except np.linalg.LinAlgError:  # LAPACK's SVD can fail to converge on a finite Jacobian
             sol = optimize.least_squares(residuals, p0, tr_solver="lsmr", **settings)
-    mu, delta, log_scale, log_offset, phi, _, log_e = unpack(sol.x)
+    mu, delta, log_scale, log_offset, phi, _, log_e, fam_a, fam_b = unpack(sol.x)
     return {"w": np.exp(mu[:, measure_index] + delta), "scale": np.exp(log_scale),
             "offset": np.exp(log_offset), "phi": phi[:1] if factor else np.zeros(1),
             "fallback_cost": float(np.exp(phi[-1])) if per_op else 0.0,
-            "exponents": np.exp(log_e) if power else None}
+            "exponents": np.exp(log_e) if power else None,
+            "family_log_scale": fam_a if fam_scale else None,
+            "family_log_offset": fam_b if fam_offset else None}
 
 
 def usable(measurements: Iterable[Measurement]) -> tuple[list[Measurement], list[Measurement]]:
@@ -630,7 +743,19 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
                 scale=float(sol["scale"][gi]), offset_ms=float(sol["offset"][gi]),
                 compute_class=compute_class(members[0].compute_unit), rows=len(members),
                 families=len({m.family_name for m in members}))
+        fams = {}
+        if sol["family_log_scale"] is not None or sol["family_log_offset"] is not None:
+            zero = np.zeros(len(d.families))
+            fam_a = zero if sol["family_log_scale"] is None else sol["family_log_scale"]
+            fam_b = zero if sol["family_log_offset"] is None else sol["family_log_offset"]
+            for fi, f in enumerate(d.families):
+                members = [m for m in part if m.family_name == f]
+                fams[f] = FamilyCalibration(
+                    log_scale=float(fam_a[fi]), log_offset=float(fam_b[fi]), rows=len(members),
+                    groups=len({m.group for m in members}),
+                    timm_names=sorted({m.timm_name for m in members if m.timm_name}))
         pred = LatencyPredictor(
+            families=fams,
             feature_names=list(names), feature_scale=[float(s) for s in scale],
             weights={c: [float(v) for v in sol["w"][k]] for k, c in enumerate(d.classes)},
             groups=groups, fallback_log_effect=float(sol["phi"][0]), pooled_sigma_log=0.0,
@@ -639,7 +764,8 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             exponents={} if sol["exponents"] is None else {
                 c: float(sol["exponents"][k]) for k, c in enumerate(d.classes)})
         for i in idx:
-            p = pred.predict_features(features[i], rows[i].group, fallback=rows[i].fallback)
+            p = pred.predict_features(features[i], rows[i].group, fallback=rows[i].fallback,
+                                      family=rows[i].family_name)
             resid.append(math.log(p.latency_ms / rows[i].latency_ms))
         # in-sample spread: optimistic; replaced by the cross-validated one when available
         pred.pooled_sigma_log = float(np.std(resid))
@@ -655,9 +781,10 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             if train:
                 fold = fit_on(train)
                 for i in test:
-                    if rows[i].group in fold.groups:
+                    if rows[i].group in fold.groups:  # the fold has no such family
                         cv_predictions[i] = fold.predict_features(
-                            features[i], rows[i].group, fallback=rows[i].fallback).latency_ms
+                            features[i], rows[i].group, fallback=rows[i].fallback,
+                            family=rows[i].family_name).latency_ms
             if progress:
                 progress("cross-validation", k + 1, len(families))
         _set_sigmas(predictor, rows, cv_predictions)

@@ -152,6 +152,22 @@ class SwiftFormerSpace:
         self.sample(recorder)
         return recorder.choices
 
+    def params_of(self, arch: ArchConfig) -> dict[str, Any] | None:
+        """The answers that make :meth:`sample` return ``arch`` (what Optuna's
+        ``enqueue_trial`` takes), or None when the space does not contain it. An attention
+        pattern that several (count, stride) pairs give gets the first pair."""
+        if not self.contains(arch):
+            return None
+        params: dict[str, Any] = {"resolution": arch.resolution}
+        for i, (s, st) in enumerate(zip(arch.stages, self.stages, strict=True)):
+            count, stride = next((c, r) for c in st.attn_counts for r in st.attn_strides
+                                 if attention_indices(s.depth, c, r) == s.attn)
+            params.update({f"s{i}_depth": s.depth, f"s{i}_width": s.width,
+                           f"s{i}_mlp_ratio": s.mlp_ratio, f"s{i}_attn_count": count,
+                           f"s{i}_attn_stride": stride})
+        asked = self.parameters()  # single-choice dimensions are not parameters
+        return {k: v for k, v in params.items() if k in asked}
+
     def sample_random(self, n: int, *, seed: int | None = None) -> list[ArchConfig]:
         """``n`` independent uniform samples (duplicates possible, as with any sampler)."""
         suggester = RandomSuggester(seed)

@@ -185,11 +185,17 @@ def test_latency_page_and_csv_import(storage, monkeypatch, tmp_path) -> None:
     with pytest.raises(MeasurementError, match="latency_ms"):
         data.check_measurements_csv(b"model,device,latency_ms,timm_name\nm,iPhone 14,-1,resnet18\n")
     rows = data.check_measurements_csv(b"model,device,latency_ms,timm_name\n"
-                                       b"m,iPhone 14,1.5,resnet18\n")
-    assert data.import_measurements(storage, rows, "test.csv") == 1
+                                       b"m,iphone 14 ,1.5,resnet18\n")
+    assert data.import_measurements(storage, rows, "test.csv") == (1, [])
+    # a near miss of a known phone is refused here too, nothing stored
+    typo = data.check_measurements_csv(b"model,device,latency_ms,timm_name\n"
+                                       b"m2,iPhnoe 14,1.5,resnet18\n")
+    with pytest.raises(MeasurementError, match="did you mean 'iPhone 14'"):
+        data.import_measurements(storage, typo, "typo.csv")
     df, _, _ = data.latency_rows(storage)
     mine = df[df["origin"] == "imported"]
     assert list(mine["model"]) == ["m"] and mine["predicted_ms"].notna().all()
+    assert list(mine["device"]) == ["iPhone 14"]
 
 
 def test_study_view_decodes_only_new_and_changed_trials(storage, monkeypatch, tmp_path) -> None:

@@ -138,8 +138,9 @@ def test_feature_cache_persists_and_survives_a_damaged_file(tmp_path: Path) -> N
 # ----------------------------------------------------------------------------- measurement files
 def test_calibration_file_parses_with_groups_and_fallback_flags() -> None:
     rows = read_measurements(calibration_csv())
-    assert len(rows) == 467
-    assert sum(m.fallback for m in rows) == 32
+    assert len(rows) == 513  # the third release: 46 rows, 11 of them SwiftFormer's own
+    assert sum(m.fallback for m in rows) == 33
+    assert sum(m.family == "SwiftFormer" for m in rows) == 11
     swift = {m.group for m in rows if "SwiftFormer" in m.source}
     assert swift == {"arXiv:2303.15446 (SwiftFormer, ICCV'23) | iPhone 14 | ANE"}
 

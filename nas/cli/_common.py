@@ -33,6 +33,11 @@ def load_arch(spec: str) -> ArchConfig:
     from search_spaces import PRESETS, ArchConfig, SearchSpaceError, get_preset
 
     path = Path(spec)
+    if path.is_dir():
+        raise SearchSpaceError(
+            f"Architecture file {spec!r} is a folder. Pass a path to an ArchConfig JSON file "
+            f"(e.g. {str(path / 'arch.json')!r}) or a preset name ({', '.join(PRESETS)})."
+        )
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise SearchSpaceError(

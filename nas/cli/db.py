@@ -29,9 +29,12 @@ def upgrade(storage: str = typer.Option("sqlite:///swiftnas.db", "--storage",
 def current(storage: str = typer.Option("sqlite:///swiftnas.db", "--storage",
                                         help=STORAGE_HELP)) -> None:
     """Print the storage's schema version and the version this swiftnas needs."""
-    from nas.storage import head_revision
-    from nas.storage.storage import Storage, create_engine
+    from nas.storage import StorageError, head_revision
+    from nas.storage.storage import Storage, create_engine, storage_exists
 
+    if not storage_exists(storage):  # connecting would create an empty SQLite file
+        raise StorageError(f"no such storage: {storage!r} names no existing database file; "
+                           "check --storage, or create it with `swiftnas db upgrade`")
     store = Storage(create_engine(storage))
     console.print(f"{store.url}: schema {store.current_revision() or 'none'} "
                   f"(this swiftnas needs {head_revision()})")

@@ -15,6 +15,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from search_spaces.errors import command_hint
+
 from ._common import OutputFormat, console, err_console, load_arch, print_json
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ def fit(
     """Fit a predictor and print its cross-validated metrics per measurement group."""
     from nas.outputs import check_output_path
 
-    check_output_path(out, folder=False)
+    check_output_path(out, folder=False, example="predictor.json")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from latency_models import calibration_csv, fit_predictor
@@ -151,7 +153,7 @@ def calibrate_command(
     latency plan` are enough (README: few-shot calibration). `latency fit` refits everything."""
     from nas.outputs import check_output_path
 
-    check_output_path(out, folder=False)
+    check_output_path(out, folder=False, example="predictor.json")
     from latency_models import calibrate
     from latency_models.architectures import check_timm_names
     from latency_models.predictor import usable
@@ -231,7 +233,7 @@ def predict(
             raise typer.BadParameter("--measurements needs --out FILE for the predictions")
         from nas.outputs import check_output_path
 
-        check_output_path(out, folder=False)
+        check_output_path(out, folder=False, example="predictions.csv")
         _predict_csv(predictor, measurements, out, source)
         return
     if (model is None) == (arch is None):
@@ -533,19 +535,36 @@ def plan(
 def import_measurements(
     file: Path = typer.Argument(..., help="Measurement CSV (calibration schema; see README)."),
     storage: str = typer.Option("sqlite:///swiftnas.db", "--storage", help=STORAGE_HELP),
+    new_device: list[str] = typer.Option(
+        None, "--new-device", help="Store this device name as a new phone even though it is "
+        "close to a known one (repeatable). Names far from every known phone are new anyway; "
+        "near misses such as 'iPhnoe 14' are refused without it."),
 ) -> None:
     """Append your own measurements to the storage; `latency calibrate --storage` (or `latency
-    fit --storage`) then uses them."""
+    fit --storage`) then uses them.
+
+    Device names are matched to the known phones ignoring case and spaces ('iphone 14 ' is
+    stored as 'iPhone 14'); a near miss is refused with a suggestion."""
     from latency_models import read_measurements
     from latency_models.architectures import check_timm_names
+    from latency_models.devices import canonical_devices, known_devices
     from nas.storage import open_storage
+    from nas.storage.storage import storage_exists
 
     rows = read_measurements(file)  # every row validated before anything is written
     check_timm_names(rows)
-    store = open_storage(storage)
+    # an existing storage's phones are known too; a new one is only created once rows pass
+    store = open_storage(storage) if storage_exists(storage) else None
+    known = known_devices(m.device for m in store.measurements()) if store is not None \
+        else known_devices()
+    rows, new = canonical_devices(rows, known, new_devices=new_device or ())
+    for device in new:
+        err_console.print(f"new device {device!r} (known: {', '.join(known)})", soft_wrap=True)
+    store = store or open_storage(storage)
     added = store.add_measurements(rows, origin=str(file))
     total = len(store.measurements())
-    console.print(f"imported {added} measurement(s) from {file} into {storage} "
-                  f"({total} stored). Calibrate their phone in seconds: swiftnas latency "
-                  f"calibrate --storage {storage} --out predictor.json (or refit everything: "
-                  "swiftnas latency fit)")
+    console.print(f"imported {added} measurement(s) from {file} into {store.url} "
+                  f"({total} stored). Calibrate their phone in seconds: "
+                  + command_hint("latency", "calibrate", "--out", "predictor.json",
+                                 storage=storage)
+                  + " (or refit everything: swiftnas latency fit)", soft_wrap=True)

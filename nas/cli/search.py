@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
+
+from search_spaces.errors import command_hint
 
 from ._common import console, err_console, print_json
 
@@ -61,13 +61,16 @@ def search(
     heartbeat_interval: int = typer.Option(
         None, "--heartbeat-interval", help="Seconds between trial heartbeats (default 10). A "
         "killed run's trials are failed and retried once silent for twice this."),
+    presets: bool = typer.Option(
+        None, "--presets/--no-presets", help="Start a new study from SwiftFormer's presets "
+        "(XS/S/L1/L3, those the space contains) as its first trials (default: on), so its "
+        "front is never worse than the hand designs. --no-presets starts from the sampler "
+        "alone (benchmarks comparing samplers)."),
     config: Path = typer.Option(None, "--config", help="study.toml with any of these options "
                                 "(same names, underscores) plus [space] and [proxy] tables; "
                                 "flags override it."),
 ) -> None:
     """Run (or resume) a multi-objective search: accuracy score up, predicted latency down."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from nas.search import SearchError, StudySpec, read_config, run_study
 
     cfg: dict[str, Any] = read_config(config) if config else {}
@@ -77,7 +80,7 @@ def search(
              "population_size": population_size,
              "predictor": str(predictor) if predictor else None,
              "heartbeat_interval": heartbeat_interval, "accuracy": accuracy,
-             "surrogate": str(surrogate) if surrogate else None}
+             "surrogate": str(surrogate) if surrogate else None, "presets": presets}
     opts = {**cfg, **{k: v for k, v in flags.items() if v is not None}}
     for key, flag in (("study", "--study NAME"), ("latency_budget_ms", "--latency-budget-ms X")):
         if key not in opts:
@@ -95,34 +98,19 @@ def search(
         device=opts.get("device", "iPhone 14"), sampler=opts.get("sampler", "nsga2"),
         seed=opts.get("seed", 0), population_size=int(opts.get("population_size", 10)),
         predictor_path=opts.get("predictor"), surrogate_path=opts.get("surrogate"),
+        start_from_presets=bool(opts.get("presets", True)),
         **{k: opts[k] for k in ("space", "proxy") if k in opts},
     )
     _quiet_optuna()
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-               "{task.fields[info]}", TimeElapsedColumn())
-    bar = Progress(*columns, console=err_console)
-    # the description column parses markup: the study name is user text
-    task = bar.add_task(f"study {escape(spec.name)}", total=n_trials, info="starting",
-                        start=False)
-
-    def show(p: Any) -> None:
-        bar.update(task, completed=p.complete, info=(
-            f"feasible {p.feasible} | pareto {p.pareto_size} | failed {p.failed} | "
-            f"{p.trials_per_minute:.1f}/min"))
-
-    def start(p: Any) -> None:  # after validation: errors never print a half-drawn bar
-        bar.start()
-        bar.start_task(task)
-        show(p)
-
+    reporter = (_BarReporter if err_console.is_terminal else _LineReporter)(spec.name, n_trials)
     try:
         progress = run_study(
             spec, url, n_trials, workers=int(opts.get("workers", 0)),
             ray_address=opts.get("ray_address"),
-            heartbeat_interval=int(opts.get("heartbeat_interval", 10)), on_start=start,
-            on_progress=show)
+            heartbeat_interval=int(opts.get("heartbeat_interval", 10)),
+            on_start=reporter.start, on_progress=reporter.show)
     finally:
-        bar.stop()
+        reporter.stop()
     if progress.interrupted:
         err_console.print(f"interrupted: {progress.complete} complete trial(s) are stored; "
                           "run the same command again to resume")
@@ -131,8 +119,90 @@ def search(
         f"study {spec.name}: {progress.complete} complete ({progress.completed_this_run} this "
         f"run, {progress.cache_hits} already evaluated: an architecture proposed again, or "
         f"one this storage knew), {progress.feasible} feasible, "
-        f"{progress.failed} failed, {progress.trials_per_minute:.1f} trials/min")
-    _print_front(_load(url, spec.name), fmt="table")
+        f"{progress.failed_this_run} failed in this run ({progress.failed} in the study), "
+        f"{progress.trials_per_minute:.1f} trials/min")
+    _print_front(_load(url, spec.name), fmt="table", preset_summary=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
+
+
+def _say_resumed(p: Any) -> None:
+    if p.resumed_with:
+        err_console.print(f"resuming with the study's own latency predictor ({p.resumed_with}), "
+                          "not this swiftnas's shipped one; a new --study uses the shipped one",
+                          soft_wrap=True, highlight=False)
+
+
+class _BarReporter:
+    """A rich progress bar, for a terminal."""
+
+    def __init__(self, name: str, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        # markup off: the study name is user text
+        self.bar = Progress(TextColumn("{task.description}", markup=False,
+                                       style="progress.description"),
+                            BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}", markup=False),
+                            TimeElapsedColumn(), console=err_console)
+        self.task = self.bar.add_task(f"study {name}", total=total, info="starting",
+                                      start=False)
+
+    def start(self, p: Any) -> None:  # after validation: errors never print a half-drawn bar
+        _say_resumed(p)
+        self.bar.start()
+        self.bar.start_task(self.task)
+        self.show(p)
+
+    def show(self, p: Any) -> None:
+        best = "-" if p.best_feasible is None else f"{p.best_feasible:.3f}"
+        self.bar.update(self.task, completed=p.complete, info=(
+            f"feasible {p.feasible} (best {best}) | pareto {p.pareto_size} | failed "
+            f"{p.failed} | {p.trials_per_minute:.1f}/min"))
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+class _LineReporter:
+    """Plain progress lines for a log file or a pipe: no redrawing, no escape codes, at most
+    one line every ``every_s`` seconds (and one when the target is reached)."""
+
+    every_s = 5.0
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total = name, total
+        self.last = -float("inf")
+
+    def start(self, p: Any) -> None:
+        _say_resumed(p)
+        self._line(p)
+
+    def show(self, p: Any) -> None:
+        if time.monotonic() - self.last >= self.every_s or p.complete >= self.total:
+            self._line(p)
+
+    def _line(self, p: Any) -> None:
+        self.last = time.monotonic()
+        best = "-" if p.best_feasible is None else f"{p.best_feasible:.3f}"
+        err_console.print(f"study {self.name}: {p.complete}/{self.total} trials, best "
+                          f"feasible score {best}, {p.failed} failed, ETA "
+                          f"{_duration(p.eta_seconds)}",
+                          soft_wrap=True, highlight=False)
+
+    def stop(self) -> None:
+        pass
 
 
 def _load(storage: str, study: str) -> LoadedStudy:
@@ -149,7 +219,34 @@ def _front(loaded: LoadedStudy) -> tuple[list[Candidate], list[Candidate]]:
     return study_front(loaded.study, references=refs), refs
 
 
-def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
+def _preset_summary(front: list[Candidate], refs: list[Candidate], budget_ms: float,
+                    trials: int) -> str:
+    """Which presets within the budget the front dominates, or how far the search usually
+    has to go (measured by `python -m benchmarks.search demo`)."""
+    from nas.search.study import DEMO_TRIALS_TO_DOMINATE
+
+    def short(name: str) -> str:
+        return name.removeprefix("SwiftFormer-")
+
+    fitting = [r.name for r in refs if r.latency_ms <= budget_ms]
+    if not fitting:
+        return f"no SwiftFormer preset fits the {budget_ms:g} ms budget"
+    dominated = sorted({d for c in front for d in c.dominates if d in fitting})
+    if dominated:
+        rest = [short(n) for n in fitting if n not in dominated]
+        return (f"the front dominates {', '.join(map(short, dominated))} (of the presets "
+                f"within {budget_ms:g} ms: {', '.join(map(short, fitting))})"
+                + (f"; {', '.join(rest)} is on the front itself, not yet beaten" if rest else ""))
+    usual = [f"{short(n)} after {DEMO_TRIALS_TO_DOMINATE[n]:g}" for n in fitting
+             if n in DEMO_TRIALS_TO_DOMINATE]
+    return (f"no preset within {budget_ms:g} ms is dominated yet after {trials} trials (the "
+            f"front holds {', '.join(map(short, fitting))} themselves)"
+            + (f"; in `make demo`'s study, NSGA-II first beat {', '.join(usual)} trials "
+               "(median of 5 seeds, benchmarks/search.py demo): raise --trials to go on"
+               if usual else ""))
+
+
+def _print_front(loaded: LoadedStudy, *, fmt: str, preset_summary: bool = False) -> None:
     front, refs = _front(loaded)
     if fmt == "json":
         print_json({"study": loaded.name, "device": loaded.device,
@@ -188,6 +285,15 @@ def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
     console.print(table)
     if not front:
         console.print("no feasible trial yet: raise --latency-budget-ms or run more trials")
+    elif preset_summary:
+        from optuna.trial import TrialState
+
+        from nas.search.trials import trial_stats
+
+        stats = trial_stats(loaded.study)
+        trials = stats["counts"][TrialState.COMPLETE] if stats else 0
+        console.print(_preset_summary(front, refs, loaded.budget_ms, trials), soft_wrap=True,
+                      highlight=False)
     from latency_models.measurements import DEFAULT_SOURCE, group_source
 
     published = sorted({c.latency_group for c in [*front, *refs] if c.latency_group
@@ -195,12 +301,13 @@ def _print_front(loaded: LoadedStudy, *, fmt: str) -> None:
     if published:  # the issue users hit first: a published protocol is not their phone
         console.print(
             f"latencies are predicted from published measurements ({'; '.join(published)}), "
-            "not from your phone; to calibrate them, measure 5 models it picks: swiftnas latency "
-            f"plan --device {shlex.quote(loaded.device)} --study {shlex.quote(loaded.name)} "
-            f"--storage {shlex.quote(loaded.storage.url)} --out KIT", soft_wrap=True)
+            "not from your phone; to calibrate them, measure 5 models it picks: "
+            + command_hint("latency", "plan", "--device", loaded.device, "--study", loaded.name,
+                           "--out", "KIT", storage=loaded.storage.url), soft_wrap=True)
     # soft_wrap: commands to copy are never broken across lines
-    console.print(f"export one: swiftnas export --study {shlex.quote(loaded.name)} --storage "
-                  f"{shlex.quote(loaded.storage.url)} --trial N --out DIR", soft_wrap=True)
+    console.print("export one: " + command_hint("export", "--study", loaded.name, "--trial", "N",
+                                                "--out", "DIR", storage=loaded.storage.url),
+                  soft_wrap=True)
 
 
 def pareto(
@@ -291,6 +398,12 @@ def studies(
                       r["sampler"], str(r["complete"]), str(r["feasible"]),
                       f"{r['running']}/{r['failed']}", updated)
     console.print(table)
+    for r in rows:
+        if r["stale"]:
+            console.print(
+                f"study {r['study']}: {r['stale']} trial(s) listed as running are stale (no "
+                f"heartbeat for {r['stale_minutes']:g} min; the next search fails it)",
+                soft_wrap=True, highlight=False)
     if not rows:
         console.print("no studies yet: start one with `swiftnas search --study NAME "
                       "--latency-budget-ms X`")

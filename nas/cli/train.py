@@ -8,6 +8,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from search_spaces.errors import masked_url
+
 from ._common import OutputFormat, console, err_console, print_json
 
 DEFAULT_STORAGE = "sqlite:///swiftnas.db"
@@ -109,14 +111,12 @@ def train(
         TimeRemainingColumn,
     )
 
-    from nas.storage import open_storage
     from nas.training import TrainRecipe, run_training
 
     recipe = TrainRecipe(epochs=epochs, resolution=resolution, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, warmup_epochs=warmup_epochs, mixup=mixup,
                          smoothing=smoothing, ema=ema, seed=seed, train_subset=train_subset,
                          val_subset=val_subset, precise_bn_batches=precise_bn_batches)
-    store = open_storage(storage)
     target = _target(storage, study, trial, arch, model)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
@@ -141,7 +141,9 @@ def train(
                         ips=info.images_per_s)
 
     try:
-        outcome = run_training(target, data, recipe, out, store=store, device=device,
+        # the storage is opened once the data and --out pass their checks (a refusal creates
+        # no database)
+        outcome = run_training(target, data, recipe, out, store=storage, device=device,
                                force=force, on_step=on_step, on_data=on_data)
     finally:
         progress.stop()
@@ -151,7 +153,8 @@ def train(
                       f"(top-1 {r.top1:.2f}%, trained in {r.origin}); --force retrains")
         return
     console.print(f"top-1 {r.top1:.2f}%  top-5 {r.top5:.2f}%  ({r.train_seconds:.0f} s on "
-                  f"{r.device}, {outcome.steps} steps); stored in {store.url}; files in {out}")
+                  f"{r.device}, {outcome.steps} steps); stored in {masked_url(storage)}; files "
+                  f"in {out}")
 
 
 @accuracy_app.command("import")
@@ -170,8 +173,8 @@ def accuracy_import(
         from nas.training import TrainingError
 
         raise TrainingError(f"no such file {str(file)!r}; pass the CSV to import")
-    store = open_storage(storage)
     rows = parse_import(file, study_arch=lambda s, t, where: study_trial_arch(storage, s, t))
+    store = open_storage(storage)  # after every row passed: a refused file creates nothing
     n = import_results(store, rows)
     console.print(f"imported {n} trained accuracies into {store.url}")
 
@@ -257,6 +260,7 @@ def train_batch(
     from nas.storage import open_storage
     from nas.training import TrainRecipe
     from nas.training.batch import parse_trials, run_batch, study_jobs
+    from nas.training.data import check_data_spec
 
     recipe = TrainRecipe(epochs=epochs, resolution=resolution, batch_size=batch_size, lr=lr,
                          seed=seed, train_subset=train_subset, val_subset=val_subset)
@@ -264,8 +268,9 @@ def train_batch(
         from nas.training import TrainingError
 
         raise TrainingError(f"--workers must be >= 1, but got {workers}")
-    store = open_storage(storage)
+    check_data_spec(data)
     jobs = study_jobs(storage, study, top=top, trials=parse_trials(trials))
+    store = open_storage(storage)
     err_console.print(f"training {len(jobs)} candidates of {study!r} on {workers} workers")
 
     def on_done(job: Any, result: Any, cached: bool) -> None:

@@ -51,6 +51,10 @@ class ProxyBatch:
         from PIL import Image
 
         folder = Path(folder)
+        if not folder.is_dir():
+            what = "is a file" if folder.exists() else "does not exist"
+            raise ProxyError(f"Image folder {str(folder)!r} {what}; pass a folder of images "
+                             f"({', '.join(sorted(_IMAGE_SUFFIXES))}), searched recursively")
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
         if len(files) < batch_size:
             raise ProxyError(

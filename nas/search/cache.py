@@ -55,6 +55,14 @@ def register_predictor(storage: Storage, artifact: dict[str, Any]) -> int:
         return row.id
 
 
+def stored_predictor(storage: Storage, digest: str) -> dict[str, Any] | None:
+    """The predictor artifact stored under ``digest``, or None."""
+    with storage.session() as session:
+        text = session.scalars(sa.select(PredictorRow.artifact_json).filter_by(
+            digest=digest)).first()
+    return None if text is None else json.loads(text)
+
+
 def predictor_id(storage: Storage, digest: str) -> int | None:
     """The stored predictor's id, or None (read-only)."""
     with storage.session() as session:

@@ -97,7 +97,7 @@ def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
     t0 = time.perf_counter()
     group = predictor.resolve_group(settings.device)
     features = cache.get(arch=arch)  # params and MACs come with the latency features
-    latency = predictor.predict_features(features, group)
+    latency = predictor.predict_features(features, group, family=predictor.family_of(arch=arch))
     t1 = time.perf_counter()
     from nas.proxies import score_arch  # torch: only where a candidate is really scored
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from nas.outputs import check_output_path
 from search_spaces import ArchConfig
+from search_spaces.errors import command_hint
 
 from .cache import record_export
 from .escaping import markdown_text
@@ -311,13 +312,14 @@ def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
     from optuna.trial import TrialState
 
     trial = get_trial(loaded, trial_number)
+    hint = command_hint("pareto", "--study", loaded.name, storage=loaded.storage.url)
     if trial is None:
-        raise SearchError(f"study {loaded.name!r} has no trial {trial_number}; see "
-                          f"`swiftnas pareto --study {loaded.name}` for its front")
+        raise SearchError(f"study {loaded.name!r} has no trial {trial_number}; see `{hint}` "
+                          "for its front")
     if trial.state != TrialState.COMPLETE or ATTR not in trial.user_attrs:
         raise SearchError(f"trial {trial_number} of study {loaded.name!r} is "
                           f"{trial.state.name.lower()}, not complete; pick a complete trial "
-                          "(`swiftnas pareto` lists the front)")
+                          f"(`{hint}` lists the front)")
     summary = trial.user_attrs[ATTR]
     candidate = from_summary(f"trial {trial_number}", summary, loaded.budget_ms, trial_number)
     settings = study_settings(loaded)

@@ -45,8 +45,8 @@ def serve(url: str, host: str, port: int) -> None:
     import optuna_dashboard
     from optuna_dashboard import _app
 
-    from nas.search.study import _engine_kwargs
     from nas.storage import StorageError, open_storage
+    from nas.storage.storage import engine_kwargs
 
     open_storage(url, create=False)  # one-line errors for a wrong URL or a missing file
     original = getattr(_app, "get_pareto_front_trials", None)
@@ -56,6 +56,6 @@ def serve(url: str, host: str, port: int) -> None:
             "install the version swiftnas is tested with: pip install -e '.[dashboard]'"
         )
     _app.get_pareto_front_trials = feasible_front(original)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url),
                                          skip_table_creation=True)
     optuna_dashboard.run_server(storage, host=host, port=port)

@@ -16,6 +16,7 @@ from nas.proxies.settings import combine_score
 from nas.storage import Storage, open_storage
 from nas.storage.models import PredictorRow
 from search_spaces import PRESETS
+from search_spaces.errors import command_hint
 
 from .accuracy import study_surrogate, with_accuracy
 from .cache import cached_evaluation, register_predictor, save_evaluation
@@ -23,8 +24,8 @@ from .cache import predictor_id as cached_predictor_id
 from .evaluation import EvaluationSettings, evaluate_arch
 from .pareto import Candidate, from_summary
 from .spec import ATTR, SearchError
-from .study import optuna_storage
-from .trials import trial_stats
+from .study import DEFAULT_HEARTBEAT_S, optuna_storage
+from .trials import stale_running, trial_stats
 
 
 @dataclass
@@ -54,7 +55,7 @@ def load_study(storage_url: str, name: str) -> LoadedStudy:
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
         raise SearchError(f"no study {name!r} in {store.url} (studies: {known}); list them with "
-                          f"`swiftnas studies --storage {store.url}`")
+                          f"`{command_hint('studies', storage=store.url)}`")
     study = optuna.load_study(study_name=name, storage=ostore)
     identity = study.user_attrs.get(ATTR)
     if identity is None:
@@ -128,15 +129,23 @@ def list_studies(storage_url: str) -> list[dict[str, Any]]:
     # (faster) below anyway
     for summary in ostore.get_all_studies():
         ident = summary.user_attrs.get(ATTR, {})
-        stats = trial_stats(optuna.load_study(study_name=summary.study_name, storage=ostore))
+        study = optuna.load_study(study_name=summary.study_name, storage=ostore)
+        stats = trial_stats(study)
         assert stats is not None  # swiftnas storages are SQL
         counts, feasible, last = stats["counts"], stats["feasible"], stats["last_update"]
+        # the grace period of the study's latest run (older studies: the default)
+        heartbeat = summary.user_attrs.get("heartbeat_interval", DEFAULT_HEARTBEAT_S)
+        stale = stale_running(study, 2 * heartbeat) if counts[TrialState.RUNNING] else []
         rows.append({
             "study": summary.study_name, "device": ident.get("device", ""),
             "latency_budget_ms": ident.get("latency_budget_ms"),
             "sampler": summary.user_attrs.get("sampler", ""),
             "complete": counts[TrialState.COMPLETE], "feasible": feasible,
-            "running": counts[TrialState.RUNNING], "failed": counts[TrialState.FAIL],
+            "running": counts[TrialState.RUNNING] - len(stale),
+            # RUNNING in the database, but their driver is gone (no heartbeat)
+            "stale": len(stale),
+            "stale_minutes": round(max(stale) / 60, 1) if stale else None,
+            "failed": counts[TrialState.FAIL],
             "waiting": counts[TrialState.WAITING],
             "last_update": last.isoformat(timespec="seconds") if isinstance(last, datetime)
             else None,

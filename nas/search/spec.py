@@ -84,6 +84,10 @@ class StudySpec:
     proxies: tuple[str, ...] = DEFAULT_PROXIES
     predictor_path: str | None = None  # None: the shipped default predictor
     surrogate_path: str | None = None  # accuracy surrogate (None: the proxy score)
+    # A new study's first trials are the presets the space contains, so its front is never
+    # worse than the hand designs. Not part of the identity: it only decides where a new study
+    # starts. Benchmarks that compare samplers turn it off.
+    start_from_presets: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -163,7 +167,7 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
 # ---------------------------------------------------------------------------------- TOML
 CONFIG_KEYS = {"study", "storage", "device", "latency_budget_ms", "trials", "sampler", "workers",
                "ray_address", "seed", "population_size", "predictor", "heartbeat_interval",
-               "space", "proxy", "accuracy", "surrogate"}
+               "space", "proxy", "accuracy", "surrogate", "presets"}
 
 
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -171,8 +175,20 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "trials": (int,), "sampler": (str,), "workers": (int,), "ray_address": (str,),
     "seed": (int,), "population_size": (int,), "predictor": (str,),
     "heartbeat_interval": (int,), "space": (dict,), "proxy": (dict,), "accuracy": (str,),
-    "surrogate": (str,)}
-CONFIG_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table"}
+    "surrogate": (str,), "presets": (bool,)}
+CONFIG_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table",
+                     bool: "true or false"}
+# what each key looks like in a study.toml, for the error that says a value has the wrong type
+CONFIG_EXAMPLES = {
+    "study": 'study = "mobile-1ms"', "storage": 'storage = "sqlite:///swiftnas.db"',
+    "device": 'device = "iPhone 14"', "latency_budget_ms": "latency_budget_ms = 1.2",
+    "trials": "trials = 100", "sampler": 'sampler = "nsga2"', "workers": "workers = 2",
+    "ray_address": 'ray_address = "ray://head:10001"', "seed": "seed = 0",
+    "population_size": "population_size = 10", "predictor": 'predictor = "predictor.json"',
+    "heartbeat_interval": "heartbeat_interval = 10",
+    "space": "[space] (a table, with resolutions = [224] and [[space.stages]] tables)",
+    "proxy": "[proxy] (a table, e.g. resolution = 64)", "accuracy": 'accuracy = "proxy"',
+    "surrogate": 'surrogate = "surrogate.json"', "presets": "presets = false"}
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -191,10 +207,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     for key, value in data.items():
         wanted = CONFIG_TYPES.get(key)
         # bool is an int in Python, but `workers = true` is a mistake, not 1
-        if wanted and (not isinstance(value, wanted) or isinstance(value, bool)):
+        if wanted and (not isinstance(value, wanted) or
+                       (isinstance(value, bool) and bool not in wanted)):
             names = " or ".join(CONFIG_TYPE_NAMES[t] for t in wanted)
+            got = CONFIG_TYPE_NAMES.get(type(value), {list: "an array"}.get(
+                type(value), f"a {type(value).__name__}"))
             raise SearchError(f"config file {str(path)!r}: {key} must be {names}, but got "
-                              f"a {type(value).__name__}; e.g. trials = 100")
+                              f"{got}; e.g. {CONFIG_EXAMPLES[key]}")
     try:
         if "space" in data:
             data["space"] = space_from_dict(data["space"])

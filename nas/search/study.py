@@ -10,6 +10,7 @@ evaluation makes the retry instant.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -30,11 +31,12 @@ from optuna.trial import Trial, TrialState
 from latency_models import LatencyPredictor, PredictorError
 from latency_models.defaults import load_predictor
 from nas.storage import Storage, StorageError, open_storage
-from nas.storage.storage import one_line
-from search_spaces import ArchConfig
+from nas.storage.storage import connect_problem, engine_kwargs, one_line
+from search_spaces import PRESETS, ArchConfig, SwiftFormerSpace
+from search_spaces.errors import masked_url
 
 from .accuracy import SURROGATE_ATTR, objective, surrogate_digest, with_accuracy
-from .cache import cached_evaluation, register_predictor, save_evaluation
+from .cache import cached_evaluation, register_predictor, save_evaluation, stored_predictor
 from .coordination import (
     AskLock,
     HeartbeatThread,
@@ -57,6 +59,11 @@ METRIC_NAMES = ("accuracy_score", "latency_ms")
 # 5's `set_constraint` key, "constraints:<name>", is invisible to optuna-dashboard.)
 CONSTRAINTS_SYSTEM_ATTR = "constraints"
 DEFAULT_HEARTBEAT_S = 10
+# `make demo`'s study (iPhone 14, 1.2 ms, NSGA-II population 10, from the presets): median trials
+# until a trial first dominated each preset within the budget, over 5 seeds of 150 trials
+# (`python -m benchmarks.search demo`, benchmarks/results/search.json "demo"). `swiftnas
+# search` quotes it when its front beats no preset yet.
+DEMO_TRIALS_TO_DOMINATE: dict[str, float] = {"SwiftFormer-XS": 24, "SwiftFormer-S": 38}
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
@@ -89,8 +96,10 @@ class SearchProgress:
 
     target: int
     complete: int = 0
-    failed: int = 0
+    failed: int = 0  # FAIL trials in the study (every run's, every driver's)
+    failed_this_run: int = 0  # of those, the ones this run failed
     feasible: int = 0
+    best_feasible: float | None = None  # highest accuracy objective within the budget
     pareto_size: int = 0
     cache_hits: int = 0
     evaluated: int = 0  # evaluations run in this session (not from the cache)
@@ -98,6 +107,8 @@ class SearchProgress:
     started: float = field(default_factory=time.perf_counter)
     completed_this_run: int = 0
     interrupted: bool = False
+    # "name vX" when a resumed study keeps the predictor it started with, not the shipped one
+    resumed_with: str | None = None
 
     @property
     def elapsed(self) -> float:
@@ -106,6 +117,16 @@ class SearchProgress:
     @property
     def trials_per_minute(self) -> float:
         return 60.0 * self.completed_this_run / self.elapsed if self.elapsed > 0 else 0.0
+
+    def note_feasible(self, accuracy: float) -> None:
+        if self.best_feasible is None or accuracy > self.best_feasible:
+            self.best_feasible = accuracy
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time to the target at this run's rate (None before the first trial of this run)."""
+        rate = self.trials_per_minute / 60.0
+        return max(0, self.target - self.complete) / rate if rate > 0 else None
 
 
 # The heartbeat is used with ask/tell here (Optuna documents it for Study.optimize): the driver
@@ -146,14 +167,6 @@ class StopOnCtrlC:
             self._previous = None
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    # several drivers on one SQLite file wait for each other's writes instead of failing
-    from nas.storage.storage import SQLITE_BUSY_TIMEOUT_S
-
-    return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") \
-        else {}
-
-
 def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
                    create: bool = True) -> SwiftNASRDBStorage:
     """Optuna's storage on ``url``; a RUNNING trial whose heartbeat is older than twice
@@ -163,7 +176,7 @@ def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
     for attempt in range(3):
         try:
             return SwiftNASRDBStorage(
-                url, engine_kwargs=_engine_kwargs(url),
+                url, engine_kwargs=engine_kwargs(url),
                 heartbeat_interval=heartbeat_interval, grace_period=2 * heartbeat_interval,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                 skip_table_creation=not create,
@@ -174,7 +187,8 @@ def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
             if attempt < 2 and "already exists" in str(exc):
                 time.sleep(0.5 + attempt)
                 continue
-            raise StorageError(f"cannot open storage {url} for Optuna: {one_line(exc)}; check "
+            raise StorageError(f"cannot open storage {masked_url(url)} for Optuna: "
+                               f"{connect_problem(exc)}; check "
                                "the URL, that the server runs and that you may connect") from exc
     raise AssertionError("unreachable")
 
@@ -213,6 +227,26 @@ def load_surrogate(spec: StudySpec) -> Any | None:
     return AccuracySurrogate.load(spec.surrogate_path)
 
 
+def own_predictor(spec: StudySpec, settings: EvaluationSettings, store: Storage,
+                  ostore: SwiftNASRDBStorage) -> tuple[EvaluationSettings, str | None]:
+    """A resumed study keeps the predictor it was started with when none is named: the
+    predictor is part of its identity, so the shipped one of a newer swiftnas (v3) never
+    replaces its own (v2.4) silently, and resuming is not refused either. Returns the settings
+    to run with and, when they changed, "name vVERSION" of the study's own predictor."""
+    if spec.predictor_path is not None:
+        return settings, None  # named: it must match, as every identity field (check_identity)
+    existing = next((s for s in ostore.get_all_studies() if s.study_name == spec.name), None)
+    digest = ((existing.user_attrs.get(ATTR) or {}).get("predictor_digest")
+              if existing is not None else None)
+    if digest is None or digest == settings.predictor_digest:
+        return settings, None
+    artifact = stored_predictor(store, digest)
+    if artifact is None:
+        return settings, None  # check_identity then says which predictor the study needs
+    own = dataclasses.replace(settings, predictor=artifact)
+    return own, f"{artifact.get('name', '')} v{artifact.get('version', '?')}"
+
+
 def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, *,
                heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
                storages: tuple[Storage, SwiftNASRDBStorage] | None = None,
@@ -248,12 +282,29 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     if fresh:
         if artifact is not None:  # first: a study with the identity always has its surrogate
             study.set_user_attr(SURROGATE_ATTR, artifact)
+        if spec.start_from_presets:  # before the identity: a labelled study has them queued
+            enqueue_presets(study, spec.space)
         study.set_user_attr(ATTR, wanted)
     if study.metric_names != list(METRIC_NAMES):  # labels Optuna's plots, CLI, dashboard
         study.set_metric_names(list(METRIC_NAMES))
     study.set_user_attr("sampler", spec.sampler)  # the latest run's (may change on resume)
     study.set_user_attr("seed", spec.seed)
+    # `swiftnas studies` judges stale trials by the grace period of the latest run
+    study.set_user_attr("heartbeat_interval", heartbeat_interval)
     return study, store, ostore
+
+
+def enqueue_presets(study: optuna.Study, space: SwiftFormerSpace) -> list[str]:
+    """Queue SwiftFormer's presets that ``space`` contains as the study's first trials
+    (Optuna's ``enqueue_trial``): the search starts from the hand designs, and its front
+    includes or dominates each of them that fits the budget. Returns the names queued."""
+    queued = []
+    for name, arch in PRESETS.items():
+        params = space.params_of(arch)
+        if params is not None:
+            study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
+            queued.append(name)
+    return queued
 
 
 def check_run_options(n_trials: int, workers: int, heartbeat_interval: int,
@@ -311,6 +362,7 @@ def run_study(
     settings = prepare_settings(spec)
     surrogate = load_surrogate(spec)
     storages = open_storages(storage_url, heartbeat_interval)
+    settings, resumed_with = own_predictor(spec, settings, *storages)
     executor = make_executor(settings, workers=workers, ray_address=ray_address)
     ask_lock = AskLock(storages[0].engine, spec.name)
     try:
@@ -319,7 +371,7 @@ def run_study(
                                               heartbeat_interval=heartbeat_interval,
                                               storages=storages, surrogate=surrogate)
             return _drive(spec, study, store, ostore, executor, ask_lock, settings, surrogate,
-                          n_trials,
+                          n_trials, resumed_with=resumed_with,
                           heartbeat_interval=heartbeat_interval, on_start=on_start,
                           on_progress=on_progress, on_evaluation=on_evaluation)
     finally:
@@ -331,6 +383,7 @@ def _drive(
     spec: StudySpec, study: optuna.Study, store: Storage, ostore: SwiftNASRDBStorage,
     executor: InlineExecutor | RayExecutor, ask_lock: AskLock, settings: EvaluationSettings,
     surrogate: Any | None, n_trials: int, *, heartbeat_interval: int,
+    resumed_with: str | None = None,
     on_start: Callable[[SearchProgress], None] | None,
     on_progress: Callable[[SearchProgress], None] | None,
     on_evaluation: Callable[[Evaluation], None] | None,
@@ -340,7 +393,7 @@ def _drive(
     assert isinstance(cache, OrderedCachedStorage)
     fail_stale_trials(study)
 
-    progress = SearchProgress(target=n_trials)
+    progress = SearchProgress(target=n_trials, resumed_with=resumed_with)
     # feasible (score, latency) by architecture, for the Pareto size (one point per arch, as in
     # `swiftnas pareto`)
     points: dict[str, tuple[float, float]] = {}
@@ -352,6 +405,7 @@ def _drive(
                 key = ArchConfig.from_dict(t.user_attrs[ATTR]["arch"]).key() if ATTR in \
                     t.user_attrs else str(t.number)
                 points.setdefault(key, (t.values[0], t.values[1]))
+                progress.note_feasible(t.values[0])
         elif t.state == TrialState.FAIL:
             progress.failed += 1
     seen = list(points.values())
@@ -426,6 +480,7 @@ def _drive(
         progress.completed_this_run += 1
         if ev.latency_ms <= spec.latency_budget_ms:
             progress.feasible += 1
+            progress.note_feasible(accuracy)
             if ev.arch.key() not in points:
                 points[ev.arch.key()] = (accuracy, ev.latency_ms)
                 add_to_front(front, (accuracy, ev.latency_ms))
@@ -440,6 +495,7 @@ def _drive(
 
         if settle(trial, write):
             progress.failed += 1
+            progress.failed_this_run += 1
             if on_progress:
                 on_progress(progress)
 
@@ -505,4 +561,6 @@ def _drive(
                 # a second Ctrl-C may have landed inside this trial's tell
                 if ostore.get_trial(trial._trial_id).state == TrialState.RUNNING:
                     fail(trial, interrupted)
+    # the study's own count: stale trials of a killed run, failed by any driver meanwhile
+    progress.failed = trial_counts(ostore, study._study_id)[TrialState.FAIL]
     return progress

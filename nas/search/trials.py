@@ -214,3 +214,33 @@ def trial_records(study: optuna.Study, keys: Iterable[str], *,
                     attrs[trial_id][key] = json.loads(value_json)
     return [(key, number, state, attrs.get(key[0], {}) if key[0] in wanted else None)
             for key, number, state in base]
+
+
+def stale_running(study: optuna.Study, grace_s: float) -> list[float]:
+    """Seconds of silence of each RUNNING trial silent for more than ``grace_s``: the last
+    heartbeat that long ago (measured, as Optuna does, against the database's clock), or none
+    at all since it started that long ago (``SwiftNASRDBStorage``'s rule). Such a trial's
+    driver is gone; the next search run on the study fails it."""
+    storage = _rdb(study)
+    if storage is None:
+        return []
+    trials_t, beats_t = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+    with storage.engine.connect() as conn:
+        db_now = conn.execute(sa.select(sa.func.now())).scalar()
+        rows = conn.execute(
+            sa.select(trials_t.c.datetime_start, beats_t.c.heartbeat)
+            .outerjoin(beats_t, beats_t.c.trial_id == trials_t.c.trial_id)
+            .where(trials_t.c.study_id == study._study_id,
+                   trials_t.c.state == TrialState.RUNNING)).all()
+    py_now = datetime.now(UTC).replace(tzinfo=None)
+    silences = []
+    for started, beat in rows:
+        if beat is not None and db_now is not None:
+            silence = (db_now.replace(tzinfo=None) - beat).total_seconds()
+        elif started is not None:  # datetime_start: the asking driver's clock, as naive UTC
+            silence = (py_now - started).total_seconds()
+        else:
+            continue
+        if silence > grace_s:
+            silences.append(silence)
+    return silences

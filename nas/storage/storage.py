@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
 
 from search_spaces import ArchConfig, SwiftNASError
+from search_spaces.errors import command_hint
 
 from .models import MeasurementRow
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 DEFAULT_STORAGE = "sqlite:///swiftnas.db"
 SQLITE_BUSY_TIMEOUT_S = 60
+# A server that accepts and never answers would otherwise hold every command for psycopg's
+# default (about 130 s); `?connect_timeout=N` in the URL overrides it.
+CONNECT_TIMEOUT_S = 10
 VERSION_TABLE = "swiftnas_alembic_version"
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -35,6 +39,15 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 def one_line(message: object) -> str:
     """Driver messages span lines (psycopg adds hints); errors here are one line."""
     return " ".join(str(message).split())
+
+
+def connect_problem(exc: object) -> str:
+    """A driver's connection error in one line; a timeout also says how to wait longer."""
+    text = one_line(exc)
+    if "timeout" in text.lower():
+        text += (f" (swiftnas waits {CONNECT_TIMEOUT_S} s; for a slow server add "
+                 "?connect_timeout=SECONDS to the URL)")
+    return text
 
 
 class StorageError(SwiftNASError, RuntimeError):
@@ -54,11 +67,20 @@ def head_revision() -> str:
     return head
 
 
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """Connection arguments every engine on ``url`` gets (swiftnas's and Optuna's): SQLite
+    waits up to 60 s for another process's write lock (Python's default is 5); a server gets
+    ``CONNECT_TIMEOUT_S`` unless the URL sets ``connect_timeout`` itself."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    if url.startswith("postgresql") and "connect_timeout=" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return {}
+
+
 def create_engine(url: str) -> sa.Engine:
     try:
-        # SQLite: wait up to 60 s for another process's write lock (Python's default is 5)
-        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if url.startswith("sqlite") else {}
-        engine = sa.create_engine(url, future=True, connect_args=connect_args)
+        engine = sa.create_engine(url, future=True, **engine_kwargs(url))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
         # ValueError: a part that does not parse, e.g. a non-numeric port
         raise StorageError(
@@ -138,10 +160,9 @@ class Storage:
                 return MigrationContext.configure(
                     conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
         except sa.exc.DBAPIError as exc:  # unreachable server, not a database file, ...
-            raise StorageError(
-                f"cannot open storage {self.url}: {one_line(exc.orig)}; check the URL, that the "
-                "server runs and that you may connect"
-            ) from exc
+            raise StorageError(f"cannot open storage {self.url}: {connect_problem(exc.orig)}; "
+                               "check the URL, that the server runs and that you may connect"
+                               ) from exc
 
     def upgrade(self) -> None:
         """Create or upgrade swiftnas's tables to this version's schema, and create Optuna's
@@ -158,7 +179,7 @@ class Storage:
         if current != head:
             raise StorageError(
                 f"storage {self.url} has swiftnas schema {current or 'none'}, this swiftnas "
-                f"needs {head}; run `swiftnas db upgrade --storage {self.url}`"
+                f"needs {head}; run `{command_hint('db', 'upgrade', storage=self.url)}`"
             )
 
     @contextmanager
@@ -206,6 +227,13 @@ class Storage:
             )
             for r in records
         ]
+
+
+def storage_exists(url: str) -> bool:
+    """False for a SQLite file (or its folder) that is not there yet; True for servers, which
+    commands open without creating anything but swiftnas's tables."""
+    db = sqlite_path(create_engine(url)) if url.startswith("sqlite") else None
+    return db is None or Path(db).is_file()
 
 
 def open_storage(url: str = DEFAULT_STORAGE, *, create: bool = True) -> Storage:

@@ -197,6 +197,13 @@ def image_folder(root: Path, resolution: int, *, train_subset: int | None,
                         loader_workers=min(4, os.cpu_count() or 1))
 
 
+def check_data_spec(spec: str) -> None:
+    """Refuse a --data that is neither Fashion-MNIST nor a folder, before any work."""
+    if spec != FASHION_MNIST and not Path(spec).is_dir():
+        raise TrainingError(f"data {spec!r} is neither 'fashion-mnist' nor an existing folder; "
+                            "pass an ImageFolder root (with train/ and val/) or fashion-mnist")
+
+
 def load_data(spec: str, resolution: int, *, train_subset: int | None = None,
               val_subset: int | None = None) -> TrainingData:
     """``spec`` is ``fashion-mnist`` or the path of an ImageFolder root."""
@@ -205,8 +212,6 @@ def load_data(spec: str, resolution: int, *, train_subset: int | None = None,
             raise TrainingError(f"{label} must be a positive number of images, but got {value}")
     if spec == FASHION_MNIST:
         return fashion_mnist(resolution, train_subset=train_subset, val_subset=val_subset)
+    check_data_spec(spec)
     root = Path(spec)
-    if not root.is_dir():
-        raise TrainingError(f"data {spec!r} is neither 'fashion-mnist' nor an existing folder; "
-                            "pass an ImageFolder root (with train/ and val/) or fashion-mnist")
     return image_folder(root, resolution, train_subset=train_subset, val_subset=val_subset)

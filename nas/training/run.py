@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.storage import Storage
+from nas.storage import Storage, open_storage
+from search_spaces.errors import command_hint
 
 from .data import load_data
 from .errors import TrainingError
@@ -35,8 +36,9 @@ def study_trial_arch(storage_url: str, study: str, trial: int) -> object:
     loaded = load_study(storage_url, study)
     frozen = get_trial(loaded, trial)
     if frozen is None or ATTR not in frozen.user_attrs:
-        raise TrainingError(f"study {study!r} has no complete trial {trial}; `swiftnas pareto "
-                            f"--study ... --storage {storage_url}` lists its trials")
+        hint = command_hint("pareto", "--study", study, storage=storage_url)
+        raise TrainingError(f"study {study!r} has no complete trial {trial}; `{hint}` lists "
+                            "its trials")
     return ArchConfig.from_dict(frozen.user_attrs[ATTR]["arch"])
 
 
@@ -51,14 +53,19 @@ def _out_checks(out: Path) -> None:
 
 
 def run_training(target: TrainTarget, data_spec: str, recipe: TrainRecipe, out: Path, *,
-                 store: Storage, device: str = "auto", force: bool = False,
+                 store: Storage | str, device: str = "auto", force: bool = False,
                  on_step: Callable[[StepInfo], None] | None = None,
                  on_data: Callable[[str, int, int, int], None] | None = None) -> TrainOutcome:
-    """Train ``target`` unless storage already holds this experiment (or ``force``)."""
+    """Train ``target`` unless storage already holds this experiment (or ``force``).
+
+    ``store`` may be a URL: it is opened only once the device, the output folder and the data
+    pass their checks, so a refused run creates no database."""
     resolve_device(device)  # a CUDA request without CUDA fails before any work
     _out_checks(out)
     data = load_data(data_spec, recipe.resolution, train_subset=recipe.train_subset,
                      val_subset=recipe.val_subset)
+    if isinstance(store, str):
+        store = open_storage(store)
     if on_data:
         on_data(data.name, data.num_classes, len(data.train), len(data.val))  # type: ignore[arg-type]
     ident = experiment_identity(target.key, data.name, data.digest, recipe)
