@@ -116,8 +116,9 @@ def page_studies(url: str) -> None:
             _front.clear()
         df = _guard(_studies, url)
         if df.empty:
-            st.info(screen_text(f"No studies in {url} yet. Start one: swiftnas search --study "
-                                  f"NAME --storage {url} --latency-budget-ms 1.0 --trials 100"))
+            st.info(screen_text(f"No studies in {url} yet. Start one: "
+                                + command_hint("search", "--study", "NAME", storage=url)
+                                + " --latency-budget-ms 1.0 --trials 100"))
             return
         best = []
         for name, ours in zip(df["study"], df["swiftnas"], strict=True):
@@ -290,8 +291,13 @@ def page_latency(url: str) -> None:
              f"v{screen_text(info['version'])}** (fitted "
              f"{info.get('fitted_at') or '?'}); leave-one-family-out MAPE "
              f"{cv.get('mape', float('nan')):.1f}%, Spearman {cv.get('spearman') or 0:.3f}.")
-    st.caption("Points are in-sample for the shipped calibration rows (the predictor was "
-               "fitted on them) and out-of-sample for measurements you imported.")
+    held_out = bool(df["origin"].str.startswith("shipped, held out").any())
+    st.caption("Shipped calibration rows are plotted with their leave-one-family-out "
+               "predictions (each family predicted by a fit without it), your imported rows "
+               "with the predictor itself (it never saw them)." if held_out else
+               "Points are in-sample for the shipped calibration rows (this predictor stores "
+               "no held-out predictions; refit it with `swiftnas latency fit`) and "
+               "out-of-sample for measurements you imported.")
     st.altair_chart(plots.latency_chart(df), width="stretch")
     groups = pd.DataFrame([{"group": g, **{k: v for k, v in m.items()}}
                            for g, m in metrics["groups"].items()])

@@ -226,8 +226,12 @@ def stages_table(arch: ArchConfig) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ latency model
 def latency_rows(url: str | None) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
-    """Measured vs predicted (shipped predictor) for the shipped calibration rows that name a
-    model and for the measurements imported into the storage; metrics per group; predictor."""
+    """Measured vs predicted for the shipped calibration rows that name a model and for the
+    measurements imported into the storage; metrics per group; predictor.
+
+    The shipped rows are plotted with their leave-one-family-out predictions, which `latency
+    fit` stores in the predictor (``metrics["cv_rows"]``): a fit predicting its own rows
+    flatters it. Imported rows are out-of-sample for the shipped predictor anyway."""
     from latency_models import (
         FeatureCache,
         calibration_csv,
@@ -244,13 +248,20 @@ def latency_rows(url: str | None) -> tuple[pd.DataFrame, dict[str, Any], dict[st
     stored = open_storage(url, create=False).measurements() if url else []
     cache = FeatureCache(user_cache_dir() / "latency_features.json",
                          preload=CALIBRATION_FEATURES_PATH)
+    held_out = {(r["model"], r["group"], r["measured_ms"]): r["predicted_ms"]
+                for r in predictor.metrics.get("cv_rows", [])}
     rows, preds = [], []
-    for origin, ms in (("shipped calibration", shipped), ("imported", stored)):
+    for origin, ms in (("shipped, held out (LOFO)" if held_out else "shipped calibration",
+                        shipped), ("imported (yours)", stored)):
         for m in ms:
-            try:
-                pred = predictor.predict_measurement(m, cache=cache).latency_ms
-            except Exception:  # a device the predictor does not know, an unbuildable model
-                pred = None
+            key = (m.model, m.group, m.latency_ms)
+            if origin.startswith("shipped") and held_out:
+                pred = held_out.get(key)  # None: a group only that family has (not plotted)
+            else:
+                try:
+                    pred = predictor.predict_measurement(m, cache=cache).latency_ms
+                except Exception:  # a device the predictor does not know, an unbuildable model
+                    pred = None
             preds.append(pred)
             rows.append({"model": m.model, "device": m.device, "group": m.group,
                          "measured_ms": m.latency_ms, "predicted_ms": pred, "origin": origin,

@@ -7,11 +7,17 @@ from pathlib import Path
 
 from .predictor import LatencyPredictor
 
-# Fitted on ../shared/data/latency/calibration.csv by `benchmarks/latency_accuracy.py fit-default`.
+# The shipped predictor is `swiftnas latency fit` with its defaults (the recipe below, on the
+# shipped calibration file), written here: `swiftnas latency fit --out
+# latency_models/data/default_predictor.json` rebuilds it; tests pin that it does.
 DEFAULT_PREDICTOR_PATH = Path(__file__).with_name("data") / "default_predictor.json"
 # Features of every model in the shipped calibration set, so that predicting or plotting it
 # needs no model builds (`benchmarks/latency_accuracy.py ship-features` regenerates it).
 CALIBRATION_FEATURES_PATH = Path(__file__).with_name("data") / "calibration_features.json"
+# The recipe's version: 2.4 fitted the shared stage only, on 467 rows; 3 adds each measured
+# family's own correction (latency_models/family.py) and the 46 rows of the data's third
+# release, SwiftFormer's own among them.
+PREDICTOR_VERSION = "3"
 # The device searches target when none is given (SwiftFormer's own benchmark phone).
 DEFAULT_DEVICE = "iPhone 14"
 

@@ -15,8 +15,8 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from search_spaces import ArchConfig, SwiftNASError
@@ -235,3 +235,37 @@ def write_measurements(measurements: Iterable[Measurement]) -> str:
             "fallback": "yes" if m.fallback else "no",
         })
     return out.getvalue()
+
+
+def merge_duplicates(rows: Sequence[Measurement]) -> tuple[list[Measurement], list[str]]:
+    """Rows that measure the same model on the same device under the same source (and compute
+    unit and resolution) more than once become one row at their mean latency; each merge comes
+    with a message naming the lines, for the caller to show as a warning. Averaging keeps both
+    measurements' information where refusing would make a user delete one by hand; a table that
+    really holds two protocols should give them different sources."""
+    def key(m: Measurement) -> tuple[str, ...]:
+        return (m.model.casefold(), m.device, m.source, m.compute_unit.upper(),
+                str(m.input_resolution), m.timm_name, m.arch.key() if m.arch else "")
+
+    by_key: dict[tuple[str, ...], list[Measurement]] = {}
+    for m in rows:
+        by_key.setdefault(key(m), []).append(m)
+    out: list[Measurement] = []
+    notes: list[str] = []
+    done: set[tuple[str, ...]] = set()
+    for m in rows:
+        same = by_key[key(m)]
+        if len(same) == 1:
+            out.append(m)
+            continue
+        if key(m) in done:
+            continue
+        done.add(key(m))
+        mean = sum(s.latency_ms for s in same) / len(same)
+        where = " and ".join(s.origin or "?" for s in same)
+        values = ", ".join(f"{s.latency_ms:g}" for s in same)
+        notes.append(f"{where}: {m.model!r} on {m.device} from {m.source!r} is measured "
+                     f"{len(same)} times ({values} ms); using their mean, {mean:.4g} ms")
+        out.append(replace(m, latency_ms=mean, notes="; ".join(
+            dict.fromkeys(s.notes for s in same if s.notes))))
+    return out, notes

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import ArchConfig, SwiftNASError
+from search_spaces.errors import command_hint
 
 from .architectures import FeatureCache
 from .predictor import LatencyPredictor, PredictorError
@@ -137,7 +139,7 @@ Then:
 ```console
 $ swiftnas latency import measurements.csv --storage sqlite:///swiftnas.db
 $ swiftnas latency calibrate --storage sqlite:///swiftnas.db --out my_predictor.json
-$ swiftnas latency predict --predictor my_predictor.json --arch xs --device "{device}"
+$ {predict}
 ```
 
 `calibrate` (seconds) fits this phone's scale and offset and keeps the shared per-operation
@@ -145,6 +147,11 @@ costs; `swiftnas latency fit --storage ... --out ...` refits everything (minutes
 
 Weights are random: latency does not depend on them. Do not change a package's input size.
 """
+
+
+def _markdown(text: str) -> str:
+    """``text`` on one line, every ASCII punctuation mark escaped: Markdown shows it as is."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))
 
 
 def write_kit(chosen: Sequence[PlanCandidate], *, device: str, reference: str, out_dir: Path,
@@ -182,8 +189,11 @@ def write_kit(chosen: Sequence[PlanCandidate], *, device: str, reference: str, o
                     "input": "image (RGB, normalisation folded in)", "models": models}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         write_measurement_rows(tmp / "measurements.csv", rows)
-        (tmp / "MEASURE.md").write_text(_MEASURE_MD.format(device=device, n=len(chosen),
-                                                           reference=reference))
+        # the device is user text: Markdown-escaped in prose, one quoted word in the command
+        (tmp / "MEASURE.md").write_text(_MEASURE_MD.format(
+            device=_markdown(device), n=len(chosen), reference=_markdown(reference),
+            predict=command_hint("latency", "predict", "--predictor", "my_predictor.json",
+                                 "--arch", "xs", "--device", device)))
         if out_dir.exists():
             out_dir.rmdir()
         tmp.rename(out_dir)

@@ -36,7 +36,13 @@ import numpy as np
 from search_spaces import ArchConfig, SwiftNASError
 
 from .architectures import FeatureCache, atomic_write_text
-from .featureset import CATEGORIES, FEATURE_SET_VERSION, LatencyFeatures
+from .family import FamilyCalibration, FamilyOptions, fit_family
+from .featureset import (
+    CATEGORIES,
+    FEATURE_SET_VERSION,
+    FeatureExtractionError,
+    LatencyFeatures,
+)
 from .measurements import DEFAULT_SOURCE, Measurement, split_group
 
 ARTIFACT_FORMAT = 1
@@ -115,25 +121,6 @@ class GroupCalibration:
         return dict(self.__dict__)
 
 
-@dataclass
-class FamilyCalibration:
-    """An architecture family's own correction (``SolveOptions.family_scale_ridge``): its cost
-    term is multiplied by ``exp(log_scale)`` and its group's offset by ``exp(log_offset)``, in
-    every group. ``sigma_log`` (when set): the spread of the family's leave-one-row-out log
-    errors, which its predictions' intervals then use instead of the group's."""
-
-    log_scale: float
-    log_offset: float
-    rows: int
-    groups: int
-    timm_names: list[str] = field(default_factory=list)  # how a timm model is known as one
-    sigma_log: float | None = None
-    interval_z: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 # The family of the searched space: every ArchConfig is a SwiftFormer.
 SEARCH_FAMILY = "SwiftFormer"
 
@@ -161,7 +148,8 @@ class LatencyPredictor:
     # model (fallback_cost_per "op") or once ("model")
     fallback_cost: float = 0.0
     fallback_cost_per: str = "op"
-    families: dict[str, FamilyCalibration] = field(default_factory=dict)  # v3; older: none
+    # v3: each measured family's own correction (latency_models/family.py); older: none
+    families: dict[str, FamilyCalibration] = field(default_factory=dict)
     # arrays for fast prediction, built lazily
     _w: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -190,6 +178,13 @@ class LatencyPredictor:
             return SEARCH_FAMILY if SEARCH_FAMILY in self.families else None
         return next((f for f, c in self.families.items() if timm_name in c.timm_names), None)
 
+    def family_correction(self, features: LatencyFeatures, group: str, cls: str,
+                          m: Measurement) -> float:
+        """The log correction a measurement row's family adds in ``group`` (0: none)."""
+        family = self.measurement_family(m)
+        fam = self.families.get(family) if family else None
+        return fam.log_correction(group, math.log(self.cost(features, cls))) if fam else 0.0
+
     def predict_features(self, features: LatencyFeatures, group: str, *,
                          fallback: bool = False, family: str | None = None) -> Latency:
         """Latency in ``group``; with the correction of ``family`` when the fit has one."""
@@ -200,16 +195,17 @@ class LatencyPredictor:
                 f"{', '.join(sorted(self.groups))}"
             )
         cost = self.cost(features, cal.compute_class, fallback=fallback)
-        fam = self.families.get(family) if family else None
-        if fam is None:
-            latency = cal.scale * cost + cal.offset_ms
-        else:  # the family's factor scales its own cost, not what a fallback adds
-            base = self.cost(features, cal.compute_class) if fallback else cost
-            latency = (cal.scale * (math.exp(fam.log_scale) * base + (cost - base))
-                       + cal.offset_ms * math.exp(fam.log_offset))
+        latency = cal.scale * cost + cal.offset_ms
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
-        if fam is not None and fam.sigma_log is not None:
+        fam = self.families.get(family) if family else None
+        if fam is not None:
+            plain = self.cost(features, cal.compute_class) if fallback else cost
+            latency *= math.exp(fam.log_correction(group, math.log(plain)))
+        # the family's own spread where it was measured in this group; a table the family
+        # has no rows in predicts it as an unseen family would be (leave-one-table-out is
+        # worse than leave-one-row-out), so with the group's wider spread
+        if fam is not None and fam.sigma_log is not None and group in fam.group_shifts:
             sigma, z = fam.sigma_log, fam.interval_z or Z90
         elif cal.sigma_log is not None:
             sigma, z = cal.sigma_log, cal.interval_z or Z90
@@ -237,8 +233,12 @@ class LatencyPredictor:
         group = m.group if m.group in self.groups else self.resolve_group(
             m.device, source=source, compute_unit=m.compute_unit or None)
         features = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
-        family = m.family if m.family in self.families else self.family_of(m.timm_name, m.arch)
-        return self.predict_features(features, group, fallback=m.fallback, family=family)
+        return self.predict_features(features, group, fallback=m.fallback,
+                                     family=self.measurement_family(m))
+
+    def measurement_family(self, m: Measurement) -> str | None:
+        """A row's calibrated family: its ``family`` column, else as ``family_of`` finds it."""
+        return m.family if m.family in self.families else self.family_of(m.timm_name, m.arch)
 
     # ----------------------------------------------------------------- groups
     def devices(self) -> dict[str, list[str]]:
@@ -355,7 +355,7 @@ class LatencyPredictor:
                             {}),
             fallback_cost=parsed("fallback_cost", float, 0.0),
             fallback_cost_per=parsed("fallback_cost_per", str, "op"),
-            families=parsed("families", lambda v: {str(f): FamilyCalibration(**c)
+            families=parsed("families", lambda v: {str(f): FamilyCalibration.from_dict(c)
                                                    for f, c in v.items()}, {}),
         )
         predictor.validate()
@@ -409,8 +409,7 @@ class LatencyPredictor:
                     (cal.interval_z or Z90) <= 0:
                 raise bad(f"group {name[:80]!r} has a non-finite or negative scale or sigma")
         for name, fam in self.families.items():
-            numbers = [fam.log_scale, fam.log_offset, fam.sigma_log or 0.0, fam.interval_z or Z90]
-            if not finite(numbers) or (fam.sigma_log or 0) < 0 or (fam.interval_z or Z90) <= 0:
+            if not fam.finite():
                 raise bad(f"family {name[:80]!r} has a non-finite correction or a negative sigma")
         if self.fallback_cost_per not in ("op", "model"):
             raise bad("fallback_cost_per must be 'op' or 'model'")
@@ -471,7 +470,6 @@ class _Design:
     classes: list[str]
     weight: np.ndarray  # per row, of its squared residual (mean 1)
     family_index: np.ndarray
-    families: list[str]
 
 
 def _design(rows: Sequence[Measurement], features: Sequence[LatencyFeatures],
@@ -492,7 +490,6 @@ def _design(rows: Sequence[Measurement], features: Sequence[LatencyFeatures],
         class_index=np.array([classes.index(compute_class(m.compute_unit)) for m in rows]),
         groups=groups, classes=classes, weight=weight / weight.mean(),
         family_index=np.array([families.index(m.family_name) for m in rows]),
-        families=families,
     )
 
 
@@ -533,14 +530,6 @@ class SolveOptions:
     # scale the pull is a constant force, which a group of many rows overrides.
     scale_ridge: float = 0.3
     offset_ridge: float = 0.05
-    # v3: each family's own calibration, shared by its rows in every group: a factor on its cost
-    # term (exp of the log scale) and one on its group's offset, both pulled towards 1 (log 0)
-    # with these strengths; None: no such block. A family the fit has not seen gets neither, as
-    # before; the search space's candidates get the SwiftFormer family's. What the shared
-    # per-op costs cannot represent (SwiftFormer's latency grows 2.7x from XS to L3 on the paper's
-    # phone, the shared costs give 2.1x) moves here instead of into the shared costs.
-    family_scale_ridge: float | None = None
-    family_offset_ridge: float | None = None
 
 
 def single_threaded_blas() -> Any:
@@ -561,8 +550,7 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     nfam = int(d.family_index.max()) + 1
     per_family = options.family_ridge is not None
     power = options.power_ridge is not None
-    fam_scale = options.family_scale_ridge is not None
-    fam_offset = options.family_offset_ridge is not None
+
     if options.fallback not in ("scale", "ops", "constant", "scale+constant"):
         raise ValueError(f"SolveOptions.fallback must be scale, ops, constant or "
                          f"scale+constant, not {options.fallback!r}")
@@ -571,18 +559,15 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     per_op = options.fallback != "scale"  # an added cost, per operation or per model
     fb_ops = d.fallback * (d.op_count if options.fallback == "ops" else 1.0)
     n_fb = int(factor) + int(per_op)
-    # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts, log exponents,
-    # family log scales, family log offsets
-    sizes = [nc * nm, nc * nf, ng, ng, n_fb, nfam if per_family else 0, nc if power else 0,
-             nfam if fam_scale else 0, nfam if fam_offset else 0]
+    # parameter blocks: mu, delta, log scale, log offset, fallback, family shifts, log exponents
+    sizes = [nc * nm, nc * nf, ng, ng, n_fb, nfam if per_family else 0, nc if power else 0]
     bounds = np.cumsum([0, *sizes])
 
     def unpack(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi, shift, log_e, fam_a, fam_b = (
-            p[bounds[i]:bounds[i + 1]] for i in range(9))
+        mu, delta, log_scale, log_offset, phi, shift, log_e = (
+            p[bounds[i]:bounds[i + 1]] for i in range(7))
         return (mu.reshape(nc, nm), delta.reshape(nc, nf), log_scale, log_offset, phi,
-                shift if per_family else np.zeros(nfam), log_e if power else np.zeros(nc),
-                fam_a if fam_scale else np.zeros(nfam), fam_b if fam_offset else np.zeros(nfam))
+                shift if per_family else np.zeros(nfam), log_e if power else np.zeros(nc))
 
     n = len(d.log_y)
     rows = np.arange(n)
@@ -593,21 +578,18 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
         (1, ridge, False), (2, options.scale_ridge, True), (3, options.offset_ridge, True),
         *([(5, options.family_ridge, False)] if per_family else []),
         *([(6, options.power_ridge, False)] if power else []),
-        *([(7, options.family_scale_ridge, False)] if fam_scale else []),
-        *([(8, options.family_offset_ridge, False)] if fam_offset else []),
     ]
 
     def forward(p: np.ndarray) -> tuple[np.ndarray, ...]:
-        mu, delta, log_scale, log_offset, phi, shift, log_e, fam_a, fam_b = unpack(p)
+        mu, delta, log_scale, log_offset, phi, shift, log_e = unpack(p)
         w = np.exp(mu[:, measure_index] + delta)
         terms = d.x * w[d.class_index]  # (rows, features): cost contributed by each feature
-        scale = np.exp(log_scale[d.group_index] + fam_a[d.family_index])
-        offset = np.exp(log_offset[d.group_index] + fam_b[d.family_index])
+        scale = np.exp(log_scale[d.group_index])
+        offset = np.exp(log_offset[d.group_index])
         cost = terms.sum(axis=1)
         e = np.exp(log_e[d.class_index])
-        powered = scale * cost**e  # the group- and family-scaled cost term of each row
-        # a fallback's added cost is the group's, not the family's
-        added = np.exp(log_scale[d.group_index] + phi[-1]) * fb_ops if per_op else np.zeros(n)
+        powered = scale * cost**e  # the group-scaled cost term of each row
+        added = scale * np.exp(phi[-1]) * fb_ops if per_op else np.zeros(n)
         total = powered + added + offset
         log_pred = np.log(total) + shift[d.family_index] + (
             phi[0] * d.fallback if factor else 0.0)
@@ -648,10 +630,7 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             jac[:n, bounds[4] + n_fb - 1] = added / total
         if per_family:
             jac[rows, bounds[5] + d.family_index] = 1.0
-        if fam_scale:
-            jac[rows, bounds[7] + d.family_index] = powered / total
-        if fam_offset:
-            jac[rows, bounds[8] + d.family_index] = offset / total
+
         jac[:n] *= root_w[:, None]
         row = n
         for b, strength, centred in penalties:
@@ -663,7 +642,7 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     p0 = np.concatenate([np.full(nc * nm, -3.0), np.zeros(nc * nf), np.zeros(ng),
                          np.full(ng, -2.0), {"scale": [1.0], "ops": [-5.0], "constant": [1.0],
                                              "scale+constant": [0.0, 1.0]}[options.fallback],
-                         np.zeros(sizes[5] + sizes[6] + sizes[7] + sizes[8])])
+                         np.zeros(sizes[5] + sizes[6])])
     from scipy import optimize  # lazy: only fitting needs it
 
     settings: dict[str, Any] = {"jac": jacobian, "loss": options.loss, "f_scale": options.f_scale,
@@ -673,13 +652,11 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             sol = optimize.least_squares(residuals, p0, **settings)
         except np.linalg.LinAlgError:  # LAPACK's SVD can fail to converge on a finite Jacobian
             sol = optimize.least_squares(residuals, p0, tr_solver="lsmr", **settings)
-    mu, delta, log_scale, log_offset, phi, _, log_e, fam_a, fam_b = unpack(sol.x)
+    mu, delta, log_scale, log_offset, phi, _, log_e = unpack(sol.x)
     return {"w": np.exp(mu[:, measure_index] + delta), "scale": np.exp(log_scale),
             "offset": np.exp(log_offset), "phi": phi[:1] if factor else np.zeros(1),
             "fallback_cost": float(np.exp(phi[-1])) if per_op else 0.0,
-            "exponents": np.exp(log_e) if power else None,
-            "family_log_scale": fam_a if fam_scale else None,
-            "family_log_offset": fam_b if fam_offset else None}
+            "exponents": np.exp(log_e) if power else None}
 
 
 def usable(measurements: Iterable[Measurement]) -> tuple[list[Measurement], list[Measurement]]:
@@ -701,10 +678,17 @@ class FitResult:
 
 def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
                   ridge: float = DEFAULT_RIDGE, options: SolveOptions = SolveOptions(),
+                  family_options: FamilyOptions | None = FamilyOptions(),
+                  own_interval_families: Sequence[str] = (SEARCH_FAMILY,),
                   cross_validate: bool = True,
                   progress: Callable[[str, int, int], None] | None = None,
                   name: str = "swiftnas-latency", version: str = "1") -> FitResult:
     """Fit on every row that names an architecture; optionally leave-one-family-out metrics.
+
+    ``family_options``: the second stage, each measured family's own correction
+    (``latency_models/family.py``; None: none, v2.4's predictor). With cross-validation, the
+    families in ``own_interval_families`` also get their leave-one-row-out errors (one refit
+    per row), from which their predictions' intervals come.
 
     ``progress(stage, done, total)`` is called as features are built and CV folds fit.
     """
@@ -717,8 +701,13 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
         )
     features = []
     for i, m in enumerate(rows):
-        features.append(cache.get(timm_name=m.timm_name, arch=m.arch,
-                                  resolution=m.input_resolution))
+        try:
+            features.append(cache.get(timm_name=m.timm_name, arch=m.arch,
+                                      resolution=m.input_resolution))
+        except (SwiftNASError, FeatureExtractionError) as exc:  # say which row names it
+            where = f"{m.origin}: " if m.origin else ""
+            raise PredictorError(f"{where}cannot build {m.model!r} ({m.family_name}) to "
+                                 f"compute its features: {exc}") from None
         if progress:
             progress("features", i + 1, len(rows))
     cache.save()
@@ -743,19 +732,7 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
                 scale=float(sol["scale"][gi]), offset_ms=float(sol["offset"][gi]),
                 compute_class=compute_class(members[0].compute_unit), rows=len(members),
                 families=len({m.family_name for m in members}))
-        fams = {}
-        if sol["family_log_scale"] is not None or sol["family_log_offset"] is not None:
-            zero = np.zeros(len(d.families))
-            fam_a = zero if sol["family_log_scale"] is None else sol["family_log_scale"]
-            fam_b = zero if sol["family_log_offset"] is None else sol["family_log_offset"]
-            for fi, f in enumerate(d.families):
-                members = [m for m in part if m.family_name == f]
-                fams[f] = FamilyCalibration(
-                    log_scale=float(fam_a[fi]), log_offset=float(fam_b[fi]), rows=len(members),
-                    groups=len({m.group for m in members}),
-                    timm_names=sorted({m.timm_name for m in members if m.timm_name}))
         pred = LatencyPredictor(
-            families=fams,
             feature_names=list(names), feature_scale=[float(s) for s in scale],
             weights={c: [float(v) for v in sol["w"][k]] for k, c in enumerate(d.classes)},
             groups=groups, fallback_log_effect=float(sol["phi"][0]), pooled_sigma_log=0.0,
@@ -764,14 +741,51 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             exponents={} if sol["exponents"] is None else {
                 c: float(sol["exponents"][k]) for k, c in enumerate(d.classes)})
         for i in idx:
-            p = pred.predict_features(features[i], rows[i].group, fallback=rows[i].fallback,
-                                      family=rows[i].family_name)
+            p = pred.predict_features(features[i], rows[i].group, fallback=rows[i].fallback)
             resid.append(math.log(p.latency_ms / rows[i].latency_ms))
         # in-sample spread: optimistic; replaced by the cross-validated one when available
         pred.pooled_sigma_log = float(np.std(resid))
+        if family_options is not None:  # the second stage, on the shared fit's residuals
+            by_family: dict[str, list[int]] = {}
+            for k, i in enumerate(idx):
+                by_family.setdefault(rows[i].family_name, []).append(k)
+            for fam, ks in by_family.items():
+                members = [rows[idx[k]] for k in ks]
+                pred.families[fam] = fit_family(
+                    [-resid[k] for k in ks],
+                    [math.log(pred.cost(features[idx[k]], pred.groups[m.group].compute_class))
+                     for k, m in zip(ks, members, strict=True)],
+                    [m.group for m in members], family_options,
+                    timm_names=[m.timm_name for m in members])
         return pred
 
-    predictor = fit_on(range(len(rows)))
+    def family_rows_out(fam: str) -> dict[str, Any] | None:
+        """Leave-one-row-out over a family's rows (one refit each): its predictions'
+        interval spread, and the errors, in ``metrics["families"]``."""
+        from scipy.stats import t as student_t
+
+        mine = [i for i, m in enumerate(rows) if m.family_name == fam]
+        if len(mine) < 3:
+            return None
+        out: list[dict[str, Any]] = []
+        for k, i in enumerate(mine):
+            fold = fit_on([j for j in range(len(rows)) if j != i])
+            p = fold.predict_features(features[i], rows[i].group, fallback=rows[i].fallback,
+                                      family=fam).latency_ms
+            out.append({"model": rows[i].model, "group": rows[i].group,
+                        "measured_ms": rows[i].latency_ms, "predicted_ms": p})
+            if progress:
+                progress(f"leave-one-row-out ({fam})", k + 1, len(mine))
+        logs = [math.log(r["predicted_ms"] / r["measured_ms"]) for r in out]
+        cal = predictor.families[fam]
+        cal.sigma_log = float(np.sqrt(np.mean(np.square(logs))))
+        cal.interval_z = float(student_t.ppf(0.95, len(logs) - 1))
+        errors = [100 * abs(r["predicted_ms"] / r["measured_ms"] - 1) for r in out]
+        return {"protocol": "leave-one-row-out: each of the family's rows is removed, the "
+                            "model (both stages) is refitted, and that row is predicted",
+                "mape": float(np.mean(errors)), "worst": float(max(errors)), "rows": out}
+
+    predictor = fit_on(list(range(len(rows))))
     cv_predictions: list[float | None] = [None] * len(rows)
     if cross_validate:
         families = sorted({m.family_name for m in rows})
@@ -792,9 +806,17 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             "protocol": "leave-one-family-out: each family is removed from every group, the "
                         "model is refitted, and that family's rows are predicted",
             **evaluate_rows(rows, cv_predictions),
+            # every row's held-out prediction, for plots of out-of-sample error (dashboard)
+            "cv_rows": [{"model": m.model, "group": m.group, "measured_ms": m.latency_ms,
+                         "predicted_ms": p} for m, p in zip(rows, cv_predictions, strict=True)],
         }
+        if family_options is not None:
+            own = {f: family_rows_out(f) for f in own_interval_families
+                   if f in predictor.families}
+            predictor.metrics["families"] = {f: v for f, v in own.items() if v}
     predictor.training = {
         "solve_options": dataclasses.asdict(options), "rows": len(rows),
+        "family_options": None if family_options is None else dataclasses.asdict(family_options),
         "skipped_rows_without_architecture": len(skipped),
         "groups": len(predictor.groups), "families": len({m.family_name for m in rows}),
         "devices": sorted({m.device for m in rows}),
@@ -912,12 +934,15 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
                 f"group {g!r} runs on {cls}, and the predictor has no {cls} costs; refit with "
                 "`swiftnas latency fit` including these measurements"
             )
-        cost = np.array([
-            out.cost(cache.get(timm_name=m.timm_name, arch=m.arch,
-                               resolution=m.input_resolution), cls, fallback=m.fallback)
-            for m in members])
+        feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+                 for m in members]
+        cost = np.array([out.cost(f, cls, fallback=m.fallback)
+                         for f, m in zip(feats, members, strict=True)])
         log_y = np.log([m.latency_ms for m in members])
         log_fb = out.fallback_log_effect * np.array([m.fallback for m in members], dtype=float)
+        # a measured family's own correction applies in the new group too, as in prediction
+        log_fb += np.array([out.family_correction(f, g, cls, m) for f, m in
+                            zip(feats, members, strict=True)])
         belief = offset_prior(predictor, cls, exclude=by_group) if prior > 0 else None
 
         def resid(p: np.ndarray, cost: np.ndarray = cost, log_y: np.ndarray = log_y,

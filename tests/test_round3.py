@@ -25,7 +25,7 @@ from nas.cli import main
 from nas.search import StudySpec, list_studies, load_study, run_study
 from nas.search.study import optuna_storage
 from nas.storage import open_storage
-from search_spaces import PRESETS, RandomSuggester
+from search_spaces import PRESETS, ArchConfig, RandomSuggester
 from search_spaces.errors import command_hint, masked_url
 from search_spaces.space import SwiftFormerSpace
 
@@ -347,8 +347,9 @@ def test_a_new_study_starts_from_the_presets_and_its_front_beats_or_holds_them(t
     url = f"sqlite:///{tmp_path}/d.db"
     run_study(StudySpec(name="d", latency_budget_ms=1.2), url, 6)
     loaded = load_study(url, "d")
-    first = [t.user_attrs.get("preset") for t in loaded.study.get_trials()[:4]]
-    assert first == ["xs", "s", "l1", "l3"]
+    first = [ArchConfig.from_dict(t.user_attrs["swiftnas"]["arch"]).key()
+             for t in loaded.study.get_trials()[:4]]
+    assert first == [PRESETS[n].key() for n in ("xs", "s", "l1", "l3")]
     from nas.search import reference_candidates, study_candidates
     from nas.search.pareto import dominates, pareto_front
 
@@ -360,7 +361,12 @@ def test_a_new_study_starts_from_the_presets_and_its_front_beats_or_holds_them(t
                 ref.name
     # opting out (benchmarks comparing samplers) starts from the sampler alone
     run_study(StudySpec(name="plain", latency_budget_ms=1.2, start_from_presets=False), url, 2)
-    assert not any("preset" in t.user_attrs for t in load_study(url, "plain").study.trials)
+    plain = load_study(url, "plain").study.trials
+    assert not any(ArchConfig.from_dict(t.user_attrs["swiftnas"]["arch"]) in PRESETS.values()
+                   for t in plain)
+    # a short study queues no more presets than it runs: none is left waiting
+    run_study(StudySpec(name="short", latency_budget_ms=1.2), url, 1)
+    assert [t.state.name for t in load_study(url, "short").study.trials] == ["COMPLETE"]
 
 
 def test_the_search_summary_names_the_presets_it_beats_or_the_usual_trials(tmp_path, capsys):

@@ -166,7 +166,9 @@ def test_ctrl_c_at_any_step_leaves_no_running_trial(shm_dir: Path, when: str) ->
     (where it used to leave a RUNNING trial), right after a tell (before the next ask), and twice
     (which interrupts at once)."""
     url = f"sqlite:///{shm_dir}/steps.db"
-    spec = StudySpec(name="steps", latency_budget_ms=1.0, population_size=4, seed=1)
+    # the driver's own steps: no presets queued ahead (they would wait in the study)
+    spec = StudySpec(name="steps", latency_budget_ms=1.0, population_size=4, seed=1,
+                     start_from_presets=False)
     signals = {"after_evaluation": 1, "second_ctrl_c": 2}.get(when, 0)
 
     def on_evaluation(_: object) -> None:
@@ -242,7 +244,8 @@ KILL_AT_ASK = """
 import os, signal, sys
 from nas.search import StudySpec
 from nas.search.study import open_study, prepare_settings
-spec = StudySpec(name=sys.argv[2], latency_budget_ms=1.0, population_size=4, seed=3)
+spec = StudySpec(name=sys.argv[2], latency_budget_ms=1.0, population_size=4, seed=3,
+                 start_from_presets=False)
 study, _, _ = open_study(spec, prepare_settings(spec), sys.argv[1], heartbeat_interval=1)
 study.ask()  # the trial exists, RUNNING; its first heartbeat is never recorded
 os.kill(os.getpid(), signal.SIGKILL)

@@ -67,8 +67,10 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
 
 def _measurement_rows(paths: list[Path], storage: str | None) -> tuple[list[Measurement], int]:
     """Every row of the CSV files, then the storage's (`latency import`); and how many of them
-    came from the storage."""
+    came from the storage. A model measured twice under one protocol is merged into one row at
+    the mean latency, with a warning naming both lines."""
     from latency_models import read_measurements
+    from latency_models.measurements import merge_duplicates
 
     rows: list[Measurement] = []
     for path in paths:
@@ -78,7 +80,10 @@ def _measurement_rows(paths: list[Path], storage: str | None) -> tuple[list[Meas
         from nas.storage import open_storage
 
         stored = open_storage(storage, create=False).measurements()
-    return rows + stored, len(stored)
+    merged, notes = merge_duplicates(rows + stored)
+    for note in notes:
+        err_console.print(f"warning: {note}", soft_wrap=True, highlight=False)
+    return merged, len(stored)
 
 
 @latency_app.command("fit")
@@ -102,13 +107,20 @@ def fit(
     from nas.outputs import check_output_path
 
     check_output_path(out, folder=False, example="predictor.json")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from latency_models import calibration_csv, fit_predictor
+    from latency_models.defaults import PREDICTOR_VERSION
 
     rows, stored = _measurement_rows(measurements or [calibration_csv()], storage)
     cache = _feature_cache()
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:
         tasks: dict[str, Any] = {}
 
@@ -118,9 +130,12 @@ def fit(
             progress.update(tasks[stage], completed=done)
 
         result = fit_predictor(rows, cache=cache, ridge=ridge, cross_validate=cross_validate,
-                               progress=report)
+                               progress=report, version=PREDICTOR_VERSION)
     predictor = result.predictor
-    predictor.training["sources"] = [str(p) for p in measurements or [calibration_csv()]]
+    # the shipped file by name, not by this machine's path: the same recipe, the same artifact
+    predictor.training["sources"] = [
+        "latency_models/data/calibration.csv (shipped)" if p == calibration_csv() else str(p)
+        for p in measurements or [calibration_csv()]]
     predictor.training["stored_measurements"] = stored
     predictor.save(out)
     if result.skipped:
@@ -197,8 +212,9 @@ def calibrate_command(
         table.add_row(Text(r["group"]), str(r["rows"]), f"{r['scale']:.3f}",
                       f"{r['offset_ms']:.3f}", _fmt(r["fit_mape"]))
     console.print(table)
-    console.print(f"wrote {out}; predict with: swiftnas latency predict --predictor {out} "
-                  "--device DEVICE ...")
+    console.print(f"wrote {out}; predict with: "
+                  + command_hint("latency", "predict", "--predictor", str(out))
+                  + " --device DEVICE ...", soft_wrap=True)
 
 
 def _predictor(path: Path | None) -> LatencyPredictor:
@@ -548,6 +564,7 @@ def import_measurements(
     from latency_models import read_measurements
     from latency_models.architectures import check_timm_names
     from latency_models.devices import canonical_devices, known_devices
+    from latency_models.measurements import merge_duplicates
     from nas.storage import open_storage
     from nas.storage.storage import storage_exists
 
@@ -558,6 +575,9 @@ def import_measurements(
     known = known_devices(m.device for m in store.measurements()) if store is not None \
         else known_devices()
     rows, new = canonical_devices(rows, known, new_devices=new_device or ())
+    rows, notes = merge_duplicates(rows)  # within the file; stored rows stay as they are
+    for note in notes:
+        err_console.print(f"warning: {note}", soft_wrap=True, highlight=False)
     for device in new:
         err_console.print(f"new device {device!r} (known: {', '.join(known)})", soft_wrap=True)
     store = store or open_storage(storage)

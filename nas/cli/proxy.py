@@ -54,7 +54,13 @@ def evaluate(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
 ) -> None:
     """Spearman and Kendall of each proxy against trained accuracy, and time per network."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from nas.proxies import get_proxy
     from nas.proxies.evaluate import jsonl_specs, nas_bench_macro_specs, run_evaluation, summarise
@@ -73,7 +79,7 @@ def evaluate(
             import random
 
             specs = random.Random(seed).sample(specs, sample)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err_console, transient=True) as progress:
         task = progress.add_task("Scoring networks", total=len(specs))
         rows = run_evaluation(specs, names, batch_size=batch_size, seed=seed, workers=workers,

@@ -303,11 +303,11 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, preset_summary: bool = False)
             f"latencies are predicted from published measurements ({'; '.join(published)}), "
             "not from your phone; to calibrate them, measure 5 models it picks: "
             + command_hint("latency", "plan", "--device", loaded.device, "--study", loaded.name,
-                           "--out", "KIT", storage=loaded.storage.url), soft_wrap=True)
+                           storage=loaded.storage.url) + " --out KIT", soft_wrap=True)
     # soft_wrap: commands to copy are never broken across lines
-    console.print("export one: " + command_hint("export", "--study", loaded.name, "--trial", "N",
-                                                "--out", "DIR", storage=loaded.storage.url),
-                  soft_wrap=True)
+    console.print("export one: " + command_hint("export", "--study", loaded.name,
+                                                storage=loaded.storage.url)
+                  + " --trial N --out DIR", soft_wrap=True)
 
 
 def pareto(

@@ -210,8 +210,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
         if wanted and (not isinstance(value, wanted) or
                        (isinstance(value, bool) and bool not in wanted)):
             names = " or ".join(CONFIG_TYPE_NAMES[t] for t in wanted)
-            got = CONFIG_TYPE_NAMES.get(type(value), {list: "an array"}.get(
-                type(value), f"a {type(value).__name__}"))
+            kinds: dict[type, str] = {**CONFIG_TYPE_NAMES, list: "an array"}
+            got = kinds.get(type(value), f"a {type(value).__name__}")
             raise SearchError(f"config file {str(path)!r}: {key} must be {names}, but got "
                               f"{got}; e.g. {CONFIG_EXAMPLES[key]}")
     try:

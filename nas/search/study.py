@@ -248,7 +248,7 @@ def own_predictor(spec: StudySpec, settings: EvaluationSettings, store: Storage,
 
 
 def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, *,
-               heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
+               heartbeat_interval: int = DEFAULT_HEARTBEAT_S, n_trials: int | None = None,
                storages: tuple[Storage, SwiftNASRDBStorage] | None = None,
                surrogate: Any | None = None,
                ) -> tuple[optuna.Study, Storage, SwiftNASRDBStorage]:
@@ -282,9 +282,11 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     if fresh:
         if artifact is not None:  # first: a study with the identity always has its surrogate
             study.set_user_attr(SURROGATE_ATTR, artifact)
-        if spec.start_from_presets:  # before the identity: a labelled study has them queued
-            enqueue_presets(study, spec.space)
         study.set_user_attr(ATTR, wanted)
+        # after the identity: another driver that sees trials in a study adopts it only when
+        # it is labelled (a killed run in between leaves a study without presets, no harm)
+        if spec.start_from_presets:
+            enqueue_presets(study, spec.space, limit=n_trials)
     if study.metric_names != list(METRIC_NAMES):  # labels Optuna's plots, CLI, dashboard
         study.set_metric_names(list(METRIC_NAMES))
     study.set_user_attr("sampler", spec.sampler)  # the latest run's (may change on resume)
@@ -294,15 +296,17 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     return study, store, ostore
 
 
-def enqueue_presets(study: optuna.Study, space: SwiftFormerSpace) -> list[str]:
-    """Queue SwiftFormer's presets that ``space`` contains as the study's first trials
-    (Optuna's ``enqueue_trial``): the search starts from the hand designs, and its front
-    includes or dominates each of them that fits the budget. Returns the names queued."""
-    queued = []
+def enqueue_presets(study: optuna.Study, space: SwiftFormerSpace, *,
+                    limit: int | None = None) -> list[str]:
+    """Queue SwiftFormer's presets that ``space`` contains (at most ``limit``, so a short
+    study leaves none waiting) as the study's first trials (Optuna's ``enqueue_trial``): the
+    search starts from the hand designs, and its front includes or dominates each of them that
+    fits the budget. Returns the names queued."""
+    queued: list[str] = []
     for name, arch in PRESETS.items():
         params = space.params_of(arch)
-        if params is not None:
-            study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
+        if params is not None and (limit is None or len(queued) < limit):
+            study.enqueue_trial(params, skip_if_exists=True)
             queued.append(name)
     return queued
 
@@ -369,6 +373,7 @@ def run_study(
         with storage_errors(storages[0].url):
             study, store, ostore = open_study(spec, settings, storage_url,
                                               heartbeat_interval=heartbeat_interval,
+                                              n_trials=n_trials,
                                               storages=storages, surrogate=surrogate)
             return _drive(spec, study, store, ostore, executor, ask_lock, settings, surrogate,
                           n_trials, resumed_with=resumed_with,
