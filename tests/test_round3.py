@@ -412,3 +412,26 @@ def test_the_candidate_page_shows_how_many_attention_blocks_and_where():
                                  attn=[[], [0], [1, 3], []], resolution=224)
     table = stages_table(arch)
     assert list(table["attention"]) == ["0", "1 (block 0)", "2 (blocks 1, 3)", "0"]
+
+
+@pytest.mark.slow
+def test_a_refused_import_on_postgresql_creates_no_tables(tmp_path, capsys):
+    """A server database gets swiftnas's tables only once an import's rows pass."""
+    import tempfile
+
+    from tests._search_helpers import postgres_server
+
+    # not under tmp_path: the postgres user must reach the data folder
+    with tempfile.TemporaryDirectory() as d, postgres_server(Path(d)) as url:
+        typo = _csv(tmp_path / "b.csv", "iPhnoe 14")
+        code = main(["latency", "import", str(typo), "--storage", url])
+        _one_line_error(code, capsys.readouterr().err.strip(), "did you mean 'iPhone 14'?")
+        engine = sa.create_engine(url)
+        try:
+            assert not [t for t in sa.inspect(engine).get_table_names()
+                        if t.startswith("swiftnas")]
+        finally:
+            engine.dispose()
+        assert main(["latency", "import", str(_csv(tmp_path / "a.csv", "iphone 14 ")),
+                     "--storage", url]) == 0
+        assert [m.device for m in open_storage(url).measurements()] == ["iPhone 14"]

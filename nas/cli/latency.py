@@ -566,12 +566,12 @@ def import_measurements(
     from latency_models.devices import canonical_devices, known_devices
     from latency_models.measurements import merge_duplicates
     from nas.storage import open_storage
-    from nas.storage.storage import storage_exists
+    from nas.storage.storage import existing_storage
 
     rows = read_measurements(file)  # every row validated before anything is written
     check_timm_names(rows)
     # an existing storage's phones are known too; a new one is only created once rows pass
-    store = open_storage(storage) if storage_exists(storage) else None
+    store = existing_storage(storage)
     known = known_devices(m.device for m in store.measurements()) if store is not None \
         else known_devices()
     rows, new = canonical_devices(rows, known, new_devices=new_device or ())

@@ -236,6 +236,20 @@ def storage_exists(url: str) -> bool:
     return db is None or Path(db).is_file()
 
 
+def existing_storage(url: str) -> Storage | None:
+    """``url``'s storage when it already holds swiftnas's tables, else None (a SQLite file not
+    there yet, a server database without them): a command reads what is stored while it
+    validates its input, and creates the tables only once the input passed. An unreachable
+    server or an older schema raises, as ``open_storage`` does."""
+    if not storage_exists(url):
+        return None
+    store = Storage(create_engine(url))
+    if store.current_revision() is None:
+        return None
+    store.check_schema()
+    return store
+
+
 def open_storage(url: str = DEFAULT_STORAGE, *, create: bool = True) -> Storage:
     """Open ``url``. A database without swiftnas tables gets them when ``create``; one with an
     older schema raises ``StorageError`` naming `swiftnas db upgrade`."""
