@@ -369,6 +369,22 @@ def test_search_with_a_fitted_surrogate(tmp_path, capsys) -> None:
     for t in study.trials:
         acc = t.user_attrs["swiftnas"]["accuracy"]
         assert t.values[0] == pytest.approx(acc["top1"]) and acc["low"] < acc["top1"] < acc["high"]
+    # the same prediction from the CLI, for an architecture file and a preset
+    from search_spaces import ArchConfig
+
+    first = study.trials[0].user_attrs["swiftnas"]
+    arch_file = tmp_path / "a.json"
+    arch_file.write_text(ArchConfig.from_dict(first["arch"]).to_json())
+    capsys.readouterr()
+    assert main(["accuracy", "predict", "--surrogate", str(sur), "--arch", str(arch_file),
+                 "--arch", "xs", "--format", "json"]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    assert [p["arch"] for p in predicted] == [str(arch_file), "xs"]
+    assert predicted[0]["top1"] == pytest.approx(first["accuracy"]["top1"], rel=1e-9)
+    assert predicted[0]["low"] == pytest.approx(first["accuracy"]["low"], rel=1e-9)
+    assert predicted[1]["low"] < predicted[1]["top1"] < predicted[1]["high"]
+    assert main(["accuracy", "predict", "--surrogate", str(sur), "--arch", "xs"]) == 0
+    assert "Predicted top-1 on gen" in capsys.readouterr().out
     capsys.readouterr()
     assert main(["pareto", "--study", "sur", "--storage", url, "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)

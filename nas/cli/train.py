@@ -234,6 +234,37 @@ def accuracy_fit(
                   f"{out}", soft_wrap=True)
 
 
+@accuracy_app.command("predict")
+def accuracy_predict(
+    surrogate: Path = typer.Option(..., "--surrogate", help="Accuracy surrogate file (from "
+                                   "`swiftnas accuracy fit --out`)."),
+    arch: list[str] = typer.Option(..., "--arch", help="ArchConfig JSON file or preset (xs, "
+                                   "s, l1, l3); repeat for several."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
+) -> None:
+    """Predicted top-1 of architectures with its 90% interval, from a fitted surrogate."""
+    from nas.training.surrogate import AccuracySurrogate
+
+    from ._common import load_arch
+
+    model = AccuracySurrogate.load(surrogate)  # a bad file fails before any scoring
+    archs = [(spec, load_arch(spec)) for spec in arch]
+    rows: list[dict[str, Any]] = []
+    for spec, a in archs:
+        top1, low, high = model.predict_arch(a)
+        rows.append({"arch": spec, "arch_key": a.key(), "top1": top1, "low": low, "high": high,
+                     "dataset": model.dataset, "surrogate": model.kind})
+    if fmt == OutputFormat.json:
+        print_json(rows)
+        return
+    table = Table(title=f"Predicted top-1 on {model.dataset or '?'} ({model.kind} surrogate)")
+    for col in ("arch", "top-1 %", "90% interval"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["arch"], f"{r['top1']:.2f}", f"{r['low']:.2f}-{r['high']:.2f}")
+    console.print(table)
+
+
 def train_batch(
     study: str = typer.Option(..., "--study", help="The study whose candidates to train."),
     top: int = typer.Option(None, "--top", help="Train the K most accurate of its feasible "

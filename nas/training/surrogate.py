@@ -149,6 +149,16 @@ class AccuracySurrogate:
         m, s = float(mean[0]), float(std[0])
         return m, m - Z90 * s, m + Z90 * s
 
+    def predict_arch(self, arch: Any) -> tuple[float, float, float]:
+        """(top-1, low, high) of an architecture, its proxy score computed as a search does
+        (``nas.proxies.DEFAULT_SETTINGS``, the setting a surrogate is fitted with)."""
+        from latency_models import FeatureCache
+        from nas.proxies import DEFAULT_SETTINGS, score_arch
+
+        feats = FeatureCache().get(arch=arch)
+        scores = score_arch(arch, proxies=PROXY_FEATURES, settings=DEFAULT_SETTINGS)
+        return self.predict(arch, feats.params, int(feats.total("macs")), scores)
+
     # ---------------------------------------------------------------- artifact
     def to_dict(self) -> dict[str, Any]:
         return {"name": ARTIFACT_NAME, "version": self.version, "kind": self.kind,
