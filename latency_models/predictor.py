@@ -179,9 +179,9 @@ class LatencyPredictor:
         return next((f for f, c in self.families.items() if timm_name in c.timm_names), None)
 
     def family_correction(self, features: LatencyFeatures, group: str, cls: str,
-                          m: Measurement) -> float:
-        """The log correction a measurement row's family adds in ``group`` (0: none)."""
-        family = self.measurement_family(m)
+                          family: str | None) -> float:
+        """The log correction ``family`` adds to a model in ``group`` on compute class ``cls``
+        (0: no such family). Its slope reads the shared cost without a fallback's addition."""
         fam = self.families.get(family) if family else None
         return fam.log_correction(group, math.log(self.cost(features, cls))) if fam else 0.0
 
@@ -198,10 +198,8 @@ class LatencyPredictor:
         latency = cal.scale * cost + cal.offset_ms
         if fallback:
             latency *= math.exp(self.fallback_log_effect)
+        latency *= math.exp(self.family_correction(features, group, cal.compute_class, family))
         fam = self.families.get(family) if family else None
-        if fam is not None:
-            plain = self.cost(features, cal.compute_class) if fallback else cost
-            latency *= math.exp(fam.log_correction(group, math.log(plain)))
         # the family's own spread where it was measured in this group; a table the family
         # has no rows in predicts it as an unseen family would be (leave-one-table-out is
         # worse than leave-one-row-out), so with the group's wider spread
@@ -323,6 +321,7 @@ class LatencyPredictor:
                 f"predictor uses feature set {data.get('feature_set_version')!r}, this swiftnas "
                 f"computes {FEATURE_SET_VERSION}; refit it with `swiftnas latency fit`"
             )
+
         def parsed(name: str, parse: Callable[[Any], Any], default: Any = _REQUIRED) -> Any:
             """One field, parsed; a missing or mistyped one names itself in one line."""
             if name not in data and default is _REQUIRED:
@@ -550,7 +549,6 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
     nfam = int(d.family_index.max()) + 1
     per_family = options.family_ridge is not None
     power = options.power_ridge is not None
-
     if options.fallback not in ("scale", "ops", "constant", "scale+constant"):
         raise ValueError(f"SolveOptions.fallback must be scale, ops, constant or "
                          f"scale+constant, not {options.fallback!r}")
@@ -630,7 +628,6 @@ def _solve(d: _Design, measure_index: np.ndarray, ridge: float,
             jac[:n, bounds[4] + n_fb - 1] = added / total
         if per_family:
             jac[rows, bounds[5] + d.family_index] = 1.0
-
         jac[:n] *= root_w[:, None]
         row = n
         for b, strength, centred in penalties:
@@ -941,8 +938,8 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
         log_y = np.log([m.latency_ms for m in members])
         log_fb = out.fallback_log_effect * np.array([m.fallback for m in members], dtype=float)
         # a measured family's own correction applies in the new group too, as in prediction
-        log_fb += np.array([out.family_correction(f, g, cls, m) for f, m in
-                            zip(feats, members, strict=True)])
+        log_fb += np.array([out.family_correction(f, g, cls, out.measurement_family(m))
+                            for f, m in zip(feats, members, strict=True)])
         belief = offset_prior(predictor, cls, exclude=by_group) if prior > 0 else None
 
         def resid(p: np.ndarray, cost: np.ndarray = cost, log_y: np.ndarray = log_y,
