@@ -16,7 +16,7 @@ import search_spaces  # noqa: F401  (first: keeps `import timm` working, see REA
 from dashboard import data, plots
 from nas.search.escaping import screen_text
 from nas.search.export import model_name_for
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint
 
 PAGES = ["Studies", "Pareto explorer", "Candidate", "Latency model", "Optuna insights"]
 SLUGS = {"studies": 0, "pareto": 1, "candidate": 2, "latency": 3, "insights": 4}

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from search_spaces.text import shell_word
+
 from .measurements import Measurement, MeasurementError
 
 NEAR_MISS_EDITS = 2  # typos this far from a known name are refused; farther is a new phone
@@ -75,7 +77,7 @@ def canonical_device(name: str, known: Sequence[str], *, new_devices: Iterable[s
         prefix = f"{where}: " if where else ""
         raise MeasurementError(
             f"{prefix}unknown device {tidy!r}: did you mean {guess!r}? Fix the device column, or "
-            f"to add a new phone by that name on purpose pass --new-device {_quoted(tidy)}"
+            f"to add a new phone by that name on purpose pass --new-device {shell_word(tidy)}"
         )
     return tidy, True
 
@@ -103,9 +105,3 @@ def canonical_devices(rows: Sequence[Measurement], known: Sequence[str], *,
             new.append(device)
         out.append(m if device == m.device else replace(m, device=device))
     return out, new
-
-
-def _quoted(name: str) -> str:
-    import shlex
-
-    return shlex.quote(name)

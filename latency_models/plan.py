@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import ArchConfig, SwiftNASError
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint, markdown_text
 
 from .architectures import FeatureCache
 from .predictor import LatencyPredictor, PredictorError
@@ -149,11 +148,6 @@ Weights are random: latency does not depend on them. Do not change a package's i
 """
 
 
-def _markdown(text: str) -> str:
-    """``text`` on one line, every ASCII punctuation mark escaped: Markdown shows it as is."""
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))
-
-
 def write_kit(chosen: Sequence[PlanCandidate], *, device: str, reference: str, out_dir: Path,
               verbose: bool = False,
               on_progress: Callable[[int, int], None] | None = None) -> list[str]:
@@ -191,7 +185,7 @@ def write_kit(chosen: Sequence[PlanCandidate], *, device: str, reference: str, o
         write_measurement_rows(tmp / "measurements.csv", rows)
         # the device is user text: Markdown-escaped in prose, one quoted word in the command
         (tmp / "MEASURE.md").write_text(_MEASURE_MD.format(
-            device=_markdown(device), n=len(chosen), reference=_markdown(reference),
+            device=markdown_text(device), n=len(chosen), reference=markdown_text(reference),
             predict=command_hint("latency", "predict", "--predictor", "my_predictor.json",
                                  "--arch", "xs", "--device", device)))
         if out_dir.exists():

@@ -31,34 +31,3 @@ class InvalidArchError(SearchSpaceError):
 class UnknownPresetError(SearchSpaceError):
     """A preset name that is not registered."""
 
-
-def _shell_word(word: str) -> str:
-    """``word`` quoted for a POSIX shell, on one line: control characters (a newline in a study
-    name) go in bash's ``$'...'`` form, which still pastes as one exact argument."""
-    import shlex
-
-    if word.isprintable():
-        return shlex.quote(word)
-    escaped = "".join(
-        {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(
-            c, c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
-        for c in word)
-    return f"$'{escaped}'"
-
-
-def masked_url(url: str) -> str:
-    """A storage URL with its password replaced by ``***`` (as SQLAlchemy shows it)."""
-    import re
-
-    return re.sub(r"^([a-zA-Z0-9+.-]+://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
-
-
-def command_hint(*words: object, storage: str | None = None) -> str:
-    """A ``swiftnas`` command for the user to copy: one line, every word shell-quoted, and
-    ``--storage URL`` (password masked) when ``storage`` is given. Every command swiftnas
-    prints in a message is built here, so a hostile study name stays one inert argument."""
-    parts = ["swiftnas", *(str(w) for w in words)]
-    if storage is not None:
-        parts += ["--storage", masked_url(storage)]
-    return " ".join(p if p.replace("-", "").replace("_", "").isalnum() else _shell_word(p)
-                    for p in parts)

@@ -26,8 +26,8 @@ from nas.search import StudySpec, list_studies, load_study, run_study
 from nas.search.study import optuna_storage
 from nas.storage import open_storage
 from search_spaces import PRESETS, ArchConfig, RandomSuggester
-from search_spaces.errors import command_hint, masked_url
 from search_spaces.space import SwiftFormerSpace
+from search_spaces.text import command_hint, masked_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 REPO = Path(__file__).resolve().parent.parent

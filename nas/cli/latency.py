@@ -15,7 +15,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint
 
 from ._common import OutputFormat, console, err_console, load_arch, print_json
 

@@ -12,7 +12,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint
 
 from ._common import console, err_console, print_json
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from search_spaces.errors import masked_url
+from search_spaces.text import masked_url
 
 from ._common import OutputFormat, console, err_console, print_json
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import re
 
-# every ASCII punctuation character may be backslash-escaped in CommonMark; escaping all of them
-# also defeats GFM autolinks (www., http://), Streamlit's :color[...] directives and $math$
-_PUNCTUATION = re.compile(r"([!-.:-@\[-`{-~])")
+from search_spaces.text import markdown_text
 
-
-def markdown_text(value: object) -> str:
-    """``value`` as one line of Markdown that renders as exactly its text."""
-    return _PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+__all__ = ["markdown_text", "screen_text"]
 
 
 WORD_JOINER = "\u2060"  # invisible, zero width; breaks a pattern without changing what shows

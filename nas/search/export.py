@@ -25,7 +25,7 @@ from typing import Any
 
 from nas.outputs import check_output_path
 from search_spaces import ArchConfig
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint
 
 from .cache import record_export
 from .escaping import markdown_text

@@ -16,7 +16,7 @@ from nas.proxies.settings import combine_score
 from nas.storage import Storage, open_storage
 from nas.storage.models import PredictorRow
 from search_spaces import PRESETS
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint
 
 from .accuracy import study_surrogate, with_accuracy
 from .cache import cached_evaluation, register_predictor, save_evaluation

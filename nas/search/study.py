@@ -33,7 +33,7 @@ from latency_models.defaults import load_predictor
 from nas.storage import Storage, StorageError, open_storage
 from nas.storage.storage import connect_problem, engine_kwargs, one_line
 from search_spaces import PRESETS, ArchConfig, SwiftFormerSpace
-from search_spaces.errors import masked_url
+from search_spaces.text import masked_url
 
 from .accuracy import SURROGATE_ATTR, objective, surrogate_digest, with_accuracy
 from .cache import cached_evaluation, register_predictor, save_evaluation, stored_predictor

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
 
 from search_spaces import ArchConfig, SwiftNASError
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint
 
 from .models import MeasurementRow
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.storage import Storage, open_storage
-from search_spaces.errors import command_hint
+from search_spaces.text import command_hint
 
 from .data import load_data
 from .errors import TrainingError
