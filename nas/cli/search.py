@@ -121,7 +121,7 @@ def search(
         f"one this storage knew), {progress.feasible} feasible, "
         f"{progress.failed_this_run} failed in this run ({progress.failed} in the study), "
         f"{progress.trials_per_minute:.1f} trials/min")
-    _print_front(_load(url, spec.name), fmt="table", preset_summary=True)
+    _print_front(_load(url, spec.name), fmt="table", summary_after=progress.complete)
 
 
 def _duration(seconds: float | None) -> str:
@@ -246,7 +246,9 @@ def _preset_summary(front: list[Candidate], refs: list[Candidate], budget_ms: fl
                if usual else ""))
 
 
-def _print_front(loaded: LoadedStudy, *, fmt: str, preset_summary: bool = False) -> None:
+def _print_front(loaded: LoadedStudy, *, fmt: str, summary_after: int | None = None) -> None:
+    """The front as ``fmt``; with ``summary_after`` (the search's complete trials) the table
+    ends with which presets it beats (``_preset_summary``)."""
     front, refs = _front(loaded)
     if fmt == "json":
         print_json({"study": loaded.name, "device": loaded.device,
@@ -285,15 +287,9 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, preset_summary: bool = False)
     console.print(table)
     if not front:
         console.print("no feasible trial yet: raise --latency-budget-ms or run more trials")
-    elif preset_summary:
-        from optuna.trial import TrialState
-
-        from nas.search.trials import trial_stats
-
-        stats = trial_stats(loaded.study)
-        trials = stats["counts"][TrialState.COMPLETE] if stats else 0
-        console.print(_preset_summary(front, refs, loaded.budget_ms, trials), soft_wrap=True,
-                      highlight=False)
+    elif summary_after is not None:
+        console.print(_preset_summary(front, refs, loaded.budget_ms, summary_after),
+                      soft_wrap=True, highlight=False)
     from latency_models.measurements import DEFAULT_SOURCE, group_source
 
     published = sorted({c.latency_group for c in [*front, *refs] if c.latency_group

@@ -229,11 +229,16 @@ class Storage:
         ]
 
 
+def _missing_file(engine: sa.Engine) -> str | None:
+    """The file of a SQLite engine when it is not there yet (connecting would create it)."""
+    db = sqlite_path(engine)
+    return db if db and not Path(db).is_file() else None
+
+
 def storage_exists(url: str) -> bool:
     """False for a SQLite file (or its folder) that is not there yet; True for servers, which
     commands open without creating anything but swiftnas's tables."""
-    db = sqlite_path(create_engine(url)) if url.startswith("sqlite") else None
-    return db is None or Path(db).is_file()
+    return _missing_file(create_engine(url)) is None
 
 
 def existing_storage(url: str) -> Storage | None:
@@ -241,9 +246,10 @@ def existing_storage(url: str) -> Storage | None:
     there yet, a server database without them): a command reads what is stored while it
     validates its input, and creates the tables only once the input passed. An unreachable
     server or an older schema raises, as ``open_storage`` does."""
-    if not storage_exists(url):
+    engine = create_engine(url)
+    if _missing_file(engine) is not None:
         return None
-    store = Storage(create_engine(url))
+    store = Storage(engine)
     if store.current_revision() is None:
         return None
     store.check_schema()
@@ -254,8 +260,8 @@ def open_storage(url: str = DEFAULT_STORAGE, *, create: bool = True) -> Storage:
     """Open ``url``. A database without swiftnas tables gets them when ``create``; one with an
     older schema raises ``StorageError`` naming `swiftnas db upgrade`."""
     engine = create_engine(url)
-    db = sqlite_path(engine)
-    if not create and db and not Path(db).is_file():
+    db = _missing_file(engine)
+    if not create and db:
         # readers (pareto, studies, dashboard) must not leave an empty database behind
         raise StorageError(f"no such storage: {db!r} does not exist; check --storage, or create "
                            "it with `swiftnas search` or `swiftnas db upgrade`")
