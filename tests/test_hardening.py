@@ -207,10 +207,9 @@ def test_failed_evaluation_write_stores_nothing_on_sqlite(tmp_path, monkeypatch)
     assert cache.cached_evaluation(store, ev.arch, settings, pid) is not None
 
 
-def test_cached_scores_of_another_score_definition_are_not_reused(tmp_path, monkeypatch) -> None:
+def test_cached_scores_of_another_score_definition_are_not_reused(tmp_path) -> None:
     """The evaluation cache outlives studies: a default score computed under other weights (an
     older swiftnas) must be recomputed, not served to a new study."""
-    from nas.proxies import settings as proxy_settings
     from nas.search import cache
     from nas.search.evaluation import evaluate_arch
     from nas.search.study import prepare_settings
@@ -222,8 +221,8 @@ def test_cached_scores_of_another_score_definition_are_not_reused(tmp_path, monk
     cache.save_evaluation(store, ev, settings, pid)
     hit = cache.cached_evaluation(store, ev.arch, settings, pid)
     assert hit == dataclasses.replace(ev, cached=True, worker="")  # every stored field
-    monkeypatch.setattr(proxy_settings, "DEFAULT_SCORE_WEIGHTS", {"swap": 1.0})
-    assert cache.cached_evaluation(store, ev.arch, settings, pid) is None
+    other = dataclasses.replace(settings, score_weights={"swap": 1.0})  # another definition
+    assert cache.cached_evaluation(store, ev.arch, other, pid) is None
 
 
 # ---------------------------------------------------------------------- bad input, one line

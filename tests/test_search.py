@@ -260,27 +260,40 @@ def test_existing_study_with_other_identity_is_refused(finished_study, capsys, t
     assert [(t.number, t.state, t.values) for t in _trials(url, name)] == before
 
 
-def test_a_study_scored_with_another_default_score_is_not_resumed() -> None:
-    # Studies created before the identity recorded the score were scored with the legacy
-    # weights: they resume while the default equals them, and are refused (with both
-    # definitions named) once it differs, instead of mixing two objectives in one front.
-    from nas.proxies import DEFAULT_SCORE_WEIGHTS, LEGACY_SCORE_WEIGHTS, describe_score
+def test_a_study_resumes_with_its_own_score_definition(tmp_path) -> None:
+    # A new default score is a new objective key: a study started under an older definition
+    # (or before the identity recorded it: the legacy one) resumes, scored with its own, and
+    # check_identity still refuses two different definitions in one study.
+    from nas.proxies import DEFAULT_SCORE_WEIGHTS, PREVIOUS_SCORE_WEIGHTS, describe_score
     from nas.search.spec import check_identity
+
+    assert PREVIOUS_SCORE_WEIGHTS != DEFAULT_SCORE_WEIGHTS
+    url = f"sqlite:///{tmp_path}/old.db"
+    spec = StudySpec(name="old", latency_budget_ms=1.2, population_size=4, seed=5,
+                     start_from_presets=False)
+    run_study(spec, url, 1)
+    study = optuna.load_study(study_name="old", storage=url)
+    ident = dict(study.user_attrs["swiftnas"])
+    study.set_user_attr("swiftnas", {**ident, "score": PREVIOUS_SCORE_WEIGHTS})
+    run_study(spec, url, 3)  # resumes (no refusal)
+    trials = _trials(url, "old")
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 3
+    from nas.proxies import score_arch
+    from search_spaces import ArchConfig
+
+    for t in (t for t in trials if t.number > 0):
+        arch = ArchConfig.from_dict(t.user_attrs["swiftnas"]["arch"])
+        old = score_arch(arch, proxies=("score",), score_weights=PREVIOUS_SCORE_WEIGHTS)
+        assert t.values[0] == pytest.approx(old["score"], rel=1e-6)
+    assert optuna.load_study(study_name="old", storage=url).user_attrs["swiftnas"]["score"] \
+        == PREVIOUS_SCORE_WEIGHTS
 
     wanted = StudySpec(name="s", latency_budget_ms=1.0).identity("digest")
     assert wanted["score"] == DEFAULT_SCORE_WEIGHTS
-    check_identity("s", dict(wanted), wanted, "sqlite:///x.db")
-    legacy = {k: v for k, v in wanted.items() if k != "score"}
-    other = {**wanted, "score": {"swap": 1.0, "grad_norm": 2.0}}
-    for stored, old in ((legacy, LEGACY_SCORE_WEIGHTS), (other, other["score"])):
-        if old == DEFAULT_SCORE_WEIGHTS:
-            check_identity("s", stored, wanted, "sqlite:///x.db")
-            continue
-        with pytest.raises(SearchError) as info:
-            check_identity("s", stored, wanted, "sqlite:///x.db")
-        assert describe_score(old) in str(info.value)
-        assert describe_score(DEFAULT_SCORE_WEIGHTS) in str(info.value)
-        assert "start a new --study" in str(info.value)
+    with pytest.raises(SearchError) as info:
+        check_identity("s", {**wanted, "score": PREVIOUS_SCORE_WEIGHTS}, wanted, "sqlite:///x")
+    assert describe_score(PREVIOUS_SCORE_WEIGHTS) in str(info.value)
+    assert "start a new --study" in str(info.value)
 
 
 def test_config_file_values_and_errors(tmp_path: Path) -> None:

@@ -55,7 +55,16 @@ def search(
                                    "`swiftnas latency fit` (default: the shipped one)."),
     accuracy: str = typer.Option(
         None, "--accuracy", help="The accuracy objective: proxy (default: the training-free "
-        "score) or surrogate (predicted top-1 of --surrogate, from `swiftnas accuracy fit`)."),
+        "score), surrogate (predicted top-1 of --surrogate, from `swiftnas accuracy fit`) or "
+        "trained (the proxy search, then train the candidates the surrogate's upper confidence "
+        "bound picks on the front: --train-data, --train-budget)."),
+    train_data: str = typer.Option(None, "--train-data", help="With --accuracy trained: "
+                                   "'fashion-mnist' or an image folder (as `swiftnas train`)."),
+    train_budget: int = typer.Option(None, "--train-budget", help="With --accuracy trained: "
+                                     "how many of the study's candidates to train in all "
+                                     "(a resumed study counts what it has)."),
+    train_out: Path = typer.Option(None, "--train-out", help="With --accuracy trained: folder "
+                                   "of the trainings' checkpoints (default swiftnas-runs/STUDY)."),
     surrogate: Path = typer.Option(None, "--surrogate", help="Accuracy surrogate file (with "
                                    "--accuracy surrogate)."),
     heartbeat_interval: int = typer.Option(
@@ -80,7 +89,9 @@ def search(
              "population_size": population_size,
              "predictor": str(predictor) if predictor else None,
              "heartbeat_interval": heartbeat_interval, "accuracy": accuracy,
-             "surrogate": str(surrogate) if surrogate else None, "presets": presets}
+             "surrogate": str(surrogate) if surrogate else None, "presets": presets,
+             "train_data": train_data, "train_budget": train_budget,
+             "train_out": str(train_out) if train_out else None}
     opts = {**cfg, **{k: v for k, v in flags.items() if v is not None}}
     for key, flag in (("study", "--study NAME"), ("latency_budget_ms", "--latency-budget-ms X")):
         if key not in opts:
@@ -88,8 +99,19 @@ def search(
     url = opts.get("storage", DEFAULT_STORAGE)
     n_trials = int(opts.get("trials", 100))
     objective = opts.get("accuracy", "proxy")
-    if objective not in ("proxy", "surrogate"):
-        raise SearchError(f"--accuracy must be proxy or surrogate, but got {objective!r}")
+    if objective not in ("proxy", "surrogate", "trained"):
+        raise SearchError(f"--accuracy must be proxy, surrogate or trained, but got "
+                          f"{objective!r}")
+    training = [k for k in ("train_data", "train_budget", "train_out") if k in opts]
+    if objective == "trained":
+        if "train_data" not in opts or "train_budget" not in opts:
+            raise SearchError("--accuracy trained needs --train-data (e.g. fashion-mnist) and "
+                              "--train-budget N (trainings in all, e.g. 12)")
+        if int(opts["train_budget"]) < 1:
+            raise SearchError(f"--train-budget must be at least 1 training, but got "
+                              f"{opts['train_budget']}; e.g. --train-budget 12")
+    elif training:
+        raise SearchError(f"--{training[0].replace('_', '-')} needs --accuracy trained")
     if (objective == "surrogate") != ("surrogate" in opts):
         raise SearchError("--accuracy surrogate and --surrogate FILE go together (fit one with "
                           "`swiftnas accuracy fit --out FILE`)")
@@ -101,6 +123,12 @@ def search(
         start_from_presets=bool(opts.get("presets", True)),
         **{k: opts[k] for k in ("space", "proxy") if k in opts},
     )
+    if objective == "trained":
+        from nas.training.data import check_data_spec
+
+        check_data_spec(str(opts["train_data"]))  # before any trial: a one-line error
+    else:
+        _refuse_trained_study(url, spec.name, objective)
     _quiet_optuna()
     reporter = (_BarReporter if err_console.is_terminal else _LineReporter)(spec.name, n_trials)
     try:
@@ -121,7 +149,63 @@ def search(
         f"one this storage knew), {progress.feasible} feasible, "
         f"{progress.failed_this_run} failed in this run ({progress.failed} in the study), "
         f"{progress.trials_per_minute:.1f} trials/min")
+    if objective == "trained":
+        _train_front(url, spec.name, opts)
     _print_front(_load(url, spec.name), fmt="table", summary_after=progress.complete)
+
+
+def _top1_cell(top: tuple[str, float, float | None, float | None] | None) -> Any:
+    """Measured top-1 in bold; a prediction with its 90% interval, marked "~"."""
+    from rich.text import Text
+
+    if top is None:
+        return "-"
+    source, top1, low, high = top
+    if source == "measured":
+        return Text(f"{top1:.2f} measured", style="bold")
+    return Text(f"~{top1:.2f} ({low:.1f}-{high:.1f})")
+
+
+def _existing_attrs(url: str, name: str) -> dict[str, Any] | None:
+    """The user attributes of study ``name`` when the storage and the study exist."""
+    from nas.search.study import optuna_storage
+    from nas.storage.storage import existing_storage
+
+    if existing_storage(url) is None:
+        return None
+    for summary in optuna_storage(url, create=False).get_all_studies():
+        if summary.study_name == name:
+            return dict(summary.user_attrs)
+    return None
+
+
+def _refuse_trained_study(url: str, name: str, objective: str) -> None:
+    from nas.search import SearchError
+    from nas.search.multifidelity import TRAINING_ATTR
+
+    attrs = _existing_attrs(url, name)
+    if attrs is not None and TRAINING_ATTR in attrs:
+        raise SearchError(f"study {name!r} was started with --accuracy trained, not "
+                          f"{objective}; resume it with --accuracy trained --train-data "
+                          "--train-budget, or choose a new --study")
+
+
+def _train_front(url: str, name: str, opts: dict[str, Any]) -> None:
+    from nas.search.multifidelity import TrainingEvent, train_front
+
+    def show(e: TrainingEvent) -> None:
+        if e.kind == "start":
+            err_console.print(f"training trial {e.trial} ({e.trained}/{e.budget} trained)",
+                              highlight=False)
+        else:
+            err_console.print(f"trained trial {e.trial}: top-1 {e.top1:.2f}% "
+                              f"({e.trained}/{e.budget} trained)", highlight=False)
+
+    out = Path(opts.get("train_out") or Path("swiftnas-runs") / name)
+    report = train_front(url, name, data=str(opts["train_data"]),
+                         budget=int(opts["train_budget"]), out=out, on_event=show)
+    err_console.print(f"study {name}: {report.trained} candidate(s) trained ({report.new} in "
+                      f"this run), budget {report.budget}", highlight=False)
 
 
 def _duration(seconds: float | None) -> str:
@@ -250,15 +334,26 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, summary_after: int | None = N
     """The front as ``fmt``; with ``summary_after`` (the search's complete trials) the table
     ends with which presets it beats (``_preset_summary``)."""
     front, refs = _front(loaded)
+    from nas.search.multifidelity import trained_top1
+
+    tops = trained_top1(loaded, [*front, *refs])  # empty unless the study trains its front
+
+    def with_top1(c: Any) -> dict[str, Any]:
+        if not tops:
+            return c.to_row()
+        source, top1, low, high = tops.get(c.arch.key(), ("", None, None, None))
+        return {**c.to_row(), "top1": top1, "top1_source": source or None, "top1_low": low,
+                "top1_high": high}
+
     if fmt == "json":
         print_json({"study": loaded.name, "device": loaded.device,
                     "latency_budget_ms": loaded.budget_ms,
-                    "front": [c.to_row() for c in front],
-                    "references": [r.to_row() for r in refs]})
+                    "front": [with_top1(c) for c in front],
+                    "references": [with_top1(r) for r in refs]})
         return
     if fmt == "csv":
-        rows = [{"kind": "front", **c.to_row()} for c in front]
-        rows += [{"kind": "reference", **r.to_row()} for r in refs]
+        rows = [{"kind": "front", **with_top1(c)} for c in front]
+        rows += [{"kind": "reference", **with_top1(r)} for r in refs]
         fields = list(dict.fromkeys(k for row in rows for k in row))
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
@@ -271,13 +366,15 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, summary_after: int | None = N
     table = Table(title=f"Feasible Pareto front of {loaded.name!r} on {loaded.device}, "
                   f"budget {loaded.budget_ms:g} ms ({what})")
     for col in ("trial", "top-1 %" if surrogate else "score", *(["top-1 90%"] if surrogate else []),
-                "latency ms", "90% interval", "params M", "GMACs", "attn", "dominates"):
+                *(["trained top-1 %"] if tops else []), "latency ms", "90% interval", "params M",
+                "GMACs", "attn", "dominates"):
         table.add_column(col, justify="left" if col in ("trial", "dominates") else "right")
     for c in [*front, *refs]:
         table.add_row(
             str(c.trial) if c.trial is not None else c.name.removeprefix("SwiftFormer-"),
             f"{c.accuracy_score:.3f}" if not surrogate else f"{c.accuracy_score:.2f}",
             *([f"{c.accuracy_low:.1f}-{c.accuracy_high:.1f}"] if surrogate else []),
+            *([_top1_cell(tops.get(c.arch.key()))] if tops else []),
             f"{c.latency_ms:.3f}", f"{c.latency_low_ms:.2f}-{c.latency_high_ms:.2f}",
             f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.3f}", str(c.arch.num_attn_blocks),
             ", ".join(d.removeprefix("SwiftFormer-") for d in c.dominates) or "-",

@@ -7,7 +7,6 @@ PostgreSQL database) that meet the same architecture at once both succeed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, TypeVar
 
@@ -69,15 +68,9 @@ def predictor_id(storage: Storage, digest: str) -> int | None:
         return session.scalars(sa.select(PredictorRow.id).filter_by(digest=digest)).first()
 
 
-def _stored_name(proxy: str) -> str:
-    """The name a proxy's value is cached under. The default score's carries a digest of its
-    weights, so that values computed under another definition are never reused."""
-    if proxy != "score":
-        return proxy
-    from nas.proxies import settings
-
-    weights = json.dumps(settings.DEFAULT_SCORE_WEIGHTS, sort_keys=True)
-    return f"score@{hashlib.sha256(weights.encode()).hexdigest()[:12]}"
+def _stored_name(proxy: str, settings: EvaluationSettings) -> str:
+    """The name a proxy's value is cached under (the score's carries its definition)."""
+    return settings.score_name if proxy == "score" else proxy
 
 
 def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSettings,
@@ -101,12 +94,13 @@ def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSe
     with storage.read_engine.connect() as conn:
         rows = conn.execute(query).all()
     by_name = {r.proxy: r for r in rows}
-    if not rows or any(_stored_name(p) not in by_name for p in settings.proxies):
+    if not rows or any(_stored_name(p, settings) not in by_name for p in settings.proxies):
         return None
-    first, row = by_name[_stored_name(settings.proxies[0])], rows[0]  # row: the shared columns
+    # row: the shared columns
+    first, row = by_name[_stored_name(settings.proxies[0], settings)], rows[0]
     return Evaluation(
         arch=arch, params=row.params, macs=row.macs,
-        proxy_scores={p: by_name[_stored_name(p)].value for p in settings.proxies},
+        proxy_scores={p: by_name[_stored_name(p, settings)].value for p in settings.proxies},
         latency_ms=row.latency_ms, latency_low_ms=row.low_ms, latency_high_ms=row.high_ms,
         latency_sigma_log=row.sigma_log, latency_group=row.group,
         proxy_seconds=first.proxy_seconds, latency_seconds=row.seconds,
@@ -125,7 +119,7 @@ def save_evaluation(storage: Storage, ev: Evaluation, settings: EvaluationSettin
         session.flush()
         for proxy, value in ev.proxy_scores.items():
             _get_or_add(session, ProxyScoreRow, {
-                "candidate_id": cand.id, "proxy": _stored_name(proxy),
+                "candidate_id": cand.id, "proxy": _stored_name(proxy, settings),
                 "settings_key": settings.proxy_key,
             }, {"value": value, "seconds": ev.proxy_seconds})
         _get_or_add(session, LatencyPredictionRow, {

@@ -9,12 +9,12 @@ import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
 from latency_models import FeatureCache, LatencyPredictor
-from nas.proxies import DEFAULT_SETTINGS, ProxySettings
+from nas.proxies import DEFAULT_SCORE_WEIGHTS, DEFAULT_SETTINGS, ProxySettings
 from search_spaces import ArchConfig
 
 # The objective is "score"; swap and grad_norm come from the same forward-backward pass, so they
@@ -36,10 +36,20 @@ class EvaluationSettings:
     predictor: dict[str, Any]  # the artifact itself (LatencyPredictor.to_dict), not a path
     proxy: ProxySettings = DEFAULT_SETTINGS
     proxies: tuple[str, ...] = DEFAULT_PROXIES
+    # what "score" means: the study's own definition (its identity records it), so a study
+    # started under an older default resumes with it
+    score_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SCORE_WEIGHTS))
 
     @cached_property
     def predictor_digest(self) -> str:
         return artifact_digest(self.predictor)
+
+    @property
+    def score_name(self) -> str:
+        """The score's name in the proxy-score cache: its weights' digest, so that values
+        computed under another definition are never reused."""
+        weights = json.dumps(self.score_weights, sort_keys=True)
+        return f"score@{hashlib.sha256(weights.encode()).hexdigest()[:12]}"
 
     @property
     def proxy_key(self) -> str:
@@ -101,7 +111,8 @@ def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
     t1 = time.perf_counter()
     from nas.proxies import score_arch  # torch: only where a candidate is really scored
 
-    scores = score_arch(arch, proxies=settings.proxies, settings=settings.proxy)
+    scores = score_arch(arch, proxies=settings.proxies, settings=settings.proxy,
+                        score_weights=settings.score_weights)
     t2 = time.perf_counter()
     return Evaluation(
         arch=arch, params=features.params, macs=int(features.total("macs")),

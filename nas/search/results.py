@@ -11,8 +11,7 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from nas.proxies import DEFAULT_SCORE_WEIGHTS, LEGACY_SCORE_WEIGHTS, ProxySettings
-from nas.proxies.settings import combine_score
+from nas.proxies import LEGACY_SCORE_WEIGHTS, ProxySettings
 from nas.storage import Storage, open_storage
 from nas.storage.models import PredictorRow
 from search_spaces import PRESETS
@@ -90,7 +89,8 @@ def study_settings(loaded: LoadedStudy) -> EvaluationSettings:
         raise SearchError(f"the predictor of study {loaded.name!r} is missing from the storage")
     return EvaluationSettings(device=ident["device"], predictor=json.loads(row.artifact_json),
                               proxy=ProxySettings(**ident["proxy"]),
-                              proxies=tuple(ident["proxies"]))
+                              proxies=tuple(ident["proxies"]),
+                              score_weights=dict(ident.get("score", LEGACY_SCORE_WEIGHTS)))
 
 
 def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Candidate]:
@@ -99,8 +99,6 @@ def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Cand
     reads, so it passes ``save=False``)."""
     settings = study_settings(loaded)
     surrogate = study_surrogate(loaded.study.user_attrs)
-    # the presets are scored as the study's trials were (its identity records the score)
-    weights = loaded.identity.get("score", LEGACY_SCORE_WEIGHTS)
     predictor_id = (register_predictor(loaded.storage, settings.predictor) if save
                     else cached_predictor_id(loaded.storage, settings.predictor_digest))
     out = []
@@ -111,12 +109,9 @@ def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Cand
             ev = evaluate_arch(arch, settings)
             if save and predictor_id is not None:
                 save_evaluation(loaded.storage, ev, settings, predictor_id)
-        summary = ev.summary()
-        if weights != DEFAULT_SCORE_WEIGHTS:  # a study scored under an older definition
-            summary["proxy_scores"]["score"] = combine_score(
-                weights, {**ev.proxy_scores, "params": ev.params, "macs": ev.macs})
+        # the presets are scored as the study's trials were (study_settings: its own score)
         out.append(from_summary(f"SwiftFormer-{name.upper()}",
-                                with_accuracy(summary, surrogate), loaded.budget_ms))
+                                with_accuracy(ev.summary(), surrogate), loaded.budget_ms))
     return out
 
 

@@ -111,9 +111,10 @@ class StudySpec:
             raise SearchError("an accuracy surrogate reads the proxy score at the default proxy "
                               "settings; drop the [proxy] table or search with --accuracy proxy")
 
-    def identity(self, predictor_digest: str,
-                 surrogate_digest: str | None = None) -> dict[str, Any]:
-        """What must match for a run to resume this study (JSON-able)."""
+    def identity(self, predictor_digest: str, surrogate_digest: str | None = None,
+                 score_weights: dict[str, float] | None = None) -> dict[str, Any]:
+        """What must match for a run to resume this study (JSON-able). ``score_weights``: the
+        definition of the score the study is scored with (default: this swiftnas's)."""
         extra = {} if surrogate_digest is None else {"surrogate_digest": surrogate_digest}
         return {**extra,
             "format": FORMAT,
@@ -123,7 +124,7 @@ class StudySpec:
             "space": space_to_dict(self.space),
             "proxy": dataclasses.asdict(self.proxy),
             "proxies": list(self.proxies),
-            "score": dict(DEFAULT_SCORE_WEIGHTS),
+            "score": dict(score_weights or DEFAULT_SCORE_WEIGHTS),
             "predictor_digest": predictor_digest,
         }
 
@@ -149,10 +150,10 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
             if old != new:
                 shown = describe_score(old) if isinstance(old, dict) else repr(old)[:80]
                 raise SearchError(
-                    f"study {name!r} in {storage_url} was scored with {shown}, and "
-                    f"this swiftnas scores with {describe_score(DEFAULT_SCORE_WEIGHTS)}; the "
-                    "two are not comparable, so start a new --study (the study's trials stay "
-                    "readable: pareto, export and the dashboard still work)"
+                    f"study {name!r} in {storage_url} was scored with {shown}, and this "
+                    f"run with {describe_score(dict(new or {}))}; the two are not comparable, "
+                    "so start a new --study (the study's trials stay readable: pareto, export "
+                    "and the dashboard still work)"
                 )
             continue
         if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
@@ -167,7 +168,8 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
 # ---------------------------------------------------------------------------------- TOML
 CONFIG_KEYS = {"study", "storage", "device", "latency_budget_ms", "trials", "sampler", "workers",
                "ray_address", "seed", "population_size", "predictor", "heartbeat_interval",
-               "space", "proxy", "accuracy", "surrogate", "presets"}
+               "space", "proxy", "accuracy", "surrogate", "presets", "train_data",
+               "train_budget", "train_out"}
 
 
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -175,7 +177,8 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "trials": (int,), "sampler": (str,), "workers": (int,), "ray_address": (str,),
     "seed": (int,), "population_size": (int,), "predictor": (str,),
     "heartbeat_interval": (int,), "space": (dict,), "proxy": (dict,), "accuracy": (str,),
-    "surrogate": (str,), "presets": (bool,)}
+    "surrogate": (str,), "presets": (bool,), "train_data": (str,), "train_budget": (int,),
+    "train_out": (str,)}
 CONFIG_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table",
                      bool: "true or false"}
 # what each key looks like in a study.toml, for the error that says a value has the wrong type
@@ -188,7 +191,9 @@ CONFIG_EXAMPLES = {
     "heartbeat_interval": "heartbeat_interval = 10",
     "space": "[space] (a table, with resolutions = [224] and [[space.stages]] tables)",
     "proxy": "[proxy] (a table, e.g. resolution = 64)", "accuracy": 'accuracy = "proxy"',
-    "surrogate": 'surrogate = "surrogate.json"', "presets": "presets = false"}
+    "surrogate": 'surrogate = "surrogate.json"', "presets": "presets = false",
+    "train_data": 'train_data = "fashion-mnist"', "train_budget": "train_budget = 12",
+    "train_out": 'train_out = "swiftnas-runs"'}
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from optuna.trial import Trial, TrialState
 
 from latency_models import LatencyPredictor, PredictorError
 from latency_models.defaults import load_predictor
+from nas.proxies.settings import LEGACY_SCORE_WEIGHTS
 from nas.storage import Storage, StorageError, open_storage
 from nas.storage.storage import connect_problem, engine_kwargs, one_line
 from search_spaces import PRESETS, ArchConfig, SwiftFormerSpace
@@ -249,6 +250,26 @@ def own_predictor(spec: StudySpec, settings: EvaluationSettings, store: Storage,
     return own, f"{artifact.get('name', '')} v{artifact.get('version', '?')}"
 
 
+def own_score(spec: StudySpec, settings: EvaluationSettings, ostore: SwiftNASRDBStorage,
+              surrogate: Any | None) -> EvaluationSettings:
+    """The score definition a run uses: a resumed study's own (its identity records it; studies
+    from before the record used the legacy one), else the surrogate's (its "score" feature was
+    computed with it), else this swiftnas's default. A new default never stops a study from
+    resuming."""
+    existing = next((s for s in ostore.get_all_studies() if s.study_name == spec.name), None)
+    identity = (existing.user_attrs.get(ATTR) if existing is not None else None)
+    if isinstance(identity, dict):
+        weights = identity.get("score", LEGACY_SCORE_WEIGHTS)
+    elif surrogate is not None:
+        weights = surrogate.score_weights
+    else:
+        return settings
+    if not (isinstance(weights, dict) and weights
+            and all(isinstance(v, int | float) for v in weights.values())):
+        return settings  # a damaged record: check_identity refuses it with its own message
+    return dataclasses.replace(settings, score_weights=dict(weights))
+
+
 def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, *,
                heartbeat_interval: int = DEFAULT_HEARTBEAT_S, n_trials: int | None = None,
                storages: tuple[Storage, SwiftNASRDBStorage] | None = None,
@@ -258,7 +279,8 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     store, ostore = storages or open_storages(storage_url, heartbeat_interval)
     artifact = surrogate.to_dict() if surrogate is not None else None
     wanted = spec.identity(settings.predictor_digest,
-                           surrogate_digest(artifact) if artifact is not None else None)
+                           surrogate_digest(artifact) if artifact is not None else None,
+                           score_weights=settings.score_weights)
     # not optuna.get_all_study_summaries: it loads and deep-copies every trial of every study
     existing = {s.study_name: s for s in ostore.get_all_studies()}
     # one COUNT query: Optuna's get_n_trials reads every trial (6 s at 10,000 trials)
@@ -369,6 +391,7 @@ def run_study(
     surrogate = load_surrogate(spec)
     storages = open_storages(storage_url, heartbeat_interval)
     settings, resumed_with = own_predictor(spec, settings, *storages)
+    settings = own_score(spec, settings, storages[1], surrogate)
     executor = make_executor(settings, workers=workers, ray_address=ray_address)
     ask_lock = AskLock(storages[0].engine, spec.name)
     try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.proxies.settings import DEFAULT_SCORE_WEIGHTS, LEGACY_SCORE_WEIGHTS, describe_score
+from nas.proxies.settings import DEFAULT_SCORE_WEIGHTS, LEGACY_SCORE_WEIGHTS
 
 from .errors import TrainingError
 
@@ -156,7 +156,8 @@ class AccuracySurrogate:
         from nas.proxies import DEFAULT_SETTINGS, score_arch
 
         feats = FeatureCache().get(arch=arch)
-        scores = score_arch(arch, proxies=PROXY_FEATURES, settings=DEFAULT_SETTINGS)
+        scores = score_arch(arch, proxies=PROXY_FEATURES, settings=DEFAULT_SETTINGS,
+                            score_weights=self.score_weights)
         return self.predict(arch, feats.params, int(feats.total("macs")), scores)
 
     # ---------------------------------------------------------------- artifact
@@ -196,16 +197,17 @@ class AccuracySurrogate:
                                 "feature set); refit it with `swiftnas accuracy fit`")
         if not all(np.isfinite(a).all() for a in (X, y, mean, std)) or (std <= 0).any():
             raise TrainingError("accuracy surrogate holds non-finite numbers; refit it")
-        weights = data.get("score_weights", LEGACY_SCORE_WEIGHTS)  # older files: the legacy score
-        if weights != DEFAULT_SCORE_WEIGHTS:
-            shown = describe_score(weights) if isinstance(weights, dict) else repr(weights)[:80]
-            raise TrainingError(f"accuracy surrogate was fitted on the score {shown}, and this "
-                                f"swiftnas scores with {describe_score(DEFAULT_SCORE_WEIGHTS)}; "
-                                "refit it with `swiftnas accuracy fit`")
+        # older files: the legacy score. A study run with this surrogate scores with the same
+        # definition (its "score" feature), so any stored definition stays usable.
+        weights = data.get("score_weights", LEGACY_SCORE_WEIGHTS)
+        if not (isinstance(weights, dict) and weights and all(
+                isinstance(k, str) and isinstance(v, int | float) for k, v in weights.items())):
+            raise TrainingError("accuracy surrogate is damaged (field 'score_weights' is not a "
+                                "table of proxy weights); refit it with `swiftnas accuracy fit`")
         return cls(kind=str(data["kind"]), feature_names=names, x_mean=mean.tolist(),
                    x_std=std.tolist(), X=X.tolist(), y=y.tolist(),
                    params=dict(data.get("params") or {}), dataset=str(data.get("dataset", "")),
-                   metrics=dict(data.get("metrics") or {}))
+                   metrics=dict(data.get("metrics") or {}), score_weights=dict(weights))
 
     @classmethod
     def load(cls, path: str | Path) -> AccuracySurrogate:

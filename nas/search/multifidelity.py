@@ -1,0 +1,252 @@
+"""Multi-fidelity search: after the cheap fidelity (proxy score or surrogate) has scored a
+study's candidates, train the ones the acquisition rule picks (``acquisition``), refitting the
+accuracy surrogate after every training, until the study holds ``budget`` trained candidates.
+
+``swiftnas search --accuracy trained --train-data DATA --train-budget N`` runs it after the
+search's trials. Trainings use ``swiftnas train``'s loop and land in the trained-results table
+(the cache: an experiment already stored is never trained again, by any driver or command).
+Each candidate trains into its own folder under ``out`` (checkpoint every epoch), so a killed
+driver resumes the training it was in. Drivers of one study pick under the study's lock and
+claim the candidate (study attribute ``swiftnas_training_claims``), so two drivers never train
+the same candidate; a claim whose process is gone (same host) is taken over and resumed.
+
+The study records what it trains with (attribute ``swiftnas_training``: dataset, its digest and
+the recipe): a later run with another dataset or recipe is refused, not mixed into one front.
+After every training the refitted surrogate is stored on the study (``swiftnas_front_surrogate``),
+so ``pareto``, ``export`` and the dashboard show measured top-1 where a candidate was trained
+and the surrogate's prediction with its 90% interval elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .acquisition import KAPPA, MIN_TRAINED, spread_front_picks, ucb_pick
+from .spec import SearchError
+
+TRAINING_ATTR = "swiftnas_training"
+CLAIMS_ATTR = "swiftnas_training_claims"
+FRONT_SURROGATE_ATTR = "swiftnas_front_surrogate"
+# the trained-space recipe (benchmarks/trained_space.py): minutes per candidate on 2 CPU cores
+DEFAULT_RECIPE = {"epochs": 2, "resolution": 64, "batch_size": 128, "lr": 2e-3,
+                  "train_subset": 5000, "val_subset": 5000}
+
+
+@dataclass
+class TrainingEvent:
+    kind: str  # "start" (a training begins), "done" (stored), "cached" (found stored)
+    trial: int
+    arch_key: str
+    trained: int  # trained candidates of the study so far
+    budget: int
+    top1: float | None = None
+
+
+@dataclass
+class FrontTrainingReport:
+    trained: int  # trained candidates of the study (any driver, any run)
+    new: int  # trained by this call
+    budget: int
+
+
+def _me() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim_is_live(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's driver: trust its claim
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_training_identity(study: Any, wanted: dict[str, Any]) -> None:
+    """Refuse a run whose dataset or recipe differs from the study's recorded one."""
+    stored = study.user_attrs.get(TRAINING_ATTR)
+    if stored is None:
+        return
+    for key, label in (("dataset", "--train-data"), ("dataset_digest", "--train-data (its "
+                       "contents)"), ("recipe_key", "training recipe")):
+        if stored.get(key) != wanted[key]:
+            raise SearchError(
+                f"study {study.study_name!r} trains with another {label} "
+                f"({str(stored.get('dataset', '?'))[:80]!r}, recipe {stored.get('recipe_key')}); "
+                "rerun with the study's own training options, or choose a new --study")
+
+
+def _features(c: Any) -> list[float]:
+    from nas.training.surrogate import arch_features
+
+    return arch_features(c.arch, c.params, c.macs, c.proxy_scores)
+
+
+def fit_front_surrogate(cands: list[Any], measured: dict[int, float]) -> Any | None:
+    """The accuracy surrogate on the trained candidates (None below ``MIN_TRAINED``)."""
+    if len(measured) < MIN_TRAINED:
+        return None
+    from nas.training.surrogate import AccuracySurrogate, feature_names
+
+    idx = sorted(measured)
+    return AccuracySurrogate.fit([_features(cands[i]) for i in idx],
+                                 [measured[i] for i in idx], names=feature_names(4), kind="gp")
+
+
+def train_front(storage_url: str, study_name: str, *, data: str, budget: int, out: Path,
+                recipe: Any | None = None, kappa: float = KAPPA, device: str = "auto",
+                on_event: Callable[[TrainingEvent], None] | None = None) -> FrontTrainingReport:
+    """Train the study's candidates the acquisition rule picks until ``budget`` of its feasible
+    candidates are trained (see the module docstring)."""
+    from nas.training import TrainRecipe
+    from nas.training.data import load_data
+    from nas.training.results import experiment_identity, find_result, record_training
+    from nas.training.trainer import TrainTarget, train, versions
+
+    from .coordination import AskLock
+    from .pareto import study_candidates
+    from .results import load_study
+
+    if budget < 1:
+        raise SearchError(f"--train-budget must be at least 1 training, but got {budget}")
+    recipe = recipe or TrainRecipe(**DEFAULT_RECIPE)  # type: ignore[arg-type]
+    dataset = load_data(data, recipe.resolution, train_subset=recipe.train_subset,
+                        val_subset=recipe.val_subset)
+    loaded = load_study(storage_url, study_name)
+    study, store = loaded.study, loaded.storage
+    wanted = {"dataset": dataset.name, "dataset_digest": dataset.digest,
+              "recipe_key": recipe.key(), "recipe": recipe.to_dict()}
+    check_training_identity(study, wanted)
+    if TRAINING_ATTR not in study.user_attrs:
+        study.set_user_attr(TRAINING_ATTR, wanted)
+
+    # one candidate per architecture, feasible only (the front the user asked for)
+    seen: set[str] = set()
+    cands = []
+    for c in study_candidates(study):
+        if c.feasible and c.arch.key() not in seen:
+            seen.add(c.arch.key())
+            cands.append(c)
+    if not cands:
+        raise SearchError(f"study {study_name!r} has no feasible candidate to train yet; run "
+                          "more trials or raise --latency-budget-ms")
+    latency = [c.latency_ms for c in cands]
+
+    def ident(c: Any) -> dict[str, str]:
+        return experiment_identity(c.arch.key(), dataset.name, dataset.digest, recipe)
+
+    def measured_now() -> dict[int, float]:
+        out_: dict[int, float] = {}
+        for i, c in enumerate(cands):
+            hit = find_result(store, **ident(c))
+            if hit is not None:
+                out_[i] = hit.top1
+        return out_
+
+    lock = AskLock(store.engine, f"{study_name}/training")
+    new = 0
+    try:
+        while True:
+            with lock.held():
+                measured = measured_now()
+                claims = dict(study_attrs(study).get(CLAIMS_ATTR) or {})
+                live = {k for k, owner in claims.items()
+                        if owner != _me() and _claim_is_live(str(owner))}
+                if len(measured) >= budget or len(measured) + len(live) >= len(cands):
+                    break
+                if len(measured) + len(live) >= budget:
+                    break  # the rest of the budget is being trained by other drivers
+                busy = set(measured) | {i for i, c in enumerate(cands) if c.arch.key() in live}
+                pick = _pick(cands, latency, measured, busy, kappa)
+                if pick is None:
+                    break
+                claims[cands[pick].arch.key()] = _me()
+                study.set_user_attr(CLAIMS_ATTR, claims)
+            c = cands[pick]
+            target = TrainTarget(arch=c.arch)
+            if on_event:
+                on_event(TrainingEvent("start", c.trial or 0, c.arch.key(), len(measured),
+                                       budget))
+            result = train(target, dataset, recipe, out / c.arch.key(), device=device,
+                           identity=ident(c))
+            stored = record_training(store, ident(c), arch_json=target.arch_json,
+                                     outcome=result, recipe=recipe,
+                                     origin=str((out / c.arch.key()).resolve()),
+                                     versions=versions())
+            new += 1
+            with lock.held():
+                claims = dict(study_attrs(study).get(CLAIMS_ATTR) or {})
+                claims.pop(c.arch.key(), None)
+                study.set_user_attr(CLAIMS_ATTR, claims)
+                measured = measured_now()
+                sur = fit_front_surrogate(cands, measured)
+                if sur is not None:
+                    study.set_user_attr(FRONT_SURROGATE_ATTR, sur.to_dict())
+            if on_event:
+                on_event(TrainingEvent("done", c.trial or 0, c.arch.key(), len(measured),
+                                       budget, top1=stored.top1))
+    finally:
+        lock.close()
+    return FrontTrainingReport(trained=len(measured_now()), new=new, budget=budget)
+
+
+def study_attrs(study: Any) -> dict[str, Any]:
+    """The study's user attributes, read fresh from storage (another driver may have written)."""
+    storage = study._storage
+    return dict(storage.get_study_user_attrs(study._study_id))
+
+
+def _pick(cands: list[Any], latency: list[float], measured: dict[int, float], busy: set[int],
+          kappa: float) -> int | None:
+    if len(measured) < MIN_TRAINED:  # the first picks spread over the cheap front
+        score = [c.accuracy_score for c in cands]
+        first = [i for i in spread_front_picks(latency, score, MIN_TRAINED) if i not in busy]
+        if first:
+            return first[0]
+        rest = spread_front_picks(latency, score, 1, exclude=sorted(busy))
+        return rest[0] if rest else None
+    sur = fit_front_surrogate(cands, measured)
+    assert sur is not None
+    mean, std = sur.predict_rows([_features(c) for c in cands])
+    std = std.copy()
+    for i in busy:
+        std[i] = 0.0
+    known = {**measured, **{i: float(mean[i]) for i in busy if i not in measured}}
+    return ucb_pick(latency, mean, std, known, kappa=kappa)
+
+
+def trained_top1(loaded: Any, candidates: list[Any]) -> dict[str, tuple[str, float, float | None,
+                                                                          float | None]]:
+    """arch key -> ("measured", top1, None, None) for a trained candidate of a multi-fidelity
+    study, ("predicted", mean, low, high) from the study's front surrogate elsewhere; empty for
+    a study without training."""
+    spec = loaded.study.user_attrs.get(TRAINING_ATTR)
+    if spec is None:
+        return {}
+    from nas.training.results import find_result
+
+    out: dict[str, tuple[str, float, float | None, float | None]] = {}
+    artifact = loaded.study.user_attrs.get(FRONT_SURROGATE_ATTR)
+    sur = None
+    if artifact is not None:
+        from nas.training.surrogate import AccuracySurrogate
+
+        sur = AccuracySurrogate.from_dict(artifact)
+    for c in candidates:
+        key = c.arch.key()
+        hit = find_result(loaded.storage, arch_key=key, dataset=spec["dataset"],
+                          dataset_digest=spec["dataset_digest"], recipe_key=spec["recipe_key"])
+        if hit is not None:
+            out[key] = ("measured", hit.top1, None, None)
+        elif sur is not None:
+            out[key] = ("predicted", *sur.predict(c.arch, c.params, c.macs, c.proxy_scores))
+    return out
