@@ -51,6 +51,11 @@ def _front(url: str, name: str) -> pd.DataFrame:
     return data.front(url, name)
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _trained_front(url: str, name: str) -> pd.DataFrame:
+    return data.trained_front(url, name)
+
+
 @st.cache_data(show_spinner="Scoring SwiftFormer XS/S/L1/L3 for reference...")
 def _references(url: str, name: str) -> pd.DataFrame:
     return data.references(url, name)
@@ -209,6 +214,14 @@ def page_pareto(url: str) -> None:
     picked = [p for p in selection.get(plots.PICK, []) if p.get("study") in chosen]
     if picked:
         _open_candidate(picked[0]["study"], int(picked[0]["trial"]))
+    for name in chosen:  # studies that train their front: its top-1, measured or predicted
+        tops = _guard(_trained_front, url, name)
+        if not tops.empty:
+            st.subheader(screen_text(f"Trained front of {name}"))
+            st.altair_chart(plots.trained_front_chart(tops), width="stretch")
+            st.caption(f"{int((tops['source'] == plots.TOP1_SOURCES[0]).sum())} of {len(tops)} "
+                       "front candidates trained (filled); the others show the surrogate's "
+                       "prediction, refitted on the trainings, with its 90% interval.")
     front = pd.concat([s[1][s[1]["pareto"] == True].assign(study=s[0])  # noqa: E712
                        for s in series])
     if not front.empty:
@@ -262,6 +275,12 @@ def page_candidate(url: str) -> None:
     m[2].metric("Params", f"{cand.params / 1e6:.2f} M")
     m[3].metric("MACs", f"{cand.macs / 1e9:.3f} G")
     m[4].metric("Attention blocks", cand.arch.num_attn_blocks)
+    top = _guard(data.candidate_top1, url, study, cand)
+    if top is not None:  # a study that trains its front
+        source, top1, low, high = top
+        st.write(f"**Trained top-1:** {top1:.2f} % (measured)" if source == "measured" else
+                 f"**Top-1, not trained:** ~{top1:.2f} % predicted (90% interval {low:.1f}-"
+                 f"{high:.1f} %)")
     status = ("on the feasible Pareto front" if on_front else
               "feasible, dominated" if cand.feasible else
               f"infeasible (over the {view.budget_ms:g} ms budget)")

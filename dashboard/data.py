@@ -133,6 +133,32 @@ def front(url: str, name: str) -> pd.DataFrame:
                         columns=["trial", "accuracy_score", "latency_ms"])
 
 
+def trained_front(url: str, name: str) -> pd.DataFrame:
+    """For a study that trains its front (``search --accuracy trained``): the feasible front's
+    top-1, measured where trained, else the front surrogate's prediction and 90% interval.
+    Empty for other studies."""
+    from nas.search.multifidelity import trained_top1
+
+    loaded = load_study(url, name)
+    front_ = study_front(loaded.study)
+    tops = trained_top1(loaded, front_)
+    rows = [{"trial": c.trial, "latency_ms": c.latency_ms, "top1": tops[c.arch.key()][1],
+             "low": tops[c.arch.key()][2], "high": tops[c.arch.key()][3],
+             "source": ("measured top-1" if tops[c.arch.key()][0] == "measured"
+                        else "predicted top-1 (90% interval)")}
+            for c in front_ if c.arch.key() in tops]
+    return pd.DataFrame(rows, columns=["trial", "latency_ms", "top1", "low", "high", "source"])
+
+
+def candidate_top1(url: str, name: str, cand: Candidate) -> tuple[str, float, float | None,
+                                                                   float | None] | None:
+    """("measured" | "predicted", top-1, low, high) of one candidate of a study that trains
+    its front; None otherwise."""
+    from nas.search.multifidelity import trained_top1
+
+    return trained_top1(load_study(url, name), [cand]).get(cand.arch.key())
+
+
 def references(url: str, name: str) -> pd.DataFrame:
     """SwiftFormer XS/S/L1/L3 under the study's proxy and predictor (read-only)."""
     return pd.DataFrame([{"name": c.name, **_columns(c)}

@@ -120,6 +120,33 @@ def pareto_chart(studies: Sequence[tuple[str, pd.DataFrame, float]],
         height=560, usermeta={"embedOptions": {"renderer": renderer}})
 
 
+TOP1_SOURCES = ("measured top-1", "predicted top-1 (90% interval)")
+
+
+def trained_front_chart(df: pd.DataFrame) -> alt.LayerChart:
+    """The front of a study that trains it, in top-1: measured points filled, predicted ones
+    hollow with their 90% interval as a bar; the legend names both."""
+    x = alt.X("latency_ms:Q", title="predicted latency (ms)", scale=alt.Scale(zero=False))
+    source = alt.Shape("source:N", scale=alt.Scale(domain=list(TOP1_SOURCES),
+                                                   range=["circle", "diamond"]),
+                       legend=alt.Legend(orient="bottom", title=None))
+    base = alt.Chart(df).encode(x=x)
+    bars = base.transform_filter(alt.datum.source == TOP1_SOURCES[1]).mark_rule(
+        color="#9467bd", opacity=0.6).encode(y=alt.Y("low:Q", title="top-1 (%)",
+                                                     scale=alt.Scale(zero=False)), y2="high:Q")
+    points = base.mark_point(size=110, strokeWidth=2).encode(
+        y=alt.Y("top1:Q", title="top-1 (%)", scale=alt.Scale(zero=False)), shape=source,
+        color=alt.Color("source:N", scale=alt.Scale(domain=list(TOP1_SOURCES),
+                                                    range=["#2ca02c", "#9467bd"]), legend=None),
+        fill=alt.condition(alt.datum.source == TOP1_SOURCES[0], alt.value("#2ca02c"),
+                           alt.value("white")),
+        tooltip=[alt.Tooltip("trial:Q"), alt.Tooltip("source:N"),
+                 alt.Tooltip("top1:Q", format=".2f"), alt.Tooltip("low:Q", format=".1f"),
+                 alt.Tooltip("high:Q", format=".1f"),
+                 alt.Tooltip("latency_ms:Q", format=".3f")])
+    return alt.LayerChart(layer=[bars, points]).properties(height=320)
+
+
 def architecture_chart(arch: ArchConfig) -> alt.LayerChart:
     """Blocks per stage: grey conv blocks, orange attention blocks; width scales box height."""
     blocks, labels = [], []

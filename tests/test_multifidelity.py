@@ -131,6 +131,7 @@ def test_train_front_trains_its_budget_once_and_pareto_shows_measured_and_predic
     shown = json.loads(capsys.readouterr().out)
     rows = shown["front"] + shown["references"]
     trained = {r.arch_key: r.top1 for r in results}
+    assert {r["top1_source"] for r in rows} == {"measured", "predicted"}  # both kinds shown
     for r in rows:
         if r["arch_key"] in trained:
             assert r["top1_source"] == "measured" and r["top1"] == pytest.approx(
@@ -143,6 +144,24 @@ def test_train_front_trains_its_budget_once_and_pareto_shows_measured_and_predic
     assert main(["pareto", "--study", "mf", "--storage", url]) == 0
     table = capsys.readouterr().out
     assert "trained" in table and "measured" in table  # the column (wrapped on a narrow tty)
+    # export's model card and the dashboard say which top-1 is measured
+    by_trial = {r["trial"]: r for r in shown["front"]}
+    for trial, r in by_trial.items():
+        out_dir = tmp_path / f"export_{trial}"
+        assert main(["export", "--study", "mf", "--storage", url, "--trial", str(trial),
+                     "--out", str(out_dir)]) == 0
+        card = (out_dir / "MODEL_CARD.md").read_text()
+        exported = json.loads((out_dir / "export.json").read_text())["top1"]
+        assert exported["source"] == r["top1_source"]
+        assert ("top-1, measured" in card) == (r["top1_source"] == "measured")
+        assert ("top-1, predicted (not trained)" in card) == (r["top1_source"] == "predicted")
+    from dashboard import data, plots
+
+    tops = data.trained_front(url, "mf")
+    assert sorted(tops["trial"]) == sorted(by_trial)
+    assert set(tops["source"]) <= set(plots.TOP1_SOURCES)
+    spec = json.dumps(plots.trained_front_chart(tops).to_dict())
+    assert all(s in spec for s in plots.TOP1_SOURCES)  # the legend names both
 
 
 def test_train_budget_and_mode_errors_are_one_line(tmp_path, capsys) -> None:

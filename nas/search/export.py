@@ -169,6 +169,17 @@ torchrun --nproc_per_node="${{NPROC:-8}}" "$HERE/train_timm.py" "$TIMM_TRAIN" "$
 '''
 
 
+def _top1_row(top1: dict[str, Any] | None) -> str:
+    """The model card's top-1 row in a study that trains its front (measured or predicted)."""
+    if top1 is None:
+        return ""
+    where = f"{markdown_text(top1['dataset'])}, {markdown_text(top1['recipe'])}"
+    if top1["source"] == "measured":
+        return f"\n| top-1, measured | **{top1['top1']:.2f} %** ({where}) |"
+    return (f"\n| top-1, predicted (not trained) | ~{top1['top1']:.2f} %, 90% interval "
+            f"{top1['low']:.1f} to {top1['high']:.1f} % ({where}) |")
+
+
 def _model_card(name: str, info: dict[str, Any], recipe: list[str],
                 kwargs: dict[str, Any] | None) -> str:
     lat = info["latency"]
@@ -198,7 +209,7 @@ A SwiftFormer architecture from swiftnas: {esc(info['origin'])}. Random weights 
 | predicted latency on {esc(lat['device'])} | {lat['latency_ms']:.3f} ms |
 | 90% interval | {lat['low_ms']:.3f} to {lat['high_ms']:.3f} ms |
 | latency predictor | {esc(lat['predictor'])} (calibration group: {esc(lat['group'])}) |
-| attention blocks | {info['num_attn_blocks']} |
+| attention blocks | {info['num_attn_blocks']} |{_top1_row(info.get('top1'))}
 | architecture key | `{info['arch_key']}` |
 
 Stages (attn: blocks with efficient additive attention, the others are conv blocks):
@@ -244,8 +255,10 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
                      device: str, predictor: str, latency_group: str = "",
                      coreml: bool = False, coreml_input: str = "image",
                      labels: list[str] | None = None, verbose: bool = False,
-                     overwrite: bool = False) -> ExportResult:
-    """Write the export files for ``candidate`` into ``out_dir`` (see the module docstring)."""
+                     overwrite: bool = False,
+                     top1: dict[str, Any] | None = None) -> ExportResult:
+    """Write the export files for ``candidate`` into ``out_dir`` (see the module docstring).
+    ``top1``: its measured or predicted top-1 in a study that trains its front."""
     import timm
 
     if not MODEL_NAME.fullmatch(model_name):
@@ -269,6 +282,7 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
                     "low_ms": candidate.latency_low_ms, "high_ms": candidate.latency_high_ms,
                     "interval": 0.9, "predictor": predictor, "group": latency_group},
         "timm_kwargs": kwargs, "train_flags": recipe,
+        **({"top1": top1} if top1 is not None else {}),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -325,8 +339,20 @@ def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
     settings = study_settings(loaded)
     predictor = f"{settings.predictor.get('name')} v{settings.predictor.get('version')} " \
                 f"({settings.predictor_digest[:12]})"
+    from .multifidelity import TRAINING_ATTR, trained_top1
+
+    top = trained_top1(loaded, [candidate]).get(candidate.arch.key())
+    top1 = None
+    if top is not None:
+        training = loaded.study.user_attrs[TRAINING_ATTR]
+        recipe = training.get("recipe") or {}
+        top1 = {"source": top[0], "top1": top[1], "low": top[2], "high": top[3],
+                "dataset": training["dataset"],
+                "recipe": f"{recipe.get('epochs', '?')} epochs at {recipe.get('resolution', '?')}"
+                          f" px ({training['recipe_key']})"}
     result = export_candidate(
         candidate, out_dir=out_dir, model_name=model_name_for(loaded.name, trial_number),
+        top1=top1,
         origin=f"study {loaded.name!r}, trial {trial_number}", device=loaded.device,
         predictor=predictor, latency_group=summary.get("latency_group", ""), coreml=coreml,
         coreml_input=coreml_input, labels=labels, verbose=verbose, overwrite=overwrite,
