@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nas.search.acquisition import spread_front_picks, ucb_pick
@@ -192,3 +194,84 @@ def test_train_budget_and_mode_errors_are_one_line(tmp_path, capsys) -> None:
         TRAINING_ATTR, {"dataset": "fashion-mnist", "dataset_digest": "x", "recipe_key": "r"})
     assert main([*base, "--trials", "3"]) == 2
     assert "was started with --accuracy trained" in capsys.readouterr().err
+
+
+_DRIVER = """
+import sys
+from pathlib import Path
+from nas.search.multifidelity import train_front
+from nas.training import TrainRecipe
+url, budget, out, epochs = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+recipe = TrainRecipe(epochs=epochs, resolution=32, batch_size=64, train_subset=128, val_subset=64)
+r = train_front(url, "mf", data="fashion-mnist", budget=budget, out=out, recipe=recipe)
+print("NEW", r.new, "TRAINED", r.trained)
+"""
+
+
+def _driver(url: str, budget: int, out: Path, epochs: int = 1):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", _DRIVER, url, str(budget), str(out),
+                             str(epochs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_two_drivers_never_train_one_candidate_twice_and_a_killed_one_resumes(tmp_path) -> None:
+    import signal
+    import time
+
+    from nas.storage import open_storage
+    from nas.training.results import list_results
+
+    url = f"sqlite:///{tmp_path}/mf.db"
+    _small_study(url, "mf", 12)
+    # two drivers at once on one study: together they train the budget, each candidate once
+    a, b = _driver(url, 4, tmp_path / "runs"), _driver(url, 4, tmp_path / "runs")
+    outs = [p.communicate(timeout=600) for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, outs
+    new = [int(o[0].split()[1]) for o in outs]
+    assert sum(new) == 4, outs  # nothing trained twice (the results table is unique too)
+    results = list_results(open_storage(url))
+    assert len(results) == 4 and len({r.arch_key for r in results}) == 4
+    # a driver killed in the middle of a training: the next run resumes that training
+    slow = _driver(url, 5, tmp_path / "runs")
+    deadline = time.monotonic() + 300
+    checkpoints: list[Path] = []
+    while time.monotonic() < deadline and not checkpoints:
+        known = {r.arch_key for r in results}
+        checkpoints = [p for p in (tmp_path / "runs").glob("*/checkpoint.safetensors")
+                       if p.parent.name not in known]
+        time.sleep(0.2)
+    slow.send_signal(signal.SIGKILL)
+    slow.wait()
+    if not checkpoints:  # it finished before the kill could land: nothing to resume
+        pytest.skip("the training finished before its first checkpoint was seen")
+    again = _driver(url, 5, tmp_path / "runs")
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    results = list_results(open_storage(url))
+    assert len(results) == 5 and len({r.arch_key for r in results}) == 5
+    resumed = checkpoints[0].parent.name
+    assert resumed in {r.arch_key for r in results}  # the interrupted candidate, finished
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_train_front_on_ray_workers(tmp_path) -> None:
+    from nas.search.multifidelity import train_front
+    from nas.storage import open_storage
+    from nas.training import TrainRecipe
+    from nas.training.results import list_results
+
+    url = f"sqlite:///{tmp_path}/mf.db"
+    _small_study(url, "mf", 10)
+    report = train_front(url, "mf", data="fashion-mnist", budget=3, out=tmp_path / "runs",
+                         recipe=TrainRecipe(**TINY), workers=2)
+    assert report.new == 3 and report.trained == 3
+    results = list_results(open_storage(url))
+    assert len({r.arch_key for r in results}) == 3
+    assert all((tmp_path / "runs" / r.arch_key / "checkpoint.safetensors").exists()
+               for r in results)  # the workers trained into the driver's folders

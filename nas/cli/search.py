@@ -65,6 +65,9 @@ def search(
                                      "(a resumed study counts what it has)."),
     train_out: Path = typer.Option(None, "--train-out", help="With --accuracy trained: folder "
                                    "of the trainings' checkpoints (default swiftnas-runs/STUDY)."),
+    train_minutes: float = typer.Option(None, "--train-minutes", help="With --accuracy trained: "
+                                        "start no training after this many minutes (those "
+                                        "under way finish); default: no time limit."),
     surrogate: Path = typer.Option(None, "--surrogate", help="Accuracy surrogate file (with "
                                    "--accuracy surrogate)."),
     heartbeat_interval: int = typer.Option(
@@ -91,7 +94,7 @@ def search(
              "heartbeat_interval": heartbeat_interval, "accuracy": accuracy,
              "surrogate": str(surrogate) if surrogate else None, "presets": presets,
              "train_data": train_data, "train_budget": train_budget,
-             "train_out": str(train_out) if train_out else None}
+             "train_out": str(train_out) if train_out else None, "train_minutes": train_minutes}
     opts = {**cfg, **{k: v for k, v in flags.items() if v is not None}}
     for key, flag in (("study", "--study NAME"), ("latency_budget_ms", "--latency-budget-ms X")):
         if key not in opts:
@@ -102,7 +105,8 @@ def search(
     if objective not in ("proxy", "surrogate", "trained"):
         raise SearchError(f"--accuracy must be proxy, surrogate or trained, but got "
                           f"{objective!r}")
-    training = [k for k in ("train_data", "train_budget", "train_out") if k in opts]
+    training = [k for k in ("train_data", "train_budget", "train_out", "train_minutes")
+                if k in opts]
     if objective == "trained":
         if "train_data" not in opts or "train_budget" not in opts:
             raise SearchError("--accuracy trained needs --train-data (e.g. fashion-mnist) and "
@@ -110,6 +114,9 @@ def search(
         if int(opts["train_budget"]) < 1:
             raise SearchError(f"--train-budget must be at least 1 training, but got "
                               f"{opts['train_budget']}; e.g. --train-budget 12")
+        if "train_minutes" in opts and not float(opts["train_minutes"]) > 0:
+            raise SearchError(f"--train-minutes must be a positive number of minutes, but got "
+                              f"{opts['train_minutes']}; e.g. --train-minutes 90")
     elif training:
         raise SearchError(f"--{training[0].replace('_', '-')} needs --accuracy trained")
     if (objective == "surrogate") != ("surrogate" in opts):
@@ -202,8 +209,12 @@ def _train_front(url: str, name: str, opts: dict[str, Any]) -> None:
                               f"({e.trained}/{e.budget} trained)", highlight=False)
 
     out = Path(opts.get("train_out") or Path("swiftnas-runs") / name)
+    minutes = opts.get("train_minutes")
     report = train_front(url, name, data=str(opts["train_data"]),
-                         budget=int(opts["train_budget"]), out=out, on_event=show)
+                         budget=int(opts["train_budget"]), out=out, on_event=show,
+                         workers=int(opts.get("workers", 0)),
+                         ray_address=opts.get("ray_address"),
+                         time_budget_s=None if minutes is None else 60 * float(minutes))
     err_console.print(f"study {name}: {report.trained} candidate(s) trained ({report.new} in "
                       f"this run), budget {report.budget}", highlight=False)
 

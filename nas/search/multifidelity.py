@@ -102,15 +102,87 @@ def fit_front_surrogate(cands: list[Any], measured: dict[int, float]) -> Any | N
                                  [measured[i] for i in idx], names=feature_names(4), kind="gp")
 
 
+class _InlineTrainer:
+    """Trains in this process, one candidate at a time (``--workers 0``)."""
+
+    def __init__(self, dataset: Any, recipe: Any, device: str) -> None:
+        self.dataset, self.recipe, self.device = dataset, recipe, device
+        self._queue: list[tuple[int, Any, Path, dict[str, str]]] = []
+
+    def submit(self, key: int, arch: Any, out: Path, ident: dict[str, str]) -> None:
+        self._queue.append((key, arch, out, ident))
+
+    def wait_one(self) -> tuple[int, Any]:
+        from nas.training.trainer import TrainTarget, train
+
+        key, arch, out, ident = self._queue.pop(0)
+        return key, train(TrainTarget(arch=arch), self.dataset, self.recipe, out,
+                          device=self.device, identity=ident)
+
+    def close(self) -> None:
+        pass
+
+
+class _RayTrainer:
+    """Trains on Ray tasks (``train-batch``'s task: workers train, only the driver writes); a
+    task whose worker died is retried by Ray and resumes from its checkpoint."""
+
+    def __init__(self, data: str, recipe: Any, workers: int, ray_address: str | None) -> None:
+        import ray
+        import torch
+
+        from nas.training.batch import _train_task
+
+        from .executors import check_reachable, start_ray
+
+        if ray_address is not None:
+            check_reachable(ray_address)
+        cuda = torch.cuda.is_available()
+        self.device = "cuda" if cuda else "cpu"
+        self.started = start_ray(ray_address, num_cpus=os.cpu_count() or 1,
+                                 num_gpus=torch.cuda.device_count() if cuda else None)
+        self.threads = max(1, (os.cpu_count() or 1) // workers) if ray_address is None else 1
+        self.remote = ray.remote(num_gpus=1 if cuda else 0, num_cpus=1 if cuda else self.threads,
+                                 max_retries=2)(_train_task)
+        self.data = data
+        self.recipe = {k: v for k, v in recipe.to_dict().items() if k != "version"}
+        self.pending: dict[Any, int] = {}
+
+    def submit(self, key: int, arch: Any, out: Path, ident: dict[str, str]) -> None:
+        ref = self.remote.remote(arch.to_json(indent=None), self.data, self.recipe, str(out),
+                                 self.device, self.threads)
+        self.pending[ref] = key
+
+    def wait_one(self) -> tuple[int, Any]:
+        import ray
+
+        ready, _ = ray.wait(list(self.pending), num_returns=1)
+        key = self.pending.pop(ready[0])
+        result, _, _ = ray.get(ready[0])
+        return key, result
+
+    def close(self) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
+
+
 def train_front(storage_url: str, study_name: str, *, data: str, budget: int, out: Path,
                 recipe: Any | None = None, kappa: float = KAPPA, device: str = "auto",
+                workers: int = 0, ray_address: str | None = None,
+                time_budget_s: float | None = None,
                 on_event: Callable[[TrainingEvent], None] | None = None) -> FrontTrainingReport:
     """Train the study's candidates the acquisition rule picks until ``budget`` of its feasible
-    candidates are trained (see the module docstring)."""
+    candidates are trained, or ``time_budget_s`` has passed (trainings under way finish); on
+    ``workers`` Ray tasks at once, or in this process with ``workers=0`` (see the module
+    docstring)."""
+    import time
+
     from nas.training import TrainRecipe
     from nas.training.data import load_data
     from nas.training.results import experiment_identity, find_result, record_training
-    from nas.training.trainer import TrainTarget, train, versions
+    from nas.training.trainer import TrainTarget, versions
 
     from .coordination import AskLock
     from .pareto import study_candidates
@@ -118,6 +190,8 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
 
     if budget < 1:
         raise SearchError(f"--train-budget must be at least 1 training, but got {budget}")
+    if workers < 0:
+        raise SearchError(f"--workers must be >= 0, but got {workers}")
     recipe = recipe or TrainRecipe(**DEFAULT_RECIPE)  # type: ignore[arg-type]
     dataset = load_data(data, recipe.resolution, train_subset=recipe.train_subset,
                         val_subset=recipe.val_subset)
@@ -152,33 +226,44 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
                 out_[i] = hit.top1
         return out_
 
+    def claim_next() -> int | None:
+        """Under the lock: the next pick, claimed; None when the budget is met or taken."""
+        measured = measured_now()
+        claims = dict(study_attrs(study).get(CLAIMS_ATTR) or {})
+        live = {k for k, owner in claims.items() if _claim_is_live(str(owner))}
+        busy = set(measured) | {i for i, c in enumerate(cands) if c.arch.key() in live}
+        if len(measured) + len(live - {cands[i].arch.key() for i in measured}) >= budget:
+            return None  # met, or the rest of the budget is being trained
+        pick = _pick(cands, latency, measured, busy, kappa)
+        if pick is not None:
+            claims[cands[pick].arch.key()] = _me()
+            study.set_user_attr(CLAIMS_ATTR, claims)
+        return pick
+
+    runner: Any = (_RayTrainer(data, recipe, workers, ray_address) if workers
+                   else _InlineTrainer(dataset, recipe, device))
     lock = AskLock(store.engine, f"{study_name}/training")
-    new = 0
+    started, new, in_flight = time.monotonic(), 0, 0
     try:
         while True:
-            with lock.held():
-                measured = measured_now()
-                claims = dict(study_attrs(study).get(CLAIMS_ATTR) or {})
-                live = {k for k, owner in claims.items()
-                        if owner != _me() and _claim_is_live(str(owner))}
-                if len(measured) >= budget or len(measured) + len(live) >= len(cands):
-                    break
-                if len(measured) + len(live) >= budget:
-                    break  # the rest of the budget is being trained by other drivers
-                busy = set(measured) | {i for i, c in enumerate(cands) if c.arch.key() in live}
-                pick = _pick(cands, latency, measured, busy, kappa)
+            while in_flight < max(1, workers) and (
+                    time_budget_s is None or time.monotonic() - started < time_budget_s):
+                with lock.held():
+                    pick = claim_next()
                 if pick is None:
                     break
-                claims[cands[pick].arch.key()] = _me()
-                study.set_user_attr(CLAIMS_ATTR, claims)
+                c = cands[pick]
+                if on_event:
+                    on_event(TrainingEvent("start", c.trial or 0, c.arch.key(),
+                                           len(measured_now()), budget))
+                runner.submit(pick, c.arch, out / c.arch.key(), ident(c))
+                in_flight += 1
+            if not in_flight:
+                break
+            pick, result = runner.wait_one()
+            in_flight -= 1
             c = cands[pick]
-            target = TrainTarget(arch=c.arch)
-            if on_event:
-                on_event(TrainingEvent("start", c.trial or 0, c.arch.key(), len(measured),
-                                       budget))
-            result = train(target, dataset, recipe, out / c.arch.key(), device=device,
-                           identity=ident(c))
-            stored = record_training(store, ident(c), arch_json=target.arch_json,
+            stored = record_training(store, ident(c), arch_json=TrainTarget(arch=c.arch).arch_json,
                                      outcome=result, recipe=recipe,
                                      origin=str((out / c.arch.key()).resolve()),
                                      versions=versions())
@@ -195,6 +280,7 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
                 on_event(TrainingEvent("done", c.trial or 0, c.arch.key(), len(measured),
                                        budget, top1=stored.top1))
     finally:
+        runner.close()
         lock.close()
     return FrontTrainingReport(trained=len(measured_now()), new=new, budget=budget)
 

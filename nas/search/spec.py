@@ -169,7 +169,7 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
 CONFIG_KEYS = {"study", "storage", "device", "latency_budget_ms", "trials", "sampler", "workers",
                "ray_address", "seed", "population_size", "predictor", "heartbeat_interval",
                "space", "proxy", "accuracy", "surrogate", "presets", "train_data",
-               "train_budget", "train_out"}
+               "train_budget", "train_out", "train_minutes"}
 
 
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -178,7 +178,7 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,), "population_size": (int,), "predictor": (str,),
     "heartbeat_interval": (int,), "space": (dict,), "proxy": (dict,), "accuracy": (str,),
     "surrogate": (str,), "presets": (bool,), "train_data": (str,), "train_budget": (int,),
-    "train_out": (str,)}
+    "train_out": (str,), "train_minutes": (int, float)}
 CONFIG_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table",
                      bool: "true or false"}
 # what each key looks like in a study.toml, for the error that says a value has the wrong type
@@ -193,7 +193,7 @@ CONFIG_EXAMPLES = {
     "proxy": "[proxy] (a table, e.g. resolution = 64)", "accuracy": 'accuracy = "proxy"',
     "surrogate": 'surrogate = "surrogate.json"', "presets": "presets = false",
     "train_data": 'train_data = "fashion-mnist"', "train_budget": "train_budget = 12",
-    "train_out": 'train_out = "swiftnas-runs"'}
+    "train_out": 'train_out = "swiftnas-runs"', "train_minutes": "train_minutes = 90"}
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
