@@ -91,6 +91,9 @@ def _features(c: Any) -> list[float]:
     return arch_features(c.arch, c.params, c.macs, c.proxy_scores)
 
 
+_LAST_FIT: dict[tuple[Any, ...], Any] = {}  # the latest fit: the pick after a refit reuses it
+
+
 def fit_front_surrogate(cands: list[Any], measured: dict[int, float]) -> Any | None:
     """The accuracy surrogate on the trained candidates (None below ``MIN_TRAINED``)."""
     if len(measured) < MIN_TRAINED:
@@ -98,8 +101,13 @@ def fit_front_surrogate(cands: list[Any], measured: dict[int, float]) -> Any | N
     from nas.training.surrogate import AccuracySurrogate, feature_names
 
     idx = sorted(measured)
-    return AccuracySurrogate.fit([_features(cands[i]) for i in idx],
-                                 [measured[i] for i in idx], names=feature_names(4), kind="gp")
+    key = tuple((cands[i].arch.key(), measured[i]) for i in idx)
+    if key not in _LAST_FIT:
+        _LAST_FIT.clear()
+        _LAST_FIT[key] = AccuracySurrogate.fit([_features(cands[i]) for i in idx],
+                                               [measured[i] for i in idx],
+                                               names=feature_names(4), kind="gp")
+    return _LAST_FIT[key]
 
 
 class _InlineTrainer:

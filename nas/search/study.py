@@ -64,9 +64,10 @@ DEFAULT_HEARTBEAT_S = 10
 # until a trial first dominated each preset within the budget, over 5 seeds of 150 trials
 # (`python -m benchmarks.search demo`, benchmarks/results/search.json "demo"). `swiftnas
 # search` quotes it when its front beats no preset yet.
-# Re-measured with latency v3, under which L1 fits the budget too.
-DEMO_TRIALS_TO_DOMINATE: dict[str, float] = {"SwiftFormer-XS": 24, "SwiftFormer-S": 37,
-                                             "SwiftFormer-L1": 62}
+# Re-measured with latency v3 (under which L1 fits the budget too) and the default score of
+# 2026-12-07 (`0.9 log(grad_norm) + 0.1 log(params)`).
+DEMO_TRIALS_TO_DOMINATE: dict[str, float] = {"SwiftFormer-XS": 10, "SwiftFormer-S": 26,
+                                             "SwiftFormer-L1": 47}
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
