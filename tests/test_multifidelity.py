@@ -178,6 +178,10 @@ def test_train_budget_and_mode_errors_are_one_line(tmp_path, capsys) -> None:
          "--train-budget must be at least 1"),
         (["--accuracy", "trained", "--train-budget", "3"], "needs --train-data"),
         (["--train-budget", "3"], "--train-budget needs --accuracy trained"),
+        (["--accuracy", "trained", "--train-data", "fashion-mnist", "--train-budget", "3",
+          "--surrogate", str(tmp_path / "s.json")], "fits its own surrogate"),
+        (["--accuracy", "trained", "--train-data", "fashion-mnist", "--train-budget", "3",
+          "--train-minutes", "0"], "--train-minutes must be a positive number"),
         (["--accuracy", "trained", "--train-data", str(tmp_path / "nope"), "--train-budget",
           "3"], "neither 'fashion-mnist' nor an existing folder"),
     ]

@@ -119,6 +119,10 @@ def search(
                               f"{opts['train_minutes']}; e.g. --train-minutes 90")
     elif training:
         raise SearchError(f"--{training[0].replace('_', '-')} needs --accuracy trained")
+    if objective == "trained" and "surrogate" in opts:
+        raise SearchError("--accuracy trained fits its own surrogate on the study's trainings "
+                          "(the dataset and recipe of --train-data), so a surrogate fitted on "
+                          "other data cannot mix in; drop --surrogate")
     if (objective == "surrogate") != ("surrogate" in opts):
         raise SearchError("--accuracy surrogate and --surrogate FILE go together (fit one with "
                           "`swiftnas accuracy fit --out FILE`)")
