@@ -189,8 +189,8 @@ def extract() -> None:
     import torch
     from timm.utils.model import reparameterize_model
 
-    from latency_models.architectures import atomic_write_text
     from search_spaces import build_model
+    from search_spaces.files import atomic_write_text
 
     cache = _load(MIL_CACHE) or {"version": FEATURE_SET_VERSION, "items": {}}
     seconds = _load(SECONDS)

@@ -64,7 +64,7 @@ def load_pool() -> list[dict[str, object]]:
 
 
 def features(pool: list[dict[str, object]]) -> np.ndarray:
-    from nas.training.surrogate import arch_features
+    from nas.evaluators.surrogate import arch_features
 
     return np.array([arch_features(c["arch"], c["params"], c["macs"], {"score": c["score"]})
                      for c in pool])
@@ -72,7 +72,7 @@ def features(pool: list[dict[str, object]]) -> np.ndarray:
 
 def run_loop(pool: list[dict[str, object]], X: np.ndarray, n: int,
              kappa: float = KAPPA) -> list[int]:
-    from nas.training.surrogate import AccuracySurrogate, feature_names
+    from nas.evaluators.surrogate import AccuracySurrogate, feature_names
 
     lat = [float(c["latency"]) for c in pool]  # type: ignore[arg-type]
     score = [float(c["score"]) for c in pool]  # type: ignore[arg-type]

@@ -261,7 +261,7 @@ def _surrogate_report(rows: list[dict[str, str]]) -> None:
     """Cross-validated rank correlation of the accuracy surrogate fitted on the first 10, 20
     and all trained points (in the benchmark's job order)."""
     from latency_models import FeatureCache
-    from nas.training.surrogate import MODELS, arch_features, cross_validate
+    from nas.evaluators.surrogate import MODELS, arch_features, cross_validate
 
     archs = {label: arch for label, arch in candidates()}
     cache = FeatureCache()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import ArchConfig, SwiftNASError
+from search_spaces.files import atomic_write_text
 
 from .featureset import FEATURE_SET_VERSION, LatencyFeatures
 
@@ -168,18 +169,6 @@ class FeatureCache:
                     "items": {k: v.to_dict() for k, v in self._items.items()}}
             self._dirty = False
         atomic_write_text(self.path, json.dumps(data))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def user_cache_dir() -> Path:

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from search_spaces import ArchConfig, SwiftNASError
+from search_spaces.files import atomic_write_text
 
-from .architectures import FeatureCache, atomic_write_text
+from .architectures import FeatureCache
 from .family import FamilyCalibration, FamilyOptions, fit_family
 from .featureset import (
     CATEGORIES,

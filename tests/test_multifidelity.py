@@ -35,10 +35,10 @@ def test_a_surrogate_keeps_the_score_definition_it_was_fitted_with(tmp_path) -> 
     # A surrogate's "score" feature was computed under one definition; a surrogate file from
     # before the default changed still loads, and a new study run with it scores with its
     # definition (so the feature means what it meant at fit time).
+    from nas.evaluators.surrogate import AccuracySurrogate, feature_names
     from nas.proxies import DEFAULT_SCORE_WEIGHTS, PREVIOUS_SCORE_WEIGHTS
     from nas.search.spec import StudySpec
     from nas.search.study import open_storages, own_score, prepare_settings
-    from nas.training.surrogate import AccuracySurrogate, feature_names
 
     rows = [[float(i + j) for j in range(len(feature_names(4)))] for i in range(6)]
     fitted = AccuracySurrogate.fit(rows, [70.0 + i for i in range(6)], names=feature_names(4),

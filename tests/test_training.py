@@ -280,7 +280,7 @@ def _generated(n: int, seed: int = 0):
     import math
 
     from latency_models import FeatureCache
-    from nas.training.surrogate import arch_features
+    from nas.evaluators.surrogate import arch_features
     from search_spaces import SwiftFormerSpace
 
     cache = FeatureCache()
@@ -298,7 +298,7 @@ def _generated(n: int, seed: int = 0):
 def test_surrogate_fit_save_load_and_monotone_sanity(tmp_path) -> None:
     from scipy.stats import spearmanr
 
-    from nas.training.surrogate import AccuracySurrogate, feature_names
+    from nas.evaluators.surrogate import AccuracySurrogate, feature_names
 
     rows, ys, _ = _generated(30)
     sur = AccuracySurrogate.fit(rows, ys, names=feature_names(4), dataset="gen")
@@ -325,8 +325,8 @@ def test_surrogate_fit_save_load_and_monotone_sanity(tmp_path) -> None:
     (lambda d: d.update(score_weights="swap"), "field 'score_weights' is not a table"),
 ])
 def test_damaged_surrogate_is_refused(tmp_path, change, needle) -> None:
+    from nas.evaluators.surrogate import AccuracySurrogate, feature_names
     from nas.training import TrainingError
-    from nas.training.surrogate import AccuracySurrogate, feature_names
 
     rows, ys, _ = _generated(8)
     data = AccuracySurrogate.fit(rows, ys, names=feature_names(4), kind="bayes_ridge").to_dict()

@@ -279,9 +279,9 @@ def predict(
 
 def _predict_csv(predictor: LatencyPredictor, path: Path, out: Path, source: str | None) -> None:
     from latency_models import MeasurementError
-    from latency_models.architectures import atomic_write_text
     from latency_models.measurements import decode_csv, parse_row
     from search_spaces import SwiftNASError
+    from search_spaces.files import atomic_write_text
 
     try:
         text = decode_csv(path.read_bytes(), name=str(path))

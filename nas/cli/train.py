@@ -216,7 +216,8 @@ def accuracy_fit(
     """Learn trained accuracy from the architecture and its proxy score, with uncertainty."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
-    from nas.training.surrogate import AccuracySurrogate, feature_names, training_rows
+    from nas.evaluators.surrogate import AccuracySurrogate, feature_names
+    from nas.training.surrogate import training_rows
 
     with Progress("computing features", BarColumn(), MofNCompleteColumn(), console=err_console,
                   transient=True) as progress:
@@ -243,7 +244,7 @@ def accuracy_predict(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
 ) -> None:
     """Predicted top-1 of architectures with its 90% interval, from a fitted surrogate."""
-    from nas.training.surrogate import AccuracySurrogate
+    from nas.evaluators.surrogate import AccuracySurrogate
 
     from ._common import load_arch
 

@@ -7,15 +7,9 @@ A surrogate study keeps its artifact on the study (user attribute ``swiftnas_sur
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 SURROGATE_ATTR = "swiftnas_surrogate"
-
-
-def surrogate_digest(artifact: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
 
 
 def with_accuracy(summary: dict[str, Any], surrogate: Any | None) -> dict[str, Any]:
@@ -42,6 +36,6 @@ def study_surrogate(study_user_attrs: dict[str, Any]) -> Any | None:
     artifact = study_user_attrs.get(SURROGATE_ATTR)
     if artifact is None:
         return None
-    from nas.training.surrogate import AccuracySurrogate
+    from nas.evaluators.surrogate import AccuracySurrogate
 
     return AccuracySurrogate.from_dict(artifact)

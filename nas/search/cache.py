@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nas.evaluators import digest
 from nas.storage import Storage
 from nas.storage.models import (
     CandidateRow,
@@ -24,7 +25,7 @@ from nas.storage.models import (
 )
 from search_spaces import ArchConfig
 
-from .evaluation import Evaluation, EvaluationSettings, artifact_digest
+from .evaluation import Evaluation, EvaluationSettings
 
 Row = TypeVar("Row", CandidateRow, PredictorRow, ProxyScoreRow, LatencyPredictionRow)
 
@@ -46,7 +47,7 @@ def _get_or_add(session: Session, model: type[Row], unique: dict[str, Any],
 
 def register_predictor(storage: Storage, artifact: dict[str, Any]) -> int:
     with storage.session(write=True) as session:
-        row = _get_or_add(session, PredictorRow, {"digest": artifact_digest(artifact)}, {
+        row = _get_or_add(session, PredictorRow, {"digest": digest(artifact)}, {
             "name": str(artifact.get("name", "")), "version": str(artifact.get("version", "")),
             "artifact_json": json.dumps(artifact, sort_keys=True),
         })

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from latency_models import FeatureCache, LatencyPredictor
+from nas.evaluators import digest
 from nas.proxies import DEFAULT_SCORE_WEIGHTS, DEFAULT_SETTINGS, ProxySettings
 from search_spaces import ArchConfig
 
@@ -21,11 +22,6 @@ from search_spaces import ArchConfig
 # are stored for free and shown beside it (dashboard, model card).
 DEFAULT_PROXIES: tuple[str, ...] = ("score", "swap", "grad_norm")
 OBJECTIVE_PROXY = "score"
-
-
-def artifact_digest(artifact: dict[str, Any]) -> str:
-    """SHA-256 of a predictor artifact's canonical JSON: what identifies a predictor."""
-    return hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ class EvaluationSettings:
 
     @cached_property
     def predictor_digest(self) -> str:
-        return artifact_digest(self.predictor)
+        return digest(self.predictor)
 
     @property
     def score_name(self) -> str:

@@ -86,7 +86,7 @@ def check_training_identity(study: Any, wanted: dict[str, Any]) -> None:
 
 
 def _features(c: Any) -> list[float]:
-    from nas.training.surrogate import arch_features
+    from nas.evaluators.surrogate import arch_features
 
     return arch_features(c.arch, c.params, c.macs, c.proxy_scores)
 
@@ -98,7 +98,7 @@ def fit_front_surrogate(cands: list[Any], measured: dict[int, float]) -> Any | N
     """The accuracy surrogate on the trained candidates (None below ``MIN_TRAINED``)."""
     if len(measured) < MIN_TRAINED:
         return None
-    from nas.training.surrogate import AccuracySurrogate, feature_names
+    from nas.evaluators.surrogate import AccuracySurrogate, feature_names
 
     idx = sorted(measured)
     key = tuple((cands[i].arch.key(), measured[i]) for i in idx)
@@ -187,9 +187,10 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
     docstring)."""
     import time
 
+    from nas.evaluators import TrainedLookup
     from nas.training import TrainRecipe
     from nas.training.data import load_data
-    from nas.training.results import experiment_identity, find_result, record_training
+    from nas.training.results import experiment_identity, record_training
     from nas.training.trainer import TrainTarget, versions
 
     from .coordination import AskLock
@@ -226,13 +227,11 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
     def ident(c: Any) -> dict[str, str]:
         return experiment_identity(c.arch.key(), dataset.name, dataset.digest, recipe)
 
+    lookup = TrainedLookup(store, dataset=dataset.name, dataset_digest=dataset.digest,
+                           recipe_key=recipe.key())
+
     def measured_now() -> dict[int, float]:
-        out_: dict[int, float] = {}
-        for i, c in enumerate(cands):
-            hit = find_result(store, **ident(c))
-            if hit is not None:
-                out_[i] = hit.top1
-        return out_
+        return measured_top1(lookup, cands)
 
     def claim_next() -> int | None:
         """Under the lock: the next pick, claimed; None when the budget is met or taken."""
@@ -318,29 +317,43 @@ def _pick(cands: list[Any], latency: list[float], measured: dict[int, float], bu
     return ucb_pick(latency, mean, std, known, kappa=kappa)
 
 
+def measured_top1(lookup: Any, cands: list[Any]) -> dict[int, float]:
+    """Index -> stored top-1 of the candidates ``lookup`` (a ``TrainedLookup``) has."""
+    from nas.evaluators import NotEvaluated
+
+    out: dict[int, float] = {}
+    for i, c in enumerate(cands):
+        try:
+            out[i] = lookup.evaluate(c.arch, {})["top1"].value
+        except NotEvaluated:
+            continue
+    return out
+
+
 def trained_top1(loaded: Any, candidates: list[Any]) -> dict[str, tuple[str, float, float | None,
                                                                           float | None]]:
     """arch key -> ("measured", top1, None, None) for a trained candidate of a multi-fidelity
     study, ("predicted", mean, low, high) from the study's front surrogate elsewhere; empty for
-    a study without training."""
+    a study without training. The two fidelities are evaluators: ``TrainedLookup`` and
+    ``SurrogateEvaluator``."""
     spec = loaded.study.user_attrs.get(TRAINING_ATTR)
     if spec is None:
         return {}
-    from nas.training.results import find_result
+    from nas.evaluators import AccuracySurrogate, Metric, SurrogateEvaluator, TrainedLookup
 
-    out: dict[str, tuple[str, float, float | None, float | None]] = {}
+    lookup = TrainedLookup(loaded.storage, dataset=spec["dataset"],
+                           dataset_digest=spec["dataset_digest"], recipe_key=spec["recipe_key"])
+    measured = measured_top1(lookup, candidates)
     artifact = loaded.study.user_attrs.get(FRONT_SURROGATE_ATTR)
-    sur = None
-    if artifact is not None:
-        from nas.training.surrogate import AccuracySurrogate
-
-        sur = AccuracySurrogate.from_dict(artifact)
-    for c in candidates:
-        key = c.arch.key()
-        hit = find_result(loaded.storage, arch_key=key, dataset=spec["dataset"],
-                          dataset_digest=spec["dataset_digest"], recipe_key=spec["recipe_key"])
-        if hit is not None:
-            out[key] = ("measured", hit.top1, None, None)
-        elif sur is not None:
-            out[key] = ("predicted", *sur.predict(c.arch, c.params, c.macs, c.proxy_scores))
+    predict = (SurrogateEvaluator(AccuracySurrogate.from_dict(artifact))
+               if artifact is not None else None)
+    out: dict[str, tuple[str, float, float | None, float | None]] = {}
+    for i, c in enumerate(candidates):
+        if i in measured:
+            out[c.arch.key()] = ("measured", measured[i], None, None)
+        elif predict is not None:
+            inputs = {"params": Metric(c.params), "macs": Metric(c.macs),
+                      **{p: Metric(v) for p, v in c.proxy_scores.items()}}
+            m = predict.evaluate(c.arch, inputs)["top1"]
+            out[c.arch.key()] = ("predicted", m.value, m.low, m.high)
     return out

@@ -30,13 +30,14 @@ from optuna.trial import Trial, TrialState
 
 from latency_models import LatencyPredictor, PredictorError
 from latency_models.defaults import load_predictor
+from nas.evaluators import digest
 from nas.proxies.settings import LEGACY_SCORE_WEIGHTS
 from nas.storage import Storage, StorageError, open_storage
 from nas.storage.storage import connect_problem, engine_kwargs, one_line
 from search_spaces import PRESETS, ArchConfig, SwiftFormerSpace
 from search_spaces.text import masked_url
 
-from .accuracy import SURROGATE_ATTR, objective, surrogate_digest, with_accuracy
+from .accuracy import SURROGATE_ATTR, objective, with_accuracy
 from .cache import cached_evaluation, register_predictor, save_evaluation, stored_predictor
 from .coordination import (
     AskLock,
@@ -226,7 +227,7 @@ def load_surrogate(spec: StudySpec) -> Any | None:
     """The accuracy surrogate of ``spec`` (None: the objective is the proxy score)."""
     if spec.surrogate_path is None:
         return None
-    from nas.training.surrogate import AccuracySurrogate
+    from nas.evaluators.surrogate import AccuracySurrogate
 
     return AccuracySurrogate.load(spec.surrogate_path)
 
@@ -280,7 +281,7 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     store, ostore = storages or open_storages(storage_url, heartbeat_interval)
     artifact = surrogate.to_dict() if surrogate is not None else None
     wanted = spec.identity(settings.predictor_digest,
-                           surrogate_digest(artifact) if artifact is not None else None,
+                           digest(artifact) if artifact is not None else None,
                            score_weights=settings.score_weights)
     # not optuna.get_all_study_summaries: it loads and deep-copies every trial of every study
     existing = {s.study_name: s for s in ostore.get_all_studies()}

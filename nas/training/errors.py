@@ -1,9 +1,8 @@
-"""The training package's error (one line on the command line, exit 2)."""
+"""The training package's error (one line on the command line, exit 2); defined with the
+evaluators, whose accuracy surrogate raises it too."""
 
 from __future__ import annotations
 
-from search_spaces.errors import SwiftNASError
+from nas.evaluators.errors import TrainingError
 
-
-class TrainingError(SwiftNASError, ValueError):
-    """Bad training input (data, recipe, device) or a training run that cannot continue."""
+__all__ = ["TrainingError"]

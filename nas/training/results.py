@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nas.evaluators.trained import same_experiment
 from nas.storage import Storage
 from nas.storage.models import TrainedResultRow
 
@@ -51,22 +52,14 @@ def find_result(store: Storage, *, arch_key: str, dataset: str, dataset_digest: 
                 recipe_key: str) -> TrainedResult | None:
     with store.session() as session:
         row = session.scalars(sa.select(TrainedResultRow).where(
-            *_same_experiment(arch_key, dataset, dataset_digest, recipe_key))).first()
+            *same_experiment(arch_key, dataset, dataset_digest, recipe_key))).first()
         return TrainedResult.from_row(row) if row else None
-
-
-def _same_experiment(arch_key: str, dataset: str, dataset_digest: str,
-                     recipe_key: str) -> tuple[Any, ...]:
-    """The WHERE clause of one experiment (the table's unique key)."""
-    return (TrainedResultRow.arch_key == arch_key, TrainedResultRow.dataset == dataset,
-            TrainedResultRow.dataset_digest == dataset_digest,
-            TrainedResultRow.recipe_key == recipe_key)
 
 
 def _replace(session: Any, r: TrainedResult, *, recipe_json: str, versions_json: str) -> None:
     """Insert ``r``, replacing a stored row of the same experiment."""
     session.execute(sa.delete(TrainedResultRow).where(
-        *_same_experiment(r.arch_key, r.dataset, r.dataset_digest, r.recipe_key)))
+        *same_experiment(r.arch_key, r.dataset, r.dataset_digest, r.recipe_key)))
     session.add(TrainedResultRow(**r.to_dict(), recipe_json=recipe_json,
                                  versions_json=versions_json))
 

@@ -82,7 +82,7 @@ def run_training(target: TrainTarget, data_spec: str, recipe: TrainRecipe, out: 
                              recipe=recipe, origin=str(out.resolve()), versions=versions())
     summary = {**result.to_dict(), "recipe": recipe.to_dict(), "steps": outcome.steps,
                "final_loss": outcome.final_loss, "versions": versions()}
-    from .checkpoint import atomic_write
+    from search_spaces.files import atomic_write
 
     atomic_write(out / "result.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
     return TrainOutcome(result, cached=False, steps=outcome.steps, final_loss=outcome.final_loss)

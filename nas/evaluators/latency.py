@@ -1,0 +1,47 @@
+"""The learned iPhone latency predictor (``latency_models``) as an evaluator; params and MACs
+come with its features."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from latency_models import FeatureCache, LatencyPredictor
+from search_spaces import ArchConfig
+
+from .base import Evaluator, Fidelity, Metric, digest
+
+
+class LatencyEvaluator(Evaluator):
+    """Predicted latency on ``device`` with its 90% interval, and the size."""
+
+    name = "latency"
+    metrics = ("latency_ms", "params", "macs")
+    fidelity = Fidelity.PREDICTED
+
+    def __init__(self, predictor: dict[str, Any], device: str) -> None:
+        self.artifact, self.device = predictor, device
+
+    @cached_property
+    def predictor(self) -> LatencyPredictor:
+        return LatencyPredictor.from_dict(self.artifact)
+
+    @cached_property
+    def _features(self) -> FeatureCache:
+        return FeatureCache()
+
+    def key(self) -> str:
+        return f"latency:{digest(self.artifact)[:16]}:{self.device}"
+
+    def evaluate(self, arch: ArchConfig, inputs: Mapping[str, Metric]) -> dict[str, Metric]:
+        t0 = time.perf_counter()
+        predictor = self.predictor
+        features = self._features.get(arch=arch)
+        p = predictor.predict_features(features, predictor.resolve_group(self.device),
+                                       family=predictor.family_of(arch=arch))
+        seconds = time.perf_counter() - t0
+        return {"latency_ms": Metric(p.latency_ms, p.low_ms, p.high_ms, seconds),
+                "params": Metric(float(features.params)),
+                "macs": Metric(float(features.total("macs")))}
