@@ -40,6 +40,7 @@ demo: install
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest:
 	$(BIN)/pytest

@@ -137,7 +137,7 @@ def trained_front(url: str, name: str) -> pd.DataFrame:
     """For a study that trains its front (``search --accuracy trained``): the feasible front's
     top-1, measured where trained, else the front surrogate's prediction and 90% interval.
     Empty for other studies."""
-    from nas.search.multifidelity import trained_top1
+    from nas.search.accuracy import trained_top1
 
     loaded = load_study(url, name)
     front_ = study_front(loaded.study)
@@ -154,7 +154,7 @@ def candidate_top1(url: str, name: str, cand: Candidate) -> tuple[str, float, fl
                                                                    float | None] | None:
     """("measured" | "predicted", top-1, low, high) of one candidate of a study that trains
     its front; None otherwise."""
-    from nas.search.multifidelity import trained_top1
+    from nas.search.accuracy import trained_top1
 
     return trained_top1(load_study(url, name), [cand]).get(cand.arch.key())
 

@@ -93,12 +93,8 @@ def test_train_front_trains_its_budget_once_and_pareto_shows_measured_and_predic
     import optuna
 
     from nas.cli import main
-    from nas.search.multifidelity import (
-        CLAIMS_ATTR,
-        FRONT_SURROGATE_ATTR,
-        TRAINING_ATTR,
-        train_front,
-    )
+    from nas.multifidelity import train_front
+    from nas.search.accuracy import CLAIMS_ATTR, FRONT_SURROGATE_ATTR, TRAINING_ATTR
     from nas.storage import open_storage
     from nas.training import TrainRecipe
     from nas.training.results import list_results
@@ -168,7 +164,7 @@ def test_train_front_trains_its_budget_once_and_pareto_shows_measured_and_predic
 
 def test_train_budget_and_mode_errors_are_one_line(tmp_path, capsys) -> None:
     from nas.cli import main
-    from nas.search.multifidelity import TRAINING_ATTR
+    from nas.search.accuracy import TRAINING_ATTR
 
     db = tmp_path / "m.db"
     base = ["search", "--study", "m", "--storage", f"sqlite:///{db}", "--latency-budget-ms",
@@ -203,7 +199,7 @@ def test_train_budget_and_mode_errors_are_one_line(tmp_path, capsys) -> None:
 _DRIVER = """
 import sys
 from pathlib import Path
-from nas.search.multifidelity import train_front
+from nas.multifidelity import train_front
 from nas.training import TrainRecipe
 url, budget, out, epochs = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 recipe = TrainRecipe(epochs=epochs, resolution=32, batch_size=64, train_subset=128, val_subset=64)
@@ -265,7 +261,7 @@ def test_two_drivers_never_train_one_candidate_twice_and_a_killed_one_resumes(tm
 @needs_fmnist
 @pytest.mark.slow
 def test_train_front_on_ray_workers(tmp_path) -> None:
-    from nas.search.multifidelity import train_front
+    from nas.multifidelity import train_front
     from nas.storage import open_storage
     from nas.training import TrainRecipe
     from nas.training.results import list_results

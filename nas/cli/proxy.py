@@ -70,7 +70,7 @@ def evaluate(
     if benchmark == "nas-bench-macro":
         specs = nas_bench_macro_specs(sample=sample, seed=seed)
     elif benchmark == "trained":
-        from nas.proxies.evaluate import trained_specs
+        from nas.training.results import trained_specs
 
         specs = trained_specs(storage, dataset=dataset)
     else:

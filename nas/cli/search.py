@@ -192,7 +192,7 @@ def _existing_attrs(url: str, name: str) -> dict[str, Any] | None:
 
 def _refuse_trained_study(url: str, name: str, objective: str) -> None:
     from nas.search import SearchError
-    from nas.search.multifidelity import TRAINING_ATTR
+    from nas.search.accuracy import TRAINING_ATTR
 
     attrs = _existing_attrs(url, name)
     if attrs is not None and TRAINING_ATTR in attrs:
@@ -202,7 +202,7 @@ def _refuse_trained_study(url: str, name: str, objective: str) -> None:
 
 
 def _train_front(url: str, name: str, opts: dict[str, Any]) -> None:
-    from nas.search.multifidelity import TrainingEvent, train_front
+    from nas.multifidelity import TrainingEvent, train_front
 
     def show(e: TrainingEvent) -> None:
         if e.kind == "start":
@@ -349,7 +349,7 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, summary_after: int | None = N
     """The front as ``fmt``; with ``summary_after`` (the search's complete trials) the table
     ends with which presets it beats (``_preset_summary``)."""
     front, refs = _front(loaded)
-    from nas.search.multifidelity import trained_top1
+    from nas.search.accuracy import trained_top1
 
     tops = trained_top1(loaded, [*front, *refs])  # empty unless the study trains its front
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from search_spaces.text import masked_url
+from search_spaces.text import command_hint, masked_url
 
 from ._common import OutputFormat, console, err_console, print_json
 
@@ -35,8 +35,6 @@ def _target(storage: str, study: str | None, trial: int | None, arch: str | None
     if study is not None or trial is not None:
         if study is None or trial is None:
             raise TrainingError("--study and --trial go together: --study NAME --trial N")
-        from nas.training.run import study_trial_arch
-
         return TrainTarget(arch=study_trial_arch(storage, study, trial))
     if arch is not None:
         from ._common import load_arch
@@ -167,7 +165,6 @@ def accuracy_import(
     """Import accuracies trained elsewhere (e.g. timm train.py on ImageNet); all rows or none."""
     from nas.storage import open_storage
     from nas.training.results import import_results, parse_import
-    from nas.training.run import study_trial_arch
 
     if not file.is_file():
         from nas.training import TrainingError
@@ -291,7 +288,7 @@ def train_batch(
     """Train several of a study's candidates at once on Ray workers (resumable)."""
     from nas.storage import open_storage
     from nas.training import TrainRecipe
-    from nas.training.batch import parse_trials, run_batch, study_jobs
+    from nas.training.batch import parse_trials, run_batch
     from nas.training.data import check_data_spec
 
     recipe = TrainRecipe(epochs=epochs, resolution=resolution, batch_size=batch_size, lr=lr,
@@ -312,3 +309,57 @@ def train_batch(
     results = run_batch(jobs, data, recipe, out, store=store, workers=workers,
                         ray_address=ray_address, force=force, on_done=on_done)
     console.print(f"{len(results)} trained accuracies stored in {store.url}", soft_wrap=True)
+
+
+# ------------------------------------------------------------ a study's candidates to train
+# (here, where both the search and the training layers may be imported)
+def study_trial_arch(storage_url: str, study: str, trial: int) -> object:
+    """The ArchConfig of a study's complete trial."""
+    from nas.search import load_study
+    from nas.search.results import get_trial
+    from nas.search.spec import ATTR
+    from search_spaces import ArchConfig
+
+    loaded = load_study(storage_url, study)
+    frozen = get_trial(loaded, trial)
+    if frozen is None or ATTR not in frozen.user_attrs:
+        hint = command_hint("pareto", "--study", study, storage=storage_url)
+        from nas.training import TrainingError
+
+        raise TrainingError(f"study {study!r} has no complete trial {trial}; `{hint}` lists "
+                            "its trials")
+    return ArchConfig.from_dict(frozen.user_attrs[ATTR]["arch"])
+
+
+def study_jobs(storage_url: str, study: str, *, top: int | None,
+               trials: list[int] | None) -> list[Any]:
+    """The candidates to train: the ``top`` most accurate of the feasible Pareto front, or the
+    named trials."""
+    from nas.search import load_study, study_front
+    from nas.search.results import get_trial
+    from nas.search.spec import ATTR
+    from nas.training import TrainingError
+    from nas.training.batch import BatchJob
+
+    if (top is None) == (trials is None):
+        raise TrainingError("give exactly one of --top K and --trials N,M,...")
+    loaded = load_study(storage_url, study)
+    if top is not None:
+        if top <= 0:
+            raise TrainingError(f"--top must be a positive number, but got {top}")
+        front = study_front(loaded.study)
+        if not front:
+            raise TrainingError(f"study {study!r} has no feasible Pareto front yet; run more "
+                                "trials or name --trials")
+        best = sorted(front, key=lambda c: -c.accuracy_score)[:top]
+        return [BatchJob(f"trial_{c.trial}", c.arch.to_json(indent=None)) for c in best]
+    jobs = []
+    for number in trials or []:
+        frozen = get_trial(loaded, number)
+        if frozen is None or ATTR not in frozen.user_attrs:
+            raise TrainingError(f"study {study!r} has no complete trial {number}")
+        from search_spaces import ArchConfig
+
+        arch = ArchConfig.from_dict(frozen.user_attrs[ATTR]["arch"])
+        jobs.append(BatchJob(f"trial_{number}", arch.to_json(indent=None)))
+    return jobs

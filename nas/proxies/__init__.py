@@ -21,8 +21,8 @@ from .settings import (
 
 _LAZY = {
     "Proxy": "_base", "ProxyBatch": "_base", "ProxyContext": "_base",
-    "available_proxies": "_base", "compute_proxies": "_base", "compute_proxy": "_base",
-    "get_proxy": "_base", "register_proxy": "_base",
+    "available_proxies": "catalog", "compute_proxies": "catalog", "compute_proxy": "catalog",
+    "get_proxy": "catalog", "register_proxy": "_base",
     "score_arch": "candidates", "score_model": "candidates",
     "DEFAULT_SCORE": "score", "LogLinearScore": "score",
 }
@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    importlib.import_module(f"{__name__}._base")._register_builtins()
+    importlib.import_module(f"{__name__}.catalog")  # registers the built-in proxies
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

@@ -15,7 +15,8 @@ from torch import nn
 
 from search_spaces import ArchConfig, build_model
 
-from ._base import ProxyBatch, compute_proxies
+from ._base import ProxyBatch
+from .catalog import compute_proxies
 from .settings import DEFAULT_SETTINGS, ProxySettings, combine_score
 
 

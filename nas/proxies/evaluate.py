@@ -18,7 +18,8 @@ from typing import Any
 from torch import nn
 
 from .. import nas_bench_macro as nbm
-from ._base import ProxyBatch, ProxyError, compute_proxies, get_proxy
+from ._base import ProxyBatch, ProxyError
+from .catalog import compute_proxies, get_proxy
 
 
 @dataclass(frozen=True)
@@ -97,40 +98,6 @@ def jsonl_specs(path: str | Path) -> list[ModelSpec]:
     if len(specs) < 3:
         raise ProxyError(f"{path.name} has {len(specs)} models; rank correlations need at least "
                          "3.")
-    return specs
-
-
-def trained_specs(storage_url: str, *, dataset: str | None = None,
-                  resolution: int = 64) -> list[ModelSpec]:
-    """Specs from the trained accuracies stored by `swiftnas train` / `accuracy import`: one per
-    architecture (the mean top-1 over its stored runs, e.g. several seeds), scored at
-    ``resolution`` with the dataset's class count."""
-    from nas.storage import open_storage
-    from nas.training.results import list_results
-
-    results = list_results(open_storage(storage_url, create=False), dataset=dataset)
-    datasets = sorted({r.dataset for r in results})
-    if len(datasets) > 1:
-        raise ProxyError(f"{storage_url} holds trained accuracies on {len(datasets)} datasets "
-                         f"({', '.join(datasets)[:200]}); choose one with --dataset")
-    by_arch: dict[str, list[float]] = {}
-    json_of: dict[str, str] = {}
-    for r in results:
-        by_arch.setdefault(r.arch_key, []).append(r.top1)
-        json_of[r.arch_key] = r.arch_json
-    num_classes = 10 if datasets == ["fashion-mnist"] else 1000
-    specs = []
-    for key, accs in by_arch.items():
-        acc = sum(accs) / len(accs)
-        size = (3, resolution, resolution)
-        if json_of[key]:
-            specs.append(ModelSpec(json_of[key], "swiftnas", acc, size, num_classes))
-        else:  # a timm model trained with --model
-            specs.append(ModelSpec(key.removeprefix("timm:"), "timm", acc, size, num_classes))
-    if len(specs) < 3:
-        raise ProxyError(f"{storage_url} holds trained accuracies of {len(specs)} architectures"
-                         f"{' on ' + dataset if dataset else ''}; rank correlations need at "
-                         "least 3 (`swiftnas train` or `swiftnas accuracy import` adds more)")
     return specs
 
 

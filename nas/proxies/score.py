@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ._base import ProxyContext, get_proxy, register_proxy
+from ._base import ProxyContext, register_proxy, registered
 from .settings import DEFAULT_SCORE_WEIGHTS, combine_score, describe_score
 
 
@@ -25,7 +25,7 @@ class LogLinearScore:
     weights: Mapping[str, float]
 
     def __call__(self, ctx: ProxyContext) -> float:
-        return self.combine({name: get_proxy(name).fn(ctx) for name in self.weights})
+        return self.combine({name: registered(name).fn(ctx) for name in self.weights})
 
     def combine(self, values: Mapping[str, float]) -> float:
         """The score from already computed proxy values (e.g. stored benchmark results)."""

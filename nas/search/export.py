@@ -339,7 +339,7 @@ def export_trial(loaded: LoadedStudy, trial_number: int, out_dir: str | Path, *,
     settings = study_settings(loaded)
     predictor = f"{settings.predictor.get('name')} v{settings.predictor.get('version')} " \
                 f"({settings.predictor_digest[:12]})"
-    from .multifidelity import TRAINING_ATTR, trained_top1
+    from .accuracy import TRAINING_ATTR, trained_top1
 
     top = trained_top1(loaded, [candidate]).get(candidate.arch.key())
     top1 = None

@@ -31,6 +31,7 @@ from optuna.trial import Trial, TrialState
 from latency_models import LatencyPredictor, PredictorError
 from latency_models.defaults import load_predictor
 from nas.evaluators import digest
+from nas.evaluators.cluster import check_reachable
 from nas.proxies.settings import LEGACY_SCORE_WEIGHTS
 from nas.storage import Storage, StorageError, open_storage
 from nas.storage.storage import connect_problem, engine_kwargs, one_line
@@ -47,7 +48,7 @@ from .coordination import (
     trial_total,
 )
 from .evaluation import Evaluation, EvaluationSettings
-from .executors import InlineExecutor, RayExecutor, check_reachable, make_executor
+from .executors import InlineExecutor, RayExecutor, make_executor
 from .pareto import add_to_front, nondominated
 from .sampling import make_sampler
 from .spec import ATTR, SearchError, StudySpec, check_identity

@@ -48,38 +48,6 @@ def _train_task(arch_json: str, data_spec: str, recipe: dict[str, Any], out: str
     return result, data.name, data.digest
 
 
-def study_jobs(storage_url: str, study: str, *, top: int | None,
-               trials: list[int] | None) -> list[BatchJob]:
-    """The candidates to train: the ``top`` most accurate of the feasible Pareto front, or the
-    named trials."""
-    from nas.search import load_study, study_front
-    from nas.search.results import get_trial
-    from nas.search.spec import ATTR
-
-    if (top is None) == (trials is None):
-        raise TrainingError("give exactly one of --top K and --trials N,M,...")
-    loaded = load_study(storage_url, study)
-    if top is not None:
-        if top <= 0:
-            raise TrainingError(f"--top must be a positive number, but got {top}")
-        front = study_front(loaded.study)
-        if not front:
-            raise TrainingError(f"study {study!r} has no feasible Pareto front yet; run more "
-                                "trials or name --trials")
-        best = sorted(front, key=lambda c: -c.accuracy_score)[:top]
-        return [BatchJob(f"trial_{c.trial}", c.arch.to_json(indent=None)) for c in best]
-    jobs = []
-    for number in trials or []:
-        frozen = get_trial(loaded, number)
-        if frozen is None or ATTR not in frozen.user_attrs:
-            raise TrainingError(f"study {study!r} has no complete trial {number}")
-        from search_spaces import ArchConfig
-
-        arch = ArchConfig.from_dict(frozen.user_attrs[ATTR]["arch"])
-        jobs.append(BatchJob(f"trial_{number}", arch.to_json(indent=None)))
-    return jobs
-
-
 def parse_trials(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -102,7 +70,7 @@ def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Pa
     if workers < 1:
         raise TrainingError(f"--workers must be >= 1, but got {workers}")
     if ray_address is not None:
-        from nas.search.executors import check_reachable
+        from nas.evaluators.cluster import check_reachable
 
         check_reachable(ray_address)
     try:
@@ -133,7 +101,7 @@ def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Pa
     if not todo:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    from nas.search.executors import start_ray
+    from nas.evaluators.cluster import start_ray
 
     started = start_ray(ray_address, num_cpus=os.cpu_count() or 1,
                         num_gpus=torch.cuda.device_count() if cuda else None)

@@ -10,7 +10,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -19,6 +19,9 @@ from nas.storage import Storage
 from nas.storage.models import TrainedResultRow
 
 from .errors import TrainingError
+
+if TYPE_CHECKING:  # torch: `proxy evaluate --benchmark trained` imports it when it runs
+    from nas.proxies.evaluate import ModelSpec
 
 IMPORT_COLUMNS = ("arch", "study", "trial", "dataset", "recipe", "top1", "top5")
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -215,3 +218,39 @@ def record_training(store: Storage, ident: dict[str, str], *, arch_json: str, ou
     store_result(store, result, recipe_json=json.dumps(recipe.to_dict(), sort_keys=True),
                  versions=versions)
     return result
+
+
+# ------------------------------------------------------------------ proxy benchmark
+def trained_specs(storage_url: str, *, dataset: str | None = None,
+                  resolution: int = 64) -> list[ModelSpec]:
+    """Specs from the trained accuracies stored by `swiftnas train` / `accuracy import`: one per
+    architecture (the mean top-1 over its stored runs, e.g. several seeds), scored at
+    ``resolution`` with the dataset's class count."""
+    from nas.proxies import ProxyError
+    from nas.proxies.evaluate import ModelSpec
+    from nas.storage import open_storage
+
+    results = list_results(open_storage(storage_url, create=False), dataset=dataset)
+    datasets = sorted({r.dataset for r in results})
+    if len(datasets) > 1:
+        raise ProxyError(f"{storage_url} holds trained accuracies on {len(datasets)} datasets "
+                         f"({', '.join(datasets)[:200]}); choose one with --dataset")
+    by_arch: dict[str, list[float]] = {}
+    json_of: dict[str, str] = {}
+    for r in results:
+        by_arch.setdefault(r.arch_key, []).append(r.top1)
+        json_of[r.arch_key] = r.arch_json
+    num_classes = 10 if datasets == ["fashion-mnist"] else 1000
+    specs = []
+    for key, accs in by_arch.items():
+        acc = sum(accs) / len(accs)
+        size = (3, resolution, resolution)
+        if json_of[key]:
+            specs.append(ModelSpec(json_of[key], "swiftnas", acc, size, num_classes))
+        else:  # a timm model trained with --model
+            specs.append(ModelSpec(key.removeprefix("timm:"), "timm", acc, size, num_classes))
+    if len(specs) < 3:
+        raise ProxyError(f"{storage_url} holds trained accuracies of {len(specs)} architectures"
+                         f"{' on ' + dataset if dataset else ''}; rank correlations need at "
+                         "least 3 (`swiftnas train` or `swiftnas accuracy import` adds more)")
+    return specs

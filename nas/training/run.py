@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.storage import Storage, open_storage
-from search_spaces.text import command_hint
 
 from .data import load_data
 from .errors import TrainingError
@@ -24,22 +23,6 @@ class TrainOutcome:
     cached: bool  # found in storage; nothing was trained
     steps: int = 0
     final_loss: float = float("nan")
-
-
-def study_trial_arch(storage_url: str, study: str, trial: int) -> object:
-    """The ArchConfig of a study's complete trial."""
-    from nas.search import load_study
-    from nas.search.results import get_trial
-    from nas.search.spec import ATTR
-    from search_spaces import ArchConfig
-
-    loaded = load_study(storage_url, study)
-    frozen = get_trial(loaded, trial)
-    if frozen is None or ATTR not in frozen.user_attrs:
-        hint = command_hint("pareto", "--study", study, storage=storage_url)
-        raise TrainingError(f"study {study!r} has no complete trial {trial}; `{hint}` lists "
-                            "its trials")
-    return ArchConfig.from_dict(frozen.user_attrs[ATTR]["arch"])
 
 
 def _out_checks(out: Path) -> None:

@@ -1,4 +1,5 @@
-"""Multi-fidelity search: after the cheap fidelity (proxy score or surrogate) has scored a
+"""Multi-fidelity search (above both the search and the training layers, which it joins):
+after the cheap fidelity (proxy score or surrogate) has scored a
 study's candidates, train the ones the acquisition rule picks (``acquisition``), refitting the
 accuracy surrogate after every training, until the study holds ``budget`` trained candidates.
 
@@ -26,12 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .acquisition import KAPPA, MIN_TRAINED, spread_front_picks, ucb_pick
-from .spec import SearchError
+from nas.search.accuracy import (
+    CLAIMS_ATTR,
+    FRONT_SURROGATE_ATTR,
+    TRAINING_ATTR,
+    measured_top1,
+)
+from nas.search.acquisition import KAPPA, MIN_TRAINED, spread_front_picks, ucb_pick
+from nas.search.spec import SearchError
 
-TRAINING_ATTR = "swiftnas_training"
-CLAIMS_ATTR = "swiftnas_training_claims"
-FRONT_SURROGATE_ATTR = "swiftnas_front_surrogate"
 # the trained-space recipe (benchmarks/trained_space.py): minutes per candidate on 2 CPU cores
 DEFAULT_RECIPE = {"epochs": 2, "resolution": 64, "batch_size": 128, "lr": 2e-3,
                   "train_subset": 5000, "val_subset": 5000}
@@ -139,9 +143,8 @@ class _RayTrainer:
         import ray
         import torch
 
+        from nas.evaluators.cluster import check_reachable, start_ray
         from nas.training.batch import _train_task
-
-        from .executors import check_reachable, start_ray
 
         if ray_address is not None:
             check_reachable(ray_address)
@@ -188,14 +191,13 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
     import time
 
     from nas.evaluators import TrainedLookup
+    from nas.search.coordination import AskLock
+    from nas.search.pareto import study_candidates
+    from nas.search.results import load_study
     from nas.training import TrainRecipe
     from nas.training.data import load_data
     from nas.training.results import experiment_identity, record_training
     from nas.training.trainer import TrainTarget, versions
-
-    from .coordination import AskLock
-    from .pareto import study_candidates
-    from .results import load_study
 
     if budget < 1:
         raise SearchError(f"--train-budget must be at least 1 training, but got {budget}")
@@ -315,45 +317,3 @@ def _pick(cands: list[Any], latency: list[float], measured: dict[int, float], bu
         std[i] = 0.0
     known = {**measured, **{i: float(mean[i]) for i in busy if i not in measured}}
     return ucb_pick(latency, mean, std, known, kappa=kappa)
-
-
-def measured_top1(lookup: Any, cands: list[Any]) -> dict[int, float]:
-    """Index -> stored top-1 of the candidates ``lookup`` (a ``TrainedLookup``) has."""
-    from nas.evaluators import NotEvaluated
-
-    out: dict[int, float] = {}
-    for i, c in enumerate(cands):
-        try:
-            out[i] = lookup.evaluate(c.arch, {})["top1"].value
-        except NotEvaluated:
-            continue
-    return out
-
-
-def trained_top1(loaded: Any, candidates: list[Any]) -> dict[str, tuple[str, float, float | None,
-                                                                          float | None]]:
-    """arch key -> ("measured", top1, None, None) for a trained candidate of a multi-fidelity
-    study, ("predicted", mean, low, high) from the study's front surrogate elsewhere; empty for
-    a study without training. The two fidelities are evaluators: ``TrainedLookup`` and
-    ``SurrogateEvaluator``."""
-    spec = loaded.study.user_attrs.get(TRAINING_ATTR)
-    if spec is None:
-        return {}
-    from nas.evaluators import AccuracySurrogate, Metric, SurrogateEvaluator, TrainedLookup
-
-    lookup = TrainedLookup(loaded.storage, dataset=spec["dataset"],
-                           dataset_digest=spec["dataset_digest"], recipe_key=spec["recipe_key"])
-    measured = measured_top1(lookup, candidates)
-    artifact = loaded.study.user_attrs.get(FRONT_SURROGATE_ATTR)
-    predict = (SurrogateEvaluator(AccuracySurrogate.from_dict(artifact))
-               if artifact is not None else None)
-    out: dict[str, tuple[str, float, float | None, float | None]] = {}
-    for i, c in enumerate(candidates):
-        if i in measured:
-            out[c.arch.key()] = ("measured", measured[i], None, None)
-        elif predict is not None:
-            inputs = {"params": Metric(c.params), "macs": Metric(c.macs),
-                      **{p: Metric(v) for p, v in c.proxy_scores.items()}}
-            m = predict.evaluate(c.arch, inputs)["top1"]
-            out[c.arch.key()] = ("predicted", m.value, m.low, m.high)
-    return out
