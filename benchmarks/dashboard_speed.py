@@ -1,6 +1,6 @@
 """Page load times of the dashboard in a real browser, as a new user opens it.
 
-    python benchmarks/dashboard_speed.py --storage sqlite:///bench.db --study nsga2-0 \
+    python -m benchmarks.dashboard_speed --storage sqlite:///bench.db --study nsga2-0 \
         [--screenshot docs/pareto_explorer.png]
 
 Starts `swiftnas dashboard` on a free port (a fresh server: empty Streamlit caches) and times,
@@ -33,10 +33,11 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from dashboard.serve import is_up
 
 RESULTS = Path(__file__).with_name("results") / "dashboard.json"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -60,14 +61,6 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def _served(storage: str) -> Iterator[tuple[str, float]]:
     """A fresh `swiftnas dashboard` (empty caches): its address and its start-up time."""
@@ -78,7 +71,7 @@ def _served(storage: str) -> Iterator[tuple[str, float]]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        while not _up(f"{base}/_stcore/health"):
+        while not is_up(base):
             if server.poll() is not None:
                 raise SystemExit(f"swiftnas dashboard exited with {server.returncode}")
             time.sleep(0.1)

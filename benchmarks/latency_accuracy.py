@@ -1,14 +1,14 @@
 """Latency predictor accuracy and speed on the shipped calibration data.
 
-    python benchmarks/latency_accuracy.py fit-default   # fit + leave-one-family-out CV, write the
+    python -m benchmarks.latency_accuracy fit-default   # fit + leave-one-family-out CV, write the
                                                         # shipped default predictor and results
-    python benchmarks/latency_accuracy.py swiftformer   # presets XS/S/L1/L3 vs published numbers
-    python benchmarks/latency_accuracy.py speed         # cached prediction, feature extraction
-    python benchmarks/latency_accuracy.py coverage      # 90% intervals under leave-one-family-out
-    python benchmarks/latency_accuracy.py intervals     # the shipped predictor gets today's
+    python -m benchmarks.latency_accuracy swiftformer   # presets XS/S/L1/L3 vs published numbers
+    python -m benchmarks.latency_accuracy speed         # cached prediction, feature extraction
+    python -m benchmarks.latency_accuracy coverage      # 90% intervals under leave-one-family-out
+    python -m benchmarks.latency_accuracy intervals     # the shipped predictor gets today's
                                                         # interval rule (no refit)
-    python benchmarks/latency_accuracy.py report        # print results/latency_accuracy.json
-    python benchmarks/latency_accuracy.py ship-features # features of the calibration models
+    python -m benchmarks.latency_accuracy report        # print results/latency_accuracy.json
+    python -m benchmarks.latency_accuracy ship-features # features of the calibration models
                                                         # (latency_models/data/)
 
 Protocol (the same as the baselines in ``shared/data/latency/README.md``): the headline groups are
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import search_spaces  # noqa: F401  (before timm)
+from benchmarks.common import calibration_rows, feature_cache
 from latency_models import (
     DEFAULT_PREDICTOR_PATH,
     FeatureCache,
@@ -42,7 +43,6 @@ from latency_models import (
     evaluate_rows,
     fit_predictor,
     read_measurements,
-    user_cache_dir,
 )
 from latency_models.defaults import CALIBRATION_FEATURES_PATH
 from latency_models.measurements import Measurement
@@ -53,12 +53,12 @@ PUBLISHED_SWIFTFORMER_IPHONE14_MS = {"xs": 0.7, "s": 0.8, "l1": 1.1, "l3": 1.9} 
 MIN_HEADLINE_ROWS = 10
 # 1: fitted on the 445-row calibration file; 2: on 467 rows (22 appended: MobileViT v1/v2,
 # MobileCLIP, FastViT model cards); 2.1: the same rows, ridge 10 instead of 0.3 (chosen by LOFO,
-# benchmarks/latency_ridge.py); 2.2: robust-loss scale 0.03 instead of 0.3 (chosen by LOFO,
-# benchmarks/latency_fitopts.py); 2.3: 2.2's fit, with cross-validation folds that scale the
+# experiments/latency_ridge.py); 2.2: robust-loss scale 0.03 instead of 0.3 (chosen by LOFO,
+# experiments/latency_fitopts.py); 2.3: 2.2's fit, with cross-validation folds that scale the
 # features by their own rows only (strict: 2.2's folds saw the held-out family's features), so
 # only the LOFO metrics and the interval spreads changed; 2.4: each group's scale pulled towards
 # its compute class's mean with strength 0.3 (0.05 towards every group's before; chosen by LOFO,
-# benchmarks/latency_fitopts.py)
+# experiments/latency_fitopts.py)
 DEFAULT_PREDICTOR_VERSION = "2.4"
 
 
@@ -106,9 +106,7 @@ def baselines(rows: list[Measurement], cache: FeatureCache, groups: list[str]) -
 
 
 def fit_default() -> None:
-    rows = read_measurements(calibration_csv())
-    cache = FeatureCache(user_cache_dir() / "latency_features.json",
-                         preload=CALIBRATION_FEATURES_PATH)
+    rows, cache = calibration_rows(), feature_cache()
     t0 = time.perf_counter()
     result = fit_predictor(
         rows, cache=cache, version=DEFAULT_PREDICTOR_VERSION,
@@ -139,9 +137,7 @@ def coverage() -> None:
     its interval. Refits on the calibration file; the shipped predictor is not touched."""
     from latency_models.predictor import Z90
 
-    rows = read_measurements(calibration_csv())
-    cache = FeatureCache(user_cache_dir() / "latency_features.json",
-                         preload=CALIBRATION_FEATURES_PATH)
+    rows, cache = calibration_rows(), feature_cache()
     result = fit_predictor(
         rows, cache=cache, version=DEFAULT_PREDICTOR_VERSION,
         progress=lambda stage, i, n: print(f"\r{stage} {i}/{n}", end="", file=sys.stderr))
@@ -250,7 +246,6 @@ def speed() -> None:
 def ship_features() -> None:
     """Write the features of every calibration model and of the SwiftFormer presets (shipped
     with the package: `latency predict --arch xs` then needs neither torch nor timm)."""
-    from latency_models.defaults import CALIBRATION_FEATURES_PATH
     from search_spaces import PRESETS
 
     # incremental: entries already there are kept (delete the file to recompute them all)

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces  # noqa: F401  (before timm)
-from latency_models import FeatureCache, calibration_csv, read_measurements, user_cache_dir
-from latency_models.defaults import CALIBRATION_FEATURES_PATH
+from benchmarks.common import calibration_rows, feature_cache
+from latency_models import FeatureCache
 from latency_models.family import FamilyOptions, fit_family
 from latency_models.measurements import Measurement
 from latency_models.predictor import SEARCH_FAMILY, LatencyPredictor, fit_predictor
@@ -64,13 +64,7 @@ def _save(key: str, value: Any) -> None:
     RESULTS.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def _rows() -> list[Measurement]:
-    return read_measurements(calibration_csv())
-
-
-def _cache() -> FeatureCache:
-    return FeatureCache(user_cache_dir() / "latency_features.json",
-                        preload=CALIBRATION_FEATURES_PATH)
+_rows, _cache = calibration_rows, feature_cache
 
 
 def family_rows(rows: list[Measurement]) -> list[int]:

@@ -1,7 +1,7 @@
 """Few-shot calibration of a new phone or protocol, and the `latency plan` rule against chance.
 
-    python benchmarks/latency_fewshot.py run      # writes results/latency_fewshot.json (resumes)
-    python benchmarks/latency_fewshot.py report   # the README table
+    python -m benchmarks.latency_fewshot run      # writes results/latency_fewshot.json (resumes)
+    python -m benchmarks.latency_fewshot report   # the README table
 
 Protocol (leave-one-group-out): for every calibration group with >= 12 usable rows, the shared
 per-operation costs are fitted without that group (no CV; the per-row spread that weighs the
@@ -31,15 +31,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from benchmarks.common import calibration_rows, feature_cache
 from latency_models import (
-    FeatureCache,
     calibrate,
-    calibration_csv,
     fit_predictor,
-    read_measurements,
-    user_cache_dir,
 )
-from latency_models.defaults import CALIBRATION_FEATURES_PATH
 from latency_models.plan import PlanCandidate, choose, reference_device
 
 RESULTS = Path(__file__).with_name("results") / "latency_fewshot.json"
@@ -73,9 +69,8 @@ def _score_draw(base, hidden, idx, cache, prior):  # type: ignore[no-untyped-def
 
 def run() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    cache = FeatureCache(user_cache_dir() / "latency_features.json",
-                         preload=CALIBRATION_FEATURES_PATH)
-    fitted = fit_predictor(read_measurements(calibration_csv()), cache=cache)
+    cache = feature_cache()
+    fitted = fit_predictor(calibration_rows(), cache=cache)
     rows = fitted.rows
     log_errors = [math.log(p / m.latency_ms) if p else None
                   for m, p in zip(rows, fitted.cv_predictions, strict=True)]

@@ -1,15 +1,15 @@
 """Reproduce the proxy-quality numbers in the README.
 
-    python benchmarks/proxy_quality.py reference   # 300 reference networks: each proxy vs accuracy
+    python -m benchmarks.proxy_quality reference   # 300 reference networks: each proxy vs accuracy
                                                    # and vs the reference scores, network by network
-    python benchmarks/proxy_quality.py full        # all 3,969 distinct NAS-Bench-Macro networks:
+    python -m benchmarks.proxy_quality full        # all 3,969 distinct NAS-Bench-Macro networks:
                                                    # default score vs the free baselines
-    python benchmarks/proxy_quality.py rescore     # after the default score's weights change:
+    python -m benchmarks.proxy_quality rescore     # after the default score's weights change:
                                                    # its column and numbers from stored proxies
-    python benchmarks/proxy_quality.py swiftformer # 100 SwiftFormer candidates: rank fidelity of
+    python -m benchmarks.proxy_quality swiftformer # 100 SwiftFormer candidates: rank fidelity of
                                                    # each proxy at 64/96/128 px vs 224 px, speed
-    python benchmarks/proxy_quality.py speed       # default score of SwiftFormer-XS, one core
-    python benchmarks/proxy_quality.py report      # markdown tables of the stored results
+    python -m benchmarks.proxy_quality speed       # default score of SwiftFormer-XS, one core
+    python -m benchmarks.proxy_quality report      # markdown tables of the stored results
 
 Each part writes ``benchmarks/results/proxy_<part>.json`` and prints a table. Ground truth comes
 from ``shared/data/proxy/``; nothing here is tuned on the numbers it reports except where said
@@ -30,7 +30,6 @@ import numpy as np
 from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from nas import nas_bench_macro as nbm  # noqa: E402
 from nas.proxies.evaluate import (  # noqa: E402

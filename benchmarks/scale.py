@@ -1,12 +1,12 @@
 """Large studies: reading them (`studies`, `pareto`) and the search driver's ceiling.
 
-    python benchmarks/scale.py create --trials 10000 [--storage sqlite:///bench_scale.db]
-    python benchmarks/scale.py read [--storage ...]
-    python benchmarks/scale.py driver --storage URL --sizes 100,1000 [--measure 200]
-    python benchmarks/scale.py drivers --storage URL --drivers 1,2,4 [--measure 100]
-    python benchmarks/scale.py ask --storage URL --sampler nsga2,tpe,random
-    python benchmarks/scale.py workers --storage URL --workers 2 --seconds 0.05,0.2,1
-    python benchmarks/scale.py optuna-loop --storage (URL | journal:PATH) --sizes 100,1000
+    python -m benchmarks.scale create --trials 10000 [--storage sqlite:///bench_scale.db]
+    python -m benchmarks.scale read [--storage ...]
+    python -m benchmarks.scale driver --storage URL --sizes 100,1000 [--measure 200]
+    python -m benchmarks.scale drivers --storage URL --drivers 1,2,4 [--measure 100]
+    python -m benchmarks.scale ask --storage URL --sampler nsga2,tpe,random
+    python -m benchmarks.scale workers --storage URL --workers 2 --seconds 0.05,0.2,1
+    python -m benchmarks.scale optuna-loop --storage (URL | journal:PATH) --sizes 100,1000
 
 ``create`` runs a real 8-trial study, then adds trials through Optuna's own ``add_trials`` until
 the study holds ``--trials``: each a freshly sampled architecture (its parameters and record)

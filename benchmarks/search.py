@@ -1,21 +1,21 @@
 """Search quality and throughput of `swiftnas search` with the shipped proxy and predictor.
 
-    python benchmarks/search.py quality [--trials 300] [--seeds 0 1 2] [--jobs 2]
+    python -m benchmarks.search quality [--trials 300] [--seeds 0 1 2] [--jobs 2]
                                         [--population-size 50]
         NSGA-II vs random at equal trials on iPhone 14 (budget 2.5 ms, so every preset is
         reachable): for each seed, does a feasible trial dominate XS/S/L1/L3 (higher accuracy
         score at no greater predicted latency)? Hypervolume of the feasible front, mean over
         seeds. Studies run as separate processes (one torch thread each), one SQLite file each.
-    python benchmarks/search.py throughput [--trials 40]
+    python -m benchmarks.search throughput [--trials 40]
         Trials per minute with evaluation in the driver (--workers 0) and on 1 and 2 Ray
         workers, each on an empty storage (no cache hits), and the framework overhead: the part
         of the steady-state wall time x workers not spent in proxy and predictor code.
-    python benchmarks/search.py demo [--trials 150] [--seeds 0 1 2 3 4] [--jobs 2]
+    python -m benchmarks.search demo [--trials 150] [--seeds 0 1 2 3 4] [--jobs 2]
         `make demo`'s study (iPhone 14, budget 1.2 ms, NSGA-II population 10, starting from the
         presets) per seed: after how many trials a trial first dominates each preset that fits
         the budget. The median is what `swiftnas search` quotes when no preset is dominated yet
         (nas/search/study.py: DEMO_TRIALS_TO_DOMINATE).
-    python benchmarks/search.py report
+    python -m benchmarks.search report
         Print results/search.json as Markdown tables.
 
 Hypervolume: 2-D area dominated by the feasible front, bounded by the reference point (score

@@ -1,7 +1,7 @@
 """Start-up time of the command line, as a user meets it.
 
-    python benchmarks/startup.py            # measure, write results/startup.json, print a table
-    python benchmarks/startup.py --runs 9
+    python -m benchmarks.startup            # measure, write results/startup.json, print a table
+    python -m benchmarks.startup --runs 9
 
 Each command runs ``--runs`` times as a fresh process (the installed ``swiftnas`` console
 script); the table gives the median and the maximum wall time. Targets (issue "Fit the

@@ -1,10 +1,10 @@
 """A trained SwiftFormer-space mini-benchmark: real short training of sampled candidates, to
 validate the proxies (and the accuracy surrogate) on the space swiftnas searches.
 
-    python benchmarks/trained_space.py pilot    # cost per candidate of the recipe (XS and L1)
-    python benchmarks/trained_space.py run      # train the candidates (resumable, any sittings)
-    python benchmarks/trained_space.py export   # stored results -> results/trained_space.csv
-    python benchmarks/trained_space.py report   # proxies vs trained top-1, noise ceiling, front
+    python -m benchmarks.trained_space pilot    # cost per candidate of the recipe (XS and L1)
+    python -m benchmarks.trained_space run      # train the candidates (resumable, any sittings)
+    python -m benchmarks.trained_space export   # stored results -> results/trained_space.csv
+    python -m benchmarks.trained_space report   # proxies vs trained top-1, noise ceiling, front
 
 Candidates: 40 architectures sampled from the default space with a fixed seed, stratified over
 predicted iPhone 14 latency (8 bins from 0.5 to 2.5 ms, 5 each), plus XS/S/L1/L3; every 4th
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 CSV_PATH = RESULTS / "trained_space.csv"

@@ -25,6 +25,17 @@ STORAGE_ENV = "SWIFTNAS_STORAGE"
 WARM_ROWS_S = 5.0  # no further study is started after this long (about 40,000 trials here)
 
 
+def is_up(base_url: str) -> bool:
+    """Whether the Streamlit server at ``base_url`` answers its health check."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
 def warm_up(storage_url: str) -> None:
     # Optuna imports these lazily; importance pulls in scikit-learn (~0.3 s)
     import altair as alt

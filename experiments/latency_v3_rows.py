@@ -15,14 +15,10 @@ import json
 import sys
 
 import search_spaces  # noqa: F401  (before timm)
+from benchmarks.common import calibration_rows, feature_cache
 from latency_models import (
-    FeatureCache,
-    calibration_csv,
     evaluate_rows,
-    read_measurements,
-    user_cache_dir,
 )
-from latency_models.defaults import CALIBRATION_FEATURES_PATH
 from latency_models.predictor import fit_predictor
 
 V24_ROWS = 467  # the data's third release appended its 46 rows after these
@@ -32,7 +28,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    rows = read_measurements(calibration_csv())
+    rows = calibration_rows()
     new = rows[V24_ROWS:]
     if sys.argv[1:2] == ["swiftformer-only"]:
         keep = [m for m in new if m.family == "SwiftFormer"]
@@ -40,8 +36,7 @@ def main() -> None:
         keep = [m for m in new if sys.argv[2] not in m.source]
     else:
         raise SystemExit(__doc__)
-    cache = FeatureCache(user_cache_dir() / "latency_features.json",
-                         preload=CALIBRATION_FEATURES_PATH)
+    cache = feature_cache()
     fit = fit_predictor(rows[:V24_ROWS] + keep, cache=cache, family_options=None,
                         own_interval_families=())
     n_old = sum(1 for m in rows[:V24_ROWS] if m.timm_name or m.arch)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dashboard import data
+from dashboard.serve import is_up
 from nas.search import StudySpec, run_study
 
 from ._search_helpers import free_port, swiftnas_exe, wait_for
@@ -26,14 +27,6 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 class _Lure(http.server.BaseHTTPRequestHandler):
@@ -82,14 +75,14 @@ def served(lure: str) -> Iterator[tuple[str, str]]:
                                  str(port)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
-            assert wait_for(lambda: _up(f"http://127.0.0.1:{port}/_stcore/health"), 90), \
+            assert wait_for(lambda: is_up(f"http://127.0.0.1:{port}"), 90), \
                 "swiftnas dashboard did not start"
             yield f"http://127.0.0.1:{port}", storage
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         # SIGTERM to `swiftnas dashboard` stops the server itself (it used to leave it orphaned)
-        assert wait_for(lambda: not _up(f"http://127.0.0.1:{port}/_stcore/health"), 10), \
+        assert wait_for(lambda: not is_up(f"http://127.0.0.1:{port}"), 10), \
             "the Streamlit server outlived `swiftnas dashboard`"
 
 

@@ -289,7 +289,8 @@ def test_an_added_fallback_cost_is_saved_and_charged_to_fallback_rows_only(
 
 def test_balance_gives_every_family_of_a_group_the_same_weight(
         subset: list[Measurement], cache: FeatureCache) -> None:
-    from latency_models.predictor import _design, model_feature_names
+    from latency_models.predictor import model_feature_names
+    from latency_models.predictor.solve import _design
 
     names = model_feature_names()
     feats = [cache.get(timm_name=m.timm_name) for m in subset]

@@ -173,3 +173,22 @@ def test_a_damaged_family_block_is_refused():
     data["families"][SEARCH_FAMILY]["slope"] = math.inf
     with pytest.raises(PredictorError, match="family 'SwiftFormer'"):
         LatencyPredictor.from_dict(data)
+
+
+def test_the_shipped_predictor_predicts_what_it_predicted_before_the_package_split() -> None:
+    # tests/data/predictions_v3.json was written by the single-module predictor (before
+    # latency_models/predictor became a package): every number must match to the last digit.
+    import json
+    from pathlib import Path
+
+    from latency_models import FeatureCache, load_predictor
+    from search_spaces import ArchConfig
+
+    golden = json.loads((Path(__file__).parent / "data" / "predictions_v3.json").read_text())
+    predictor, cache = load_predictor(None), FeatureCache()
+    for row in golden:
+        arch = ArchConfig.from_dict(row["arch"])
+        got = predictor.predict_features(cache.get(arch=arch), predictor.resolve_group(
+            row["device"]), family=predictor.family_of(arch=arch))
+        assert (got.latency_ms, got.low_ms, got.high_ms, got.sigma_log, got.group) == (
+            row["latency_ms"], row["low_ms"], row["high_ms"], row["sigma_log"], row["group"])

@@ -1,7 +1,7 @@
 """Experiment (issue #15): are the errors on unseen families predictable from their op mix?
 
-    python benchmarks/latency_roofline.py base      # writes the shipped method's LOFO predictions
-    python benchmarks/latency_residuals.py          # -> results/latency_residuals.jsonl
+    python -m experiments.latency_roofline base      # writes the shipped method's LOFO predictions
+    python -m experiments.latency_residuals          # -> results/latency_residuals.jsonl
 
 Stacking on the residual structure: a ridge regression predicts the log error of the shipped
 method's leave-one-family-out prediction from 17 descriptors of the architecture's op mix (log
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +32,11 @@ SHARES = {"attention": ("matmul", "softmax", "norm"), "linear": ("linear",),
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_accuracy import headline_groups
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from benchmarks.latency_accuracy import headline_groups
     from latency_models import FeatureCache, calibration_csv, evaluate_rows, read_measurements
     from latency_models.defaults import CALIBRATION_FEATURES_PATH
     from latency_models.predictor import compute_class, usable

@@ -1,6 +1,6 @@
 """Experiment (issue #15): charge a linear layer as the 1x1 convolution it is on the Neural Engine.
 
-    python benchmarks/latency_linear.py [VARIANT ...]   # -> results/latency_fitopts.jsonl
+    python -m experiments.latency_linear [VARIANT ...]   # -> results/latency_fitopts.jsonl
 
 v2.3 learns a cost per byte for ``linear`` about twelve times that of ``pointwise`` (a 1x1
 convolution), from the rows where linears are common: DeiT, MobileViT, EfficientFormer. The
@@ -52,13 +52,13 @@ def _merge_linear_into_pointwise() -> None:
                 row[i] = 0.0  # an all-zero feature is dropped by the fit
         return np.asarray(row)
 
-    pr.feature_row = merged  # type: ignore[assignment]
+    from experiments.latency_roofline import patch_predictor
+
+    patch_predictor("feature_row", merged)
 
 
 def main(names: list[str]) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import run_variants
-
+    from experiments.latency_roofline import run_variants
     from latency_models import FeatureCache
 
     _merge_linear_into_pointwise()

@@ -1,6 +1,6 @@
 """Experiment (issue #15): does a roofline-shaped per-op cost predict Core ML latency better?
 
-    python benchmarks/latency_roofline.py [VARIANT ...]   # -> results/latency_roofline.jsonl
+    python -m experiments.latency_roofline [VARIANT ...]   # -> results/latency_roofline.jsonl
 
 For every traced op, ``roof{I} = max(macs / I, act_bytes + weight_bytes)``: the op's time under
 a roofline with ridge point ``I`` MACs per byte, in units of bytes moved (``max(macs / T,
@@ -55,6 +55,16 @@ ANE_ROW_ELEMENTS = 32  # the Neural Engine pads a buffer's last axis to 64 bytes
 FUSE_HEADS = frozenset({"conv", "depthwise", "pointwise", "grouped", "linear"})
 FUSABLE = frozenset({"activation", "batchnorm", "elementwise"})
 
+
+
+def patch_predictor(name: str, value: Any) -> None:
+    """Replace ``name`` in every module of ``latency_models.predictor`` that has it (the
+    package re-exports its modules' names, and each module looks names up in its own)."""
+    from latency_models.predictor import artifact, calibrate, fit, solve
+
+    for module in (pr, artifact, solve, fit, calibrate):
+        if hasattr(module, name):
+            setattr(module, name, value)
 
 def _padded_numel(t: ft.torch.Tensor) -> int:
     if t.dim() == 0:
@@ -121,8 +131,7 @@ def fit_and_record(name: str, rows: list[Any], cache: Any, *, out: Path, cv_dir:
     out on the headline groups, all groups, and the SwiftFormer presets on iPhone 14), replace
     ``name``'s line in ``out`` and write its per-row LOFO predictions to ``cv_dir/name.json``.
     ``fit_options`` go to ``fit_predictor`` (``ridge``)."""
-    from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
-
+    from benchmarks.latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
     from latency_models import evaluate_rows, fit_predictor
     from search_spaces import get_preset
 
@@ -177,7 +186,6 @@ def run_variants(variants: dict[str, dict[str, Any]], *, out: Path, cv_dir: Path
 
 def main() -> None:
     _add_roofline_measure()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from latency_models import FeatureCache, calibration_csv
     from latency_models.measurements import read_measurements
 
@@ -190,9 +198,9 @@ def main() -> None:
     for name, measures, weight_bytes in variants():
         if name in done or (sys.argv[1:] and name not in sys.argv[1:]):
             continue
-        pr.MODEL_MEASURES = measures
-        pr.model_feature_names = lambda m=measures, w=weight_bytes: (  # type: ignore[misc]
-            [f"{c}.{x}" for c in fs.CATEGORIES for x in m] + (["weight_bytes"] if w else []))
+        patch_predictor("MODEL_MEASURES", measures)
+        patch_predictor("model_feature_names", lambda m=measures, w=weight_bytes: (
+            [f"{c}.{x}" for c in fs.CATEGORIES for x in m] + (["weight_bytes"] if w else [])))
         fit_and_record(name, rows, cache, out=OUT, cv_dir=CV_DIR)
         cache.save()
 

@@ -1,6 +1,6 @@
 """Experiment (issue #15): fit options beyond the ridge, chosen by LOFO.
 
-    python benchmarks/latency_fitopts.py [VARIANT ...]   # -> results/latency_fitopts.jsonl
+    python -m experiments.latency_fitopts [VARIANT ...]   # -> results/latency_fitopts.jsonl
 
 Each variant refits v2.1's method (ridge 10, today's features) on the 467-row calibration
 file with one ``SolveOptions`` change and scores it like ``latency_roofline.py``
@@ -90,7 +90,7 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> fit_predictor options
     # 26.98 / 23.35 / 21.50% (A = 1 is v2.2: a rare op type costs more per MAC or byte);
     # "free reshape", "free reshape+transpose": layout ops left out, as if Core ML folded them
     # into their neighbours: 20.36 / 20.63% (SwiftFormer XS/S +28/+25% and +26/+23%)
-    # "attention" (written here by benchmarks/latency_attention.py, with v2.3's strict folds):
+    # "attention" (written here by experiments/latency_attention.py, with v2.3's strict folds):
     # token x token products in a category of their own: 22.47% against v2.3's 20.52%
     # v2.3 (strict folds) itself, then the pull of each group's scale and offset towards the
     # other groups' (v2.3: 0.05 each, towards every group's mean; recorded as "v2.3" with that
@@ -128,8 +128,7 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> fit_predictor options
 
 
 def main(names: list[str]) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import run_variants
+    from experiments.latency_roofline import run_variants
 
     records = run_variants({k: v for k, v in VARIANTS.items() if not names or k in names},
                            out=OUT, cv_dir=CV_DIR)

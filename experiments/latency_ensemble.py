@@ -1,6 +1,6 @@
 """Experiment (issue #15): does averaging two latency models beat either alone?
 
-    python benchmarks/latency_ensemble.py A B     # two variants of latency_roofline.py
+    python -m experiments.latency_ensemble A B     # two variants of latency_roofline.py
 
 Reads each variant's leave-one-family-out predictions (``benchmarks/work/roofline_cv/``,
 written by ``latency_roofline.py``) and scores their weighted geometric mean
@@ -27,9 +27,7 @@ OUT = ROOT / "benchmarks" / "results" / "latency_ensemble.jsonl"
 
 
 def main(a: str, b: str) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
-
+    from benchmarks.latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS, headline_groups
     from latency_models import calibration_csv, evaluate_rows
     from latency_models.measurements import read_measurements
     from latency_models.predictor import usable

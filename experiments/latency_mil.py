@@ -1,8 +1,8 @@
 """Experiment (issue #15): latency features counted on Core ML's MIL program, not on ATen ops.
 
-    python benchmarks/latency_mil.py extract        # convert every calibration model (resumable)
-    python benchmarks/latency_mil.py fit [VARIANT]  # -> results/latency_mil.jsonl
-    python benchmarks/latency_mil.py compare        # per-model op counts, ATen against MIL
+    python -m experiments.latency_mil extract        # convert every calibration model (resumable)
+    python -m experiments.latency_mil fit [VARIANT]  # -> results/latency_mil.jsonl
+    python -m experiments.latency_mil compare        # per-model op counts, ATen against MIL
 
 Each calibration model (and each SwiftFormer preset, to score) is exported with ``torch.export``
 and converted by coremltools to an ML Program in FP16 for iOS 16, stopped at the MIL program
@@ -232,9 +232,7 @@ def compare() -> None:
 
 
 def fit(selected: list[str]) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import fit_and_record
-
+    from experiments.latency_roofline import fit_and_record
     from latency_models import FeatureCache, calibration_csv, read_measurements
     from latency_models.defaults import CALIBRATION_FEATURES_PATH
 

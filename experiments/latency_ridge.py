@@ -1,6 +1,6 @@
 """Hyper-parameter (issue #15): the ridge strength of the shipped method, chosen by LOFO.
 
-    python benchmarks/latency_ridge.py [RIDGE ...]   # -> results/latency_ridge.jsonl
+    python -m experiments.latency_ridge [RIDGE ...]   # -> results/latency_ridge.jsonl
 
 The ridge pulls each op category's cost per MAC, per byte and per op towards one shared cost per
 measure. 0.3 was chosen by cross-validation on an earlier calibration file; this refits the
@@ -22,8 +22,7 @@ RIDGES = (0.1, 0.2, 0.3, 0.5, 1.0)
 
 
 def main(ridges: list[float]) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import run_variants
+    from experiments.latency_roofline import run_variants
 
     records = run_variants({f"ridge {r:g}": {"ridge": r} for r in ridges}, out=OUT, cv_dir=CV_DIR)
     best = min(records.values(), key=lambda r: r["all_groups_mape"])

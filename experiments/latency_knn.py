@@ -1,6 +1,6 @@
 """Experiment (issue #15): does the residual structure of similar models correct a prediction?
 
-    python benchmarks/latency_knn.py     # -> results/latency_knn.json
+    python -m experiments.latency_knn     # -> results/latency_knn.json
 
 For each leave-one-family-out fold, the shipped method is fitted on the other families (strict:
 ``fit_predictor`` on those rows alone, as ``latency_accuracy.py fit-default``'s folds). A held-out
@@ -106,8 +106,7 @@ def corrected(rows: list[Any], data: list[dict[str, Any]], h: float, lam: float,
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_accuracy import headline_groups
+    from benchmarks.latency_accuracy import headline_groups
 
     cache = FeatureCache(preload=CALIBRATION_FEATURES_PATH)
     rows, _ = usable(read_measurements(calibration_csv()))

@@ -1,6 +1,6 @@
 """Experiment (issue #15): does a category of its own for token-mixing attention help?
 
-    python benchmarks/latency_attention.py     # -> results/latency_fitopts.jsonl, "attention"
+    python -m experiments.latency_attention     # -> results/latency_fitopts.jsonl, "attention"
 
 DeiT's cost on the Neural Engine is said to be dominated by N x N attention (matrix products
 between two activations, softmax), SwiftFormer's additive attention has none, and LOFO under-
@@ -19,12 +19,10 @@ SwiftFormer presets unchanged): not adopted.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import latency_models.features as ft
 import latency_models.featureset as fs
-import latency_models.predictor as pr
 import search_spaces  # noqa: F401  (before timm)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +41,9 @@ def _token_square(t: ft.torch.Tensor) -> bool:
 def _add_attention_category() -> None:
     fs.CATEGORIES = (*fs.CATEGORIES, "attention")
     ft.CATEGORIES = fs.CATEGORIES
-    pr.CATEGORIES = fs.CATEGORIES
+    from experiments.latency_roofline import patch_predictor
+
+    patch_predictor("CATEGORIES", fs.CATEGORIES)
     record = ft._OpRecorder.__torch_dispatch__
 
     def dispatch(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
@@ -73,9 +73,7 @@ def _add_attention_category() -> None:
 
 def main() -> None:
     _add_attention_category()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_roofline import run_variants
-
+    from experiments.latency_roofline import run_variants
     from latency_models import FeatureCache
 
     CACHE.parent.mkdir(parents=True, exist_ok=True)

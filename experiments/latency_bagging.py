@@ -1,6 +1,6 @@
 """Experiment (issue #15): does bagging over families predict unseen families better?
 
-    python benchmarks/latency_bagging.py     # -> results/latency_bagging.json
+    python -m experiments.latency_bagging     # -> results/latency_bagging.json
 
 The fit's errors on a held-out family are family-level (DeiT -30%, GhostNet +26%, PoolFormer
 +24% under v2.4): which families the shared per-op costs were learned from decides them. Bagging
@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -98,8 +97,7 @@ def run_fold(k: int) -> dict[str, Any]:
 
 def presets() -> dict[str, dict[str, float]]:
     """SwiftFormer presets on iPhone 14 (scoring only): the plain fit and the bagged one."""
-    from latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS
-
+    from benchmarks.latency_accuracy import PUBLISHED_SWIFTFORMER_IPHONE14_MS
     from latency_models import fit_predictor
     from search_spaces import get_preset
 
@@ -119,9 +117,7 @@ def presets() -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from latency_accuracy import headline_groups
-
+    from benchmarks.latency_accuracy import headline_groups
     from latency_models import evaluate_rows
 
     rows, _ = _setup()
