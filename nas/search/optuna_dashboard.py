@@ -3,7 +3,7 @@
 Two things make over-budget trials visible to optuna-dashboard:
 
 * swiftnas stores each trial's ``latency - budget`` under the system attribute ``constraints``
-  (the list format Optuna's samplers write; :data:`nas.search.study.CONSTRAINTS_SYSTEM_ATTR`).
+  (the list format Optuna's samplers write; :data:`nas.search.driver.CONSTRAINTS_SYSTEM_ATTR`).
   Plain ``optuna-dashboard URL`` reads it: the trial table lists it and the Pareto-front plot
   greys infeasible trials.
 * optuna-dashboard's "Best Trials" list (server side, ``get_pareto_front_trials``) ignores

@@ -1,32 +1,22 @@
-"""The search driver: an Optuna multi-objective study run with ask/tell.
-
-The driver asks Optuna for trials, samples an architecture per trial, evaluates it (from the SQL
-cache, in process, or on Ray workers) and tells the result. Only the driver writes, in this
-order: evaluation rows (one transaction), then the trial's attributes and its tell. A driver
-killed between the two leaves a RUNNING trial whose heartbeat stops; the next run fails it and
-re-enqueues its parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``), and the cached
-evaluation makes the retry instant.
+"""Opening and running a search study: everything validated before anything is written
+(device, predictor, surrogate, options), the study created or resumed under its identity (its
+predictor and score definition kept), then one ``driver.Driver`` run. Optuna's storage fails a
+killed run's trials once their heartbeat is stale and re-enqueues their parameters
+(``RetryHeartbeatStaleTrialCallback``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import signal
-import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from types import FrameType, TracebackType
 from typing import Any
 
 import optuna
 import sqlalchemy as sa
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
-from optuna.trial import Trial, TrialState
 
 from latency_models import LatencyPredictor, PredictorError
 from latency_models.defaults import load_predictor
@@ -35,32 +25,29 @@ from nas.evaluators.cluster import check_reachable
 from nas.proxies.settings import LEGACY_SCORE_WEIGHTS
 from nas.storage import Storage, StorageError, open_storage
 from nas.storage.storage import connect_problem, engine_kwargs, one_line
-from search_spaces import PRESETS, ArchConfig, SwiftFormerSpace
+from search_spaces import PRESETS, SwiftFormerSpace
 from search_spaces.text import masked_url
 
-from .accuracy import SURROGATE_ATTR, objective, with_accuracy
-from .cache import cached_evaluation, register_predictor, save_evaluation, stored_predictor
+from .accuracy import SURROGATE_ATTR
+from .cache import stored_predictor
 from .coordination import (
     AskLock,
-    HeartbeatThread,
     SwiftNASRDBStorage,
     trial_counts,
-    trial_total,
+)
+from .driver import (
+    Driver,
+    SearchProgress,
+    StudyHandles,
 )
 from .evaluation import Evaluation, EvaluationSettings
-from .executors import InlineExecutor, RayExecutor, make_executor
-from .pareto import add_to_front, nondominated
+from .executors import make_executor
 from .sampling import make_sampler
 from .spec import ATTR, SearchError, StudySpec, check_identity
 from .trial_cache import OrderedCachedStorage
 
 DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 METRIC_NAMES = ("accuracy_score", "latency_ms")
-# Predicted latency - budget, stored as the one-element list under the system attribute
-# "constraints": the format Optuna's own samplers write for a `constraints_func`, which Optuna 5
-# reads back as `trial.constraints` and optuna-dashboard reads to mark infeasible trials. (Optuna
-# 5's `set_constraint` key, "constraints:<name>", is invisible to optuna-dashboard.)
-CONSTRAINTS_SYSTEM_ATTR = "constraints"
 DEFAULT_HEARTBEAT_S = 10
 # `make demo`'s study (iPhone 14, 1.2 ms, NSGA-II population 10, from the presets): median trials
 # until a trial first dominated each preset within the budget, over 5 seeds of 150 trials
@@ -70,107 +57,6 @@ DEFAULT_HEARTBEAT_S = 10
 # 2026-12-07 (`0.9 log(grad_norm) + 0.1 log(params)`).
 DEMO_TRIALS_TO_DOMINATE: dict[str, float] = {"SwiftFormer-XS": 10, "SwiftFormer-S": 26,
                                              "SwiftFormer-L1": 47}
-
-
-def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    """Optuna's rule: feasible when every constraint value is <= 0."""
-    return all(v <= 0 for v in trial.constraints.values())
-
-
-def flat_user_attrs(summary: dict[str, Any]) -> dict[str, float]:
-    """Scalar copies of a trial's headline metrics, so that outside tools (optuna-dashboard's
-    trial table, ``optuna trials``, pandas via ``trials_dataframe``) can sort and filter on them.
-    The full record stays in the nested ``swiftnas`` attribute."""
-    flat = {
-        "params_m": round(summary["params"] / 1e6, 4),
-        "macs_g": round(summary["macs"] / 1e9, 4),
-        "latency_ms": summary["latency_ms"],
-        "latency_low_ms": summary["latency_low_ms"],
-        "latency_high_ms": summary["latency_high_ms"],
-    }
-    flat.update({f"proxy_{name}": v for name, v in sorted(summary["proxy_scores"].items())})
-    accuracy = summary.get("accuracy")
-    if accuracy:
-        flat.update(accuracy_top1=accuracy["top1"], accuracy_low=accuracy["low"],
-                    accuracy_high=accuracy["high"])
-    return {k: float(v) for k, v in flat.items()}
-
-
-@dataclass
-class SearchProgress:
-    """What the progress bar shows; passed to the callback after every finished trial."""
-
-    target: int
-    complete: int = 0
-    failed: int = 0  # FAIL trials in the study (every run's, every driver's)
-    failed_this_run: int = 0  # of those, the ones this run failed
-    feasible: int = 0
-    best_feasible: float | None = None  # highest accuracy objective within the budget
-    pareto_size: int = 0
-    cache_hits: int = 0
-    evaluated: int = 0  # evaluations run in this session (not from the cache)
-    eval_seconds: float = 0.0  # proxy + predictor time of those evaluations
-    started: float = field(default_factory=time.perf_counter)
-    completed_this_run: int = 0
-    interrupted: bool = False
-    # "name vX" when a resumed study keeps the predictor it started with, not the shipped one
-    resumed_with: str | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    @property
-    def trials_per_minute(self) -> float:
-        return 60.0 * self.completed_this_run / self.elapsed if self.elapsed > 0 else 0.0
-
-    def note_feasible(self, accuracy: float) -> None:
-        if self.best_feasible is None or accuracy > self.best_feasible:
-            self.best_feasible = accuracy
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Time to the target at this run's rate (None before the first trial of this run)."""
-        rate = self.trials_per_minute / 60.0
-        return max(0, self.target - self.complete) / rate if rate > 0 else None
-
-
-# The heartbeat is used with ask/tell here (Optuna documents it for Study.optimize): the driver
-# records it for every trial in flight. These warnings say only that.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-
-
-class StopOnCtrlC:
-    """Turns the first Ctrl-C into a stop request that the driver acts on between steps, so it
-    never lands between a trial's ask and tell or inside a storage write (which left a RUNNING
-    trial behind). A second Ctrl-C interrupts at once with ``KeyboardInterrupt``.
-
-    Only the main thread can own signal handlers; elsewhere, and where SIGINT is ignored (a
-    background job), the handler is left as it is.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Callable[[int, FrameType | None], object] | int | None = None
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> StopOnCtrlC:
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is not signal.SIG_IGN:
-                self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 def optuna_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S, *,
@@ -403,197 +289,12 @@ def run_study(
                                               heartbeat_interval=heartbeat_interval,
                                               n_trials=n_trials,
                                               storages=storages, surrogate=surrogate)
-            return _drive(spec, study, store, ostore, executor, ask_lock, settings, surrogate,
-                          n_trials, resumed_with=resumed_with,
-                          heartbeat_interval=heartbeat_interval, on_start=on_start,
-                          on_progress=on_progress, on_evaluation=on_evaluation)
+            driver = Driver(spec, StudyHandles(study, store, ostore), executor, ask_lock,
+                            settings, surrogate, n_trials,
+                            heartbeat_interval=heartbeat_interval, resumed_with=resumed_with,
+                            on_start=on_start, on_progress=on_progress,
+                            on_evaluation=on_evaluation)
+            return driver.run()
     finally:
         executor.close()
         ask_lock.close()
-
-
-def _drive(
-    spec: StudySpec, study: optuna.Study, store: Storage, ostore: SwiftNASRDBStorage,
-    executor: InlineExecutor | RayExecutor, ask_lock: AskLock, settings: EvaluationSettings,
-    surrogate: Any | None, n_trials: int, *, heartbeat_interval: int,
-    resumed_with: str | None = None,
-    on_start: Callable[[SearchProgress], None] | None,
-    on_progress: Callable[[SearchProgress], None] | None,
-    on_evaluation: Callable[[Evaluation], None] | None,
-) -> SearchProgress:
-    predictor_id = register_predictor(store, settings.predictor)
-    cache = study._storage
-    assert isinstance(cache, OrderedCachedStorage)
-    fail_stale_trials(study)
-
-    progress = SearchProgress(target=n_trials, resumed_with=resumed_with)
-    # feasible (score, latency) by architecture, for the Pareto size (one point per arch, as in
-    # `swiftnas pareto`)
-    points: dict[str, tuple[float, float]] = {}
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
-            progress.complete += 1
-            if is_feasible(t) and t.values:
-                progress.feasible += 1
-                key = ArchConfig.from_dict(t.user_attrs[ATTR]["arch"]).key() if ATTR in \
-                    t.user_attrs else str(t.number)
-                points.setdefault(key, (t.values[0], t.values[1]))
-                progress.note_feasible(t.values[0])
-        elif t.state == TrialState.FAIL:
-            progress.failed += 1
-    seen = list(points.values())
-    front = [seen[i] for i in nondominated(seen)]
-    progress.pareto_size = len(front)
-    if on_start:
-        on_start(progress)
-    if progress.complete >= n_trials:
-        return progress
-
-    # executor handle -> (arch key, trials waiting for that evaluation)
-    waiting: dict[int, tuple[str, list[Trial]]] = {}
-    handle_of_key: dict[str, int] = {}
-    asked: dict[int, Trial] = {}  # every trial between its ask and its tell
-    poll_s = min(heartbeat_interval / 2, 1.0)  # how soon a Ctrl-C is acted on with Ray workers
-    last_check = time.monotonic()
-    failures_this_run = 0
-    beats = HeartbeatThread(ostore, heartbeat_interval / 2)
-
-    counted = [time.monotonic()]  # when counts() last ran
-
-    def counts() -> tuple[int, int]:
-        """(complete, running) trials of the study in the storage, every driver's."""
-        by_state = trial_counts(ostore, study._study_id)
-        progress.complete = by_state[TrialState.COMPLETE]
-        return by_state[TrialState.COMPLETE], by_state[TrialState.RUNNING]
-
-    def ask() -> Trial | None:
-        """A new trial, or None when complete + running trials already reach ``n_trials``."""
-        with ask_lock.held():
-            # complete + running <= all trials: count by state (a scan of the study) only
-            # near the end, or once a second for the progress bar
-            if trial_total(ostore, study._study_id) >= n_trials or \
-                    time.monotonic() - counted[0] >= 1.0:
-                complete, running = counts()
-                counted[0] = time.monotonic()
-                if complete + running >= n_trials:
-                    return None
-            trial = study.ask()
-            asked[trial.number] = trial
-        # the heartbeat thread beats within heartbeat_interval / 2; until then the trial
-        # counts as alive by its start time (SwiftNASRDBStorage._get_stale_trial_ids)
-        beats.track(trial._trial_id)
-        return trial
-
-    def settle(trial: Trial, write: Callable[[], None]) -> bool:
-        """Run ``write`` (the trial's tell); False when another driver had already failed the
-        trial as stale (its evaluation is cached, so its retry is instant): dropped quietly."""
-        try:
-            write()
-            return True
-        except UpdateFinishedTrialError:
-            return False
-        finally:
-            asked.pop(trial.number, None)
-            beats.untrack(trial._trial_id)
-
-    def finish(trial: Trial, ev: Evaluation) -> None:
-        summary = with_accuracy(ev.summary(), surrogate)
-        accuracy = objective(summary)
-
-        def write() -> None:
-            # the attributes, the constraint and the tell: one transaction
-            cache.set_trial_attrs(
-                trial._trial_id, {**flat_user_attrs(summary), ATTR: summary},
-                {CONSTRAINTS_SYSTEM_ATTR: (ev.latency_ms - spec.latency_budget_ms,)})
-            study.tell(trial, [accuracy, ev.latency_ms])
-
-        if not settle(trial, write):
-            return
-        progress.complete += 1
-        progress.completed_this_run += 1
-        if ev.latency_ms <= spec.latency_budget_ms:
-            progress.feasible += 1
-            progress.note_feasible(accuracy)
-            if ev.arch.key() not in points:
-                points[ev.arch.key()] = (accuracy, ev.latency_ms)
-                add_to_front(front, (accuracy, ev.latency_ms))
-                progress.pareto_size = len(front)
-        if on_progress:
-            on_progress(progress)
-
-    def fail(trial: Trial, reason: str) -> None:
-        def write() -> None:
-            trial.set_user_attr("fail_reason", reason[:2000])
-            study.tell(trial, state=TrialState.FAIL)
-
-        if settle(trial, write):
-            progress.failed += 1
-            progress.failed_this_run += 1
-            if on_progress:
-                on_progress(progress)
-
-    interrupted = "interrupted (Ctrl-C); rerun the same command to resume"
-    with StopOnCtrlC() as stop, beats:
-        try:
-            while not stop.requested:
-                while len(waiting) < executor.capacity and not stop.requested:
-                    trial = ask()
-                    if trial is None:
-                        break
-                    arch = spec.space.sample(trial)
-                    cache.flush(trial._trial_id)  # parameters and generation: one transaction
-                    key = arch.key()
-                    ev = cached_evaluation(store, arch, settings, predictor_id)
-                    if ev is not None:
-                        progress.cache_hits += 1
-                        finish(trial, ev)
-                    elif key in handle_of_key:  # the same architecture is being evaluated
-                        waiting[handle_of_key[key]][1].append(trial)
-                    else:
-                        handle = executor.submit(arch)
-                        waiting[handle] = (key, [trial])
-                        handle_of_key[key] = handle
-                if not waiting and not stop.requested:
-                    if counts()[0] >= n_trials:
-                        break
-                    # other drivers hold the last trials: wait, in case they fail or die
-                    time.sleep(poll_s)
-                for handle, result in executor.wait(timeout=poll_s):
-                    key, trials = waiting.pop(handle)
-                    del handle_of_key[key]
-                    if isinstance(result, Evaluation):  # kept even after a Ctrl-C: it is done
-                        save_evaluation(store, result, settings, predictor_id)
-                        progress.evaluated += 1
-                        progress.eval_seconds += result.proxy_seconds + result.latency_seconds
-                        if on_evaluation:
-                            on_evaluation(result)
-                        for trial in trials:
-                            finish(trial, result)
-                    elif stop.requested:  # Ctrl-C reached the workers too
-                        for trial in trials:
-                            fail(trial, interrupted)
-                    else:
-                        failures_this_run += len(trials)
-                        for trial in trials:
-                            fail(trial, f"{type(result).__name__}: {result}")
-                        if failures_this_run > max(10, min(n_trials, 1000)):
-                            raise SearchError(
-                                f"{failures_this_run} evaluations failed in this run (last: "
-                                f"{type(result).__name__}: {one_line(result)[:300]}); see the "
-                                "trials' fail_reason"
-                            )
-                if time.monotonic() - last_check >= heartbeat_interval / 2:
-                    fail_stale_trials(study)  # a driver killed meanwhile left RUNNING trials
-                    last_check = time.monotonic()
-        except KeyboardInterrupt:  # a second Ctrl-C: stop without waiting for a safe point
-            stop.requested = True
-        if stop.requested:
-            executor.close()
-            progress.interrupted = True
-            for trial in list(asked.values()):
-                # a second Ctrl-C may have landed inside this trial's tell
-                if ostore.get_trial(trial._trial_id).state == TrialState.RUNNING:
-                    fail(trial, interrupted)
-    # the study's own count: stale trials of a killed run, failed by any driver meanwhile
-    progress.failed = trial_counts(ostore, study._study_id)[TrialState.FAIL]
-    return progress
