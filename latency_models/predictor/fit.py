@@ -16,6 +16,7 @@ import numpy as np
 from search_spaces import SwiftNASError
 
 from ..architectures import FeatureCache
+from ..evaluation import evaluate_rows
 from ..family import FamilyOptions, fit_family
 from ..featureset import (
     FeatureExtractionError,
@@ -67,7 +68,6 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
 
     ``progress(stage, done, total)`` is called as features are built and CV folds fit.
     """
-    from .evaluation import evaluate_rows  # local: evaluation imports this module
 
     rows, skipped = usable(measurements)
     if len(rows) < 3:
