@@ -685,3 +685,29 @@ def test_nsga2_generations_match_optunas_when_trials_finish_out_of_order() -> No
     assert ours == run(optuna.samplers.NSGAIISampler(population_size=4, seed=11))
     generations = [a["NSGAIISampler:generation"] for *_, a in ours]
     assert max(generations) >= 5  # many generations were reached
+
+
+def test_objectives_are_data_a_third_one_is_a_spec_change(tmp_path) -> None:
+    # params as a third objective: the spec alone changes; the study stores three values, its
+    # identity (format 2) names the three, and the default two cannot resume it
+    from nas.search.spec import FORMAT, Objective, default_objectives
+
+    url = f"sqlite:///{tmp_path}/three.db"
+    three = (*default_objectives(1.5, surrogate=False), Objective("params", "minimize", "latency"))
+    spec = StudySpec(name="three", latency_budget_ms=1.5, population_size=4, seed=2,
+                     objectives=three)
+    run_study(spec, url, 3)
+    study = optuna.load_study(study_name="three", storage=url)
+    assert study.metric_names == ["accuracy_score", "latency_ms", "params"]
+    ident = study.user_attrs["swiftnas"]
+    assert ident["format"] == FORMAT == 2
+    assert [o["metric"] for o in ident["objectives"]] == ["accuracy_score", "latency_ms", "params"]
+    for t in study.get_trials(deepcopy=False):
+        summary = t.user_attrs["swiftnas"]
+        assert t.values == [summary["proxy_scores"]["score"], summary["latency_ms"],
+                            summary["params"]]
+        assert t.system_attrs["constraints"] == [summary["latency_ms"] - 1.5]
+    with pytest.raises(SearchError, match="other objectives"):
+        run_study(StudySpec(name="three", latency_budget_ms=1.5), url, 4)
+    with pytest.raises(SearchError, match="direction must be maximize or minimize"):
+        Objective("params", "down", "latency")

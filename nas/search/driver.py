@@ -350,21 +350,25 @@ class Driver:
     def _finish(self, trial: Trial, ev: Evaluation) -> None:
         summary = with_accuracy(ev.summary(), self.surrogate)
         accuracy = objective(summary)
-        budget = self.spec.latency_budget_ms
+        objectives = self.spec.study_objectives
+        values = [accuracy if o.metric == "accuracy_score" else float(summary[o.metric])
+                  for o in objectives]
+        constraints = tuple(v - o.budget for o, v in zip(objectives, values, strict=True)
+                            if o.budget is not None)
 
         def write() -> None:
-            # the attributes, the constraint and the tell: one transaction
+            # the attributes, the constraints and the tell: one transaction
             self.handles.cache.set_trial_attrs(
                 trial._trial_id, {**flat_user_attrs(summary), ATTR: summary},
-                {CONSTRAINTS_SYSTEM_ATTR: (ev.latency_ms - budget,)})
-            self.handles.study.tell(trial, [accuracy, ev.latency_ms])
+                {CONSTRAINTS_SYSTEM_ATTR: constraints})
+            self.handles.study.tell(trial, values)
 
         if not self._settle(trial, write):
             return
         progress = self.progress
         progress.complete += 1
         progress.completed_this_run += 1
-        if ev.latency_ms <= budget:
+        if all(c <= 0 for c in constraints):  # Optuna's rule (is_feasible)
             progress.feasible += 1
             progress.note_feasible(accuracy)
             if ev.arch.key() not in self.points:

@@ -30,9 +30,40 @@ from search_spaces.space import DEFAULT_STAGE_CHOICES
 from .evaluation import DEFAULT_PROXIES, OBJECTIVE_PROXY
 
 SAMPLERS = ("nsga2", "tpe", "random")
+# How a format-1 identity (studies created before objectives were data) names the objectives.
 OBJECTIVES = (f"accuracy_score:{OBJECTIVE_PROXY}:maximize", "latency_ms:minimize")
 ATTR = "swiftnas"  # the study user attribute that holds the identity
-FORMAT = 1
+FORMAT = 2  # of a new study's identity; format-1 studies keep resuming (StudySpec.identity)
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of a study, as data: the metric of a trial's evaluation summary it reads
+    (``accuracy_score`` is the accuracy objective: the proxy score, or a surrogate's top-1),
+    its direction, the evaluator that produces it, and an optional budget (a constraint:
+    feasible when the value is at most the budget)."""
+
+    metric: str
+    direction: str  # "maximize" or "minimize"
+    evaluator: str  # "proxy", "surrogate" or "latency"
+    budget: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise SearchError(f"objective {self.metric!r}: direction must be maximize or "
+                              f"minimize, but got {self.direction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "direction": self.direction,
+                "evaluator": self.evaluator}
+
+
+def default_objectives(latency_budget_ms: float, *, surrogate: bool) -> tuple[Objective, ...]:
+    """Accuracy up (the proxy score, or the surrogate's top-1), predicted latency down within
+    the budget."""
+    return (Objective("accuracy_score", "maximize", "surrogate" if surrogate else "proxy"),
+            Objective("latency_ms", "minimize", "latency", budget=float(latency_budget_ms)))
 MAX_STUDY_NAME = 512  # Optuna's study_name column (VARCHAR(512) on PostgreSQL)
 
 # The proxy scores a candidate at a fixed input size, so it cannot see the deployment resolution:
@@ -88,6 +119,14 @@ class StudySpec:
     # worse than the hand designs. Not part of the identity: it only decides where a new study
     # starts. Benchmarks that compare samplers turn it off.
     start_from_presets: bool = True
+    # () means the default two (``default_objectives``); a third, e.g.
+    # Objective("params", "minimize", "latency"), is a change of this field alone
+    objectives: tuple[Objective, ...] = ()
+
+    @property
+    def study_objectives(self) -> tuple[Objective, ...]:
+        return self.objectives or default_objectives(self.latency_budget_ms,
+                                                     surrogate=self.surrogate_path is not None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -112,13 +151,19 @@ class StudySpec:
                               "settings; drop the [proxy] table or search with --accuracy proxy")
 
     def identity(self, predictor_digest: str, surrogate_digest: str | None = None,
-                 score_weights: dict[str, float] | None = None) -> dict[str, Any]:
+                 score_weights: dict[str, float] | None = None,
+                 format: int = FORMAT) -> dict[str, Any]:
         """What must match for a run to resume this study (JSON-able). ``score_weights``: the
-        definition of the score the study is scored with (default: this swiftnas's)."""
+        definition of the score the study is scored with (default: this swiftnas's).
+        ``format``: 2 names the objectives as data; 1 (studies made before) as strings, which
+        only the default objectives have."""
         extra = {} if surrogate_digest is None else {"surrogate_digest": surrogate_digest}
+        objectives: list[Any] = [o.to_dict() for o in self.study_objectives]
+        if format == 1 and not self.objectives:
+            objectives = list(OBJECTIVES)
         return {**extra,
-            "format": FORMAT,
-            "objectives": list(OBJECTIVES),
+            "format": format,
+            "objectives": objectives,
             "device": self.device,
             "latency_budget_ms": float(self.latency_budget_ms),
             "space": space_to_dict(self.space),

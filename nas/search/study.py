@@ -43,11 +43,9 @@ from .driver import (
 from .evaluation import Evaluation, EvaluationSettings
 from .executors import make_executor
 from .sampling import make_sampler
-from .spec import ATTR, SearchError, StudySpec, check_identity
+from .spec import ATTR, FORMAT, SearchError, StudySpec, check_identity
 from .trial_cache import OrderedCachedStorage
 
-DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
-METRIC_NAMES = ("accuracy_score", "latency_ms")
 DEFAULT_HEARTBEAT_S = 10
 # `make demo`'s study (iPhone 14, 1.2 ms, NSGA-II population 10, from the presets): median trials
 # until a trial first dominated each preset within the budget, over 5 seeds of 150 trials
@@ -167,11 +165,19 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
     """Create study ``spec.name`` or load it for resuming (refusing a different identity)."""
     store, ostore = storages or open_storages(storage_url, heartbeat_interval)
     artifact = surrogate.to_dict() if surrogate is not None else None
-    wanted = spec.identity(settings.predictor_digest,
-                           digest(artifact) if artifact is not None else None,
-                           score_weights=settings.score_weights)
     # not optuna.get_all_study_summaries: it loads and deep-copies every trial of every study
     existing = {s.study_name: s for s in ostore.get_all_studies()}
+    stored = existing[spec.name].user_attrs.get(ATTR) if spec.name in existing else None
+    # a study keeps the identity format it was created with (format 1: before objectives
+    # were data), so that it resumes
+    fmt = stored.get("format", FORMAT) if isinstance(stored, dict) else FORMAT
+    wanted = spec.identity(settings.predictor_digest,
+                           digest(artifact) if artifact is not None else None,
+                           score_weights=settings.score_weights,
+                           format=fmt if fmt in (1, FORMAT) else FORMAT)
+    objectives = spec.study_objectives
+    directions = [StudyDirection.MAXIMIZE if o.direction == "maximize"
+                  else StudyDirection.MINIMIZE for o in objectives]
     # one COUNT query: Optuna's get_n_trials reads every trial (6 s at 10,000 trials)
     n_existing = (sum(trial_counts(ostore, ostore.get_study_id_from_name(spec.name)).values())
                   if spec.name in existing else 0)
@@ -180,7 +186,7 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
         n_existing == 0 and ATTR not in existing[spec.name].user_attrs)
     if not fresh:
         summary = existing[spec.name]
-        if list(summary.directions) != DIRECTIONS:
+        if list(summary.directions) != directions:
             raise SearchError(
                 f"study {spec.name!r} in {store.url} exists with other objectives "
                 f"({', '.join(d.name.lower() for d in summary.directions)}); choose a new "
@@ -189,7 +195,7 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
         check_identity(spec.name, summary.user_attrs.get(ATTR), wanted, store.url)
     study = optuna.create_study(
         study_name=spec.name, storage=OrderedCachedStorage(ostore),
-        directions=["maximize", "minimize"], sampler=make_sampler(spec, n_existing),
+        directions=directions, sampler=make_sampler(spec, n_existing),
         load_if_exists=True,
     )
     if fresh:
@@ -200,8 +206,9 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
         # it is labelled (a killed run in between leaves a study without presets, no harm)
         if spec.start_from_presets:
             enqueue_presets(study, spec.space, limit=n_trials)
-    if study.metric_names != list(METRIC_NAMES):  # labels Optuna's plots, CLI, dashboard
-        study.set_metric_names(list(METRIC_NAMES))
+    metric_names = [o.metric for o in objectives]
+    if study.metric_names != metric_names:  # labels Optuna's plots, CLI, dashboard
+        study.set_metric_names(metric_names)
     study.set_user_attr("sampler", spec.sampler)  # the latest run's (may change on resume)
     study.set_user_attr("seed", spec.seed)
     # `swiftnas studies` judges stale trials by the grace period of the latest run
