@@ -25,7 +25,7 @@ from nas.cli import main
 from nas.search import StudySpec, export_trial, load_study, run_study
 from nas.search.escaping import markdown_text
 from nas.storage import open_storage
-from nas.storage.models import CandidateRow, LatencyPredictionRow, ProxyScoreRow
+from nas.storage.models import CandidateRow, EvaluationRow
 from search_spaces import get_preset
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -187,24 +187,23 @@ def test_failed_evaluation_write_stores_nothing_on_sqlite(tmp_path, monkeypatch)
     store = open_storage(url)
     spec = StudySpec(name="a", latency_budget_ms=1.2)
     settings: EvaluationSettings = prepare_settings(spec)
-    pid = cache.register_predictor(store, settings.predictor)
     ev = evaluate_arch(get_preset("xs"), settings)
     real = cache._get_or_add
 
     def failing(session, model, unique, values):
-        if model is LatencyPredictionRow:
+        if unique.get("evaluator_key", "").startswith("latency:"):  # the last write
             raise OSError("disk full (injected)")
         return real(session, model, unique, values)
 
     monkeypatch.setattr(cache, "_get_or_add", failing)
     with pytest.raises(OSError, match="injected"):
-        cache.save_evaluation(store, ev, settings, pid)
+        cache.save_evaluation(store, ev, settings)
     with store.session() as s:
-        for row in (CandidateRow, ProxyScoreRow, LatencyPredictionRow):
+        for row in (CandidateRow, EvaluationRow):
             assert s.scalar(sa.select(sa.func.count()).select_from(row)) == 0, row
     monkeypatch.setattr(cache, "_get_or_add", real)
-    cache.save_evaluation(store, ev, settings, pid)
-    assert cache.cached_evaluation(store, ev.arch, settings, pid) is not None
+    cache.save_evaluation(store, ev, settings)
+    assert cache.cached_evaluation(store, ev.arch, settings) is not None
 
 
 def test_cached_scores_of_another_score_definition_are_not_reused(tmp_path) -> None:
@@ -216,13 +215,14 @@ def test_cached_scores_of_another_score_definition_are_not_reused(tmp_path) -> N
 
     store = open_storage(f"sqlite:///{tmp_path}/a.db")
     settings = prepare_settings(StudySpec(name="a", latency_budget_ms=1.2))
-    pid = cache.register_predictor(store, settings.predictor)
     ev = evaluate_arch(get_preset("xs"), settings)
-    cache.save_evaluation(store, ev, settings, pid)
-    hit = cache.cached_evaluation(store, ev.arch, settings, pid)
+    cache.save_evaluation(store, ev, settings)
+    hit = cache.cached_evaluation(store, ev.arch, settings)
     assert hit == dataclasses.replace(ev, cached=True, worker="")  # every stored field
     other = dataclasses.replace(settings, score_weights={"swap": 1.0})  # another definition
-    assert cache.cached_evaluation(store, ev.arch, other, pid) is None
+    assert cache.cached_evaluation(store, ev.arch, other) is None
+    elsewhere = dataclasses.replace(settings, device="iPhone 12")  # another device
+    assert cache.cached_evaluation(store, ev.arch, elsewhere) is None
 
 
 # ---------------------------------------------------------------------- bad input, one line

@@ -1,6 +1,6 @@
 """A database written by the release of 2026-12-07 (commit a0e7217, before the redesign: the
-previous default score, format-1 identity) still opens, shows the same front, upgrades and
-resumes under its own definitions.
+previous default score, format-1 identity, schema 0003) upgrades (the evaluation cache copied
+into one table), shows the same front and resumes under its own definitions.
 
 tests/data/release_2026_12_07.db was made by that commit with
 ``swiftnas search --study release-2026-12-07 --latency-budget-ms 1.2 --trials 8 --seed 3`` and
@@ -35,13 +35,29 @@ def _pareto(url: str, capsys: pytest.CaptureFixture[str]) -> dict:
 
 
 def test_an_old_database_shows_the_same_front_upgrades_and_resumes(old_db, capsys) -> None:
+    import sqlalchemy as sa
+
     from nas.proxies import DEFAULT_SCORE_WEIGHTS, PREVIOUS_SCORE_WEIGHTS, score_arch
     from search_spaces import ArchConfig
 
     then = json.loads((DATA / "release_2026_12_07_pareto.json").read_text())
-    now = _pareto(old_db, capsys)
-    assert now == then  # every row and number, presets included
+    # its schema is 0003: readers say how to upgrade, in one line, and change nothing
+    capsys.readouterr()
+    assert main(["pareto", "--study", STUDY, "--storage", old_db]) == 2
+    assert "swiftnas db upgrade" in capsys.readouterr().err
     assert main(["db", "upgrade", "--storage", old_db]) == 0
+    engine = sa.create_engine(old_db)
+    with engine.connect() as conn:  # 0004 copied every cached evaluation into one table
+        old_rows = conn.execute(sa.text(
+            "SELECT count(*) FROM swiftnas_latency_predictions")).scalar_one()
+        keys = [r[0] for r in conn.execute(sa.text(
+            "SELECT evaluator_key FROM swiftnas_evaluations"))]
+    engine.dispose()
+    assert old_rows > 0
+    assert sum(k.startswith("latency:") for k in keys) == old_rows
+    assert sum(k.startswith("proxy:") for k in keys) == old_rows  # one setting, one score
+    now = _pareto(old_db, capsys)
+    assert now == then  # every row and number, presets included (from the copied cache)
     before = {t.number: t.values for t in optuna.load_study(
         study_name=STUDY, storage=old_db).get_trials(deepcopy=False)}
     assert main(["search", "--study", STUDY, "--storage", old_db, "--latency-budget-ms", "1.2",

@@ -137,8 +137,9 @@ def test_study_runs_stores_resumes_and_caches(shm_dir: Path) -> None:
     store = Storage(create_engine(url))
     with store.engine.connect() as conn:
         n_cands = conn.exec_driver_sql("select count(*) from swiftnas_candidates").scalar()
-        n_preds = conn.exec_driver_sql(
-            "select count(*) from swiftnas_latency_predictions").scalar()
+        n_preds = conn.exec_driver_sql(  # one latency evaluation per architecture
+            "select count(*) from swiftnas_evaluations where evaluator_key like 'latency:%'"
+        ).scalar()
     keys = {ArchConfig.from_dict(t.user_attrs["swiftnas"]["arch"]).key()
             for t in _trials(url, "a")}
     assert n_cands == n_preds == len(keys)
@@ -508,7 +509,7 @@ def test_migration_from_0001_keeps_measurements_and_creates_optuna_tables(tmp_pa
         command.upgrade(_alembic_config(conn), "0001")
     rows = parse_measurements("model,device,latency_ms,timm_name\nm,iPhone 14,1.5,resnet18\n")
     store.add_measurements(rows)
-    with pytest.raises(StorageError, match=r"schema 0001, this swiftnas needs 0003; run "
+    with pytest.raises(StorageError, match=r"schema 0001, this swiftnas needs 0004; run "
                                            r"`swiftnas db upgrade --storage sqlite:///"):
         open_storage(url, create=False)
     assert main(["db", "upgrade", "--storage", url]) == 0
@@ -517,8 +518,8 @@ def test_migration_from_0001_keeps_measurements_and_creates_optuna_tables(tmp_pa
     with upgraded.engine.connect() as conn:
         tables = {r[0] for r in conn.exec_driver_sql(
             "select name from sqlite_master where type='table'")}
-    assert {"swiftnas_candidates", "swiftnas_exports", "swiftnas_trained_results", "studies",
-            "trials"} <= tables
+    assert {"swiftnas_candidates", "swiftnas_exports", "swiftnas_trained_results",
+            "swiftnas_evaluations", "studies", "trials"} <= tables
 
 
 def test_batched_trial_writes_store_every_parameter_and_attribute(shm_dir: Path) -> None:

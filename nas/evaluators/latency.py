@@ -21,8 +21,10 @@ class LatencyEvaluator(Evaluator):
     metrics = ("latency_ms", "params", "macs")
     fidelity = Fidelity.PREDICTED
 
-    def __init__(self, predictor: dict[str, Any], device: str) -> None:
+    def __init__(self, predictor: dict[str, Any], device: str, *,
+                 artifact_digest: str | None = None) -> None:
         self.artifact, self.device = predictor, device
+        self._digest = artifact_digest  # known already (a study's), or computed once
 
     @cached_property
     def predictor(self) -> LatencyPredictor:
@@ -33,7 +35,9 @@ class LatencyEvaluator(Evaluator):
         return FeatureCache()
 
     def key(self) -> str:
-        return f"latency:{digest(self.artifact)[:16]}:{self.device}"
+        if self._digest is None:
+            self._digest = digest(self.artifact)
+        return f"latency:{self._digest[:16]}:{self.device}"
 
     def evaluate(self, arch: ArchConfig, inputs: Mapping[str, Metric]) -> dict[str, Metric]:
         t0 = time.perf_counter()

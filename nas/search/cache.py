@@ -1,5 +1,6 @@
-"""The evaluation cache in SQL: identical architectures are evaluated once per proxy setting,
-predictor artifact and device, across studies and runs.
+"""The evaluation cache in SQL: identical architectures are evaluated once per evaluator key
+(proxy setting and score definition; predictor artifact and device), across studies and runs.
+One table, ``swiftnas_evaluations``, keyed by (architecture key, evaluator key).
 
 Inserts are "insert unless present" inside a savepoint, so two drivers (two studies on one
 PostgreSQL database) that meet the same architecture at once both succeed.
@@ -16,18 +17,12 @@ from sqlalchemy.orm import Session
 
 from nas.evaluators import digest
 from nas.storage import Storage
-from nas.storage.models import (
-    CandidateRow,
-    ExportRow,
-    LatencyPredictionRow,
-    PredictorRow,
-    ProxyScoreRow,
-)
+from nas.storage.models import CandidateRow, EvaluationRow, ExportRow, PredictorRow
 from search_spaces import ArchConfig
 
 from .evaluation import Evaluation, EvaluationSettings
 
-Row = TypeVar("Row", CandidateRow, PredictorRow, ProxyScoreRow, LatencyPredictionRow)
+Row = TypeVar("Row", CandidateRow, PredictorRow, EvaluationRow)
 
 
 def _get_or_add(session: Session, model: type[Row], unique: dict[str, Any],
@@ -63,71 +58,55 @@ def stored_predictor(storage: Storage, digest: str) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
 
 
-def predictor_id(storage: Storage, digest: str) -> int | None:
-    """The stored predictor's id, or None (read-only)."""
-    with storage.session() as session:
-        return session.scalars(sa.select(PredictorRow.id).filter_by(digest=digest)).first()
+def cached_evaluation(storage: Storage, arch: ArchConfig,
+                      settings: EvaluationSettings) -> Evaluation | None:
+    """The stored evaluation of ``arch`` under ``settings``, or None when either part (its
+    proxies or its latency) is missing.
 
-
-def _stored_name(proxy: str, settings: EvaluationSettings) -> str:
-    """The name a proxy's value is cached under (the score's carries its definition)."""
-    return settings.score_name if proxy == "score" else proxy
-
-
-def cached_evaluation(storage: Storage, arch: ArchConfig, settings: EvaluationSettings,
-                      predictor_id: int) -> Evaluation | None:
-    """The stored evaluation of ``arch`` under ``settings``, or None when any part is missing.
-
-    One SELECT (a row per stored proxy score, joined with its candidate and latency prediction)
-    on a connection without a transaction: the driver asks this once per trial, and on
-    PostgreSQL each statement and each BEGIN/COMMIT is a round trip."""
-    cand, score, pred = (CandidateRow.__table__, ProxyScoreRow.__table__,
-                         LatencyPredictionRow.__table__)
-    query = (sa.select(cand.c.params, cand.c.macs, pred.c.latency_ms, pred.c.low_ms,
-                       pred.c.high_ms, pred.c.sigma_log, pred.c.group, pred.c.seconds,
-                       score.c.proxy, score.c.value, score.c.seconds.label("proxy_seconds"))
-             .join(pred, sa.and_(pred.c.candidate_id == cand.c.id,
-                                 pred.c.predictor_id == predictor_id,
-                                 pred.c.device == settings.device))
-             .join(score, sa.and_(score.c.candidate_id == cand.c.id,
-                                  score.c.settings_key == settings.proxy_key))
-             .where(cand.c.arch_key == arch.key()))
+    One SELECT of two rows by their unique key, on a connection without a transaction: the
+    driver asks this once per trial, and on PostgreSQL each statement and each BEGIN/COMMIT is
+    a round trip."""
+    proxy_key, latency_key = settings.evaluator_keys
+    table = EvaluationRow.__table__
+    query = (sa.select(table.c.evaluator_key, table.c.metrics_json, table.c.seconds)
+             .where(table.c.arch_key == arch.key(),
+                    table.c.evaluator_key.in_((proxy_key, latency_key))))
     with storage.read_engine.connect() as conn:
-        rows = conn.execute(query).all()
-    by_name = {r.proxy: r for r in rows}
-    if not rows or any(_stored_name(p, settings) not in by_name for p in settings.proxies):
+        rows = {r.evaluator_key: r for r in conn.execute(query)}
+    if proxy_key not in rows or latency_key not in rows:
         return None
-    # row: the shared columns
-    first, row = by_name[_stored_name(settings.proxies[0], settings)], rows[0]
+    proxies, latency = (json.loads(rows[k].metrics_json) for k in (proxy_key, latency_key))
+    if any(p not in proxies for p in settings.proxies):
+        return None
     return Evaluation(
-        arch=arch, params=row.params, macs=row.macs,
-        proxy_scores={p: by_name[_stored_name(p, settings)].value for p in settings.proxies},
-        latency_ms=row.latency_ms, latency_low_ms=row.low_ms, latency_high_ms=row.high_ms,
-        latency_sigma_log=row.sigma_log, latency_group=row.group,
-        proxy_seconds=first.proxy_seconds, latency_seconds=row.seconds,
-        cached=True,
+        arch=arch, params=int(latency["params"]), macs=int(latency["macs"]),
+        proxy_scores={p: float(proxies[p]) for p in settings.proxies},
+        latency_ms=latency["latency_ms"], latency_low_ms=latency["low_ms"],
+        latency_high_ms=latency["high_ms"], latency_sigma_log=latency["sigma_log"],
+        latency_group=latency["group"], proxy_seconds=rows[proxy_key].seconds,
+        latency_seconds=rows[latency_key].seconds, cached=True,
     )
 
 
-def save_evaluation(storage: Storage, ev: Evaluation, settings: EvaluationSettings,
-                    predictor_id: int) -> int:
-    """Store ``ev`` (one transaction); returns the candidate id."""
+def save_evaluation(storage: Storage, ev: Evaluation, settings: EvaluationSettings) -> int:
+    """Store ``ev`` (one transaction): its two evaluator rows, and the candidate (exports name
+    it); returns the candidate id."""
+    proxy_key, latency_key = settings.evaluator_keys
     with storage.session(write=True) as session:
         cand = _get_or_add(session, CandidateRow, {"arch_key": ev.arch.key()}, {
             "arch_json": ev.arch.to_json(indent=None), "params": ev.params, "macs": ev.macs,
             "num_attn_blocks": ev.arch.num_attn_blocks,
         })
+        _get_or_add(session, EvaluationRow, {"arch_key": ev.arch.key(),
+                                             "evaluator_key": proxy_key},
+                    {"metrics_json": json.dumps(ev.proxy_scores), "seconds": ev.proxy_seconds})
+        latency = {"latency_ms": ev.latency_ms, "low_ms": ev.latency_low_ms,
+                   "high_ms": ev.latency_high_ms, "sigma_log": ev.latency_sigma_log,
+                   "group": ev.latency_group, "params": ev.params, "macs": ev.macs}
+        _get_or_add(session, EvaluationRow, {"arch_key": ev.arch.key(),
+                                             "evaluator_key": latency_key},
+                    {"metrics_json": json.dumps(latency), "seconds": ev.latency_seconds})
         session.flush()
-        for proxy, value in ev.proxy_scores.items():
-            _get_or_add(session, ProxyScoreRow, {
-                "candidate_id": cand.id, "proxy": _stored_name(proxy, settings),
-                "settings_key": settings.proxy_key,
-            }, {"value": value, "seconds": ev.proxy_seconds})
-        _get_or_add(session, LatencyPredictionRow, {
-            "candidate_id": cand.id, "predictor_id": predictor_id, "device": settings.device,
-        }, {"latency_ms": ev.latency_ms, "low_ms": ev.latency_low_ms,
-            "high_ms": ev.latency_high_ms, "sigma_log": ev.latency_sigma_log,
-            "group": ev.latency_group, "seconds": ev.latency_seconds})
         return cand.id
 
 

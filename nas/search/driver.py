@@ -201,12 +201,13 @@ class Driver:
         self.failures_this_run = 0
         self.counted = time.monotonic()  # when _counts() last ran
         self.beats = HeartbeatThread(handles.ostore, heartbeat_interval / 2)
-        self.predictor_id = 0
 
     # ------------------------------------------------------------------ the run
     def run(self) -> SearchProgress:
         study, ostore = self.handles.study, self.handles.ostore
-        self.predictor_id = register_predictor(self.handles.store, self.settings.predictor)
+        # the study's predictor artifact, stored once by digest: `pareto`, `export` and the
+        # dashboard read the study's settings back from it
+        register_predictor(self.handles.store, self.settings.predictor)
         fail_stale_trials(study)
         self._load_progress()
         if self.on_start:
@@ -265,7 +266,7 @@ class Driver:
             arch = self.spec.space.sample(trial)
             cache.flush(trial._trial_id)  # parameters and generation: one transaction
             key = arch.key()
-            ev = cached_evaluation(self.handles.store, arch, self.settings, self.predictor_id)
+            ev = cached_evaluation(self.handles.store, arch, self.settings)
             if ev is not None:
                 self.progress.cache_hits += 1
                 self._finish(trial, ev)
@@ -282,7 +283,7 @@ class Driver:
         key, trials = self.waiting.pop(handle)
         del self.handle_of_key[key]
         if isinstance(result, Evaluation):  # kept even after a Ctrl-C: it is done
-            save_evaluation(self.handles.store, result, self.settings, self.predictor_id)
+            save_evaluation(self.handles.store, result, self.settings)
             self.progress.evaluated += 1
             self.progress.eval_seconds += result.proxy_seconds + result.latency_seconds
             if self.on_evaluation:

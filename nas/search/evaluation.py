@@ -4,8 +4,6 @@ Ray worker; it touches no storage (only the driver writes, so a killed worker lo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 import time
@@ -40,19 +38,14 @@ class EvaluationSettings:
     def predictor_digest(self) -> str:
         return digest(self.predictor)
 
-    @property
-    def score_name(self) -> str:
-        """The score's name in the proxy-score cache: its weights' digest, so that values
-        computed under another definition are never reused."""
-        weights = json.dumps(self.score_weights, sort_keys=True)
-        return f"score@{hashlib.sha256(weights.encode()).hexdigest()[:12]}"
+    @cached_property
+    def evaluator_keys(self) -> tuple[str, str]:
+        """The cache keys of the two evaluations a trial needs: (proxies, latency)."""
+        from nas.evaluators import LatencyEvaluator, ProxyEvaluator
 
-    @property
-    def proxy_key(self) -> str:
-        """Identifies the proxy setting in the score cache (a different setting rescores)."""
-        p = self.proxy
-        key = f"res{p.resolution}-b{p.batch_size}-seed{p.seed}-c{p.num_classes}"
-        return key + (f"-img:{p.image_folder}" if p.image_folder else "")
+        return (ProxyEvaluator(self.proxy, self.proxies, self.score_weights).key(),
+                LatencyEvaluator(self.predictor, self.device,
+                                 artifact_digest=self.predictor_digest).key())
 
 
 @dataclass(frozen=True)

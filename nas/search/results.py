@@ -18,8 +18,7 @@ from search_spaces import PRESETS
 from search_spaces.text import command_hint
 
 from .accuracy import study_surrogate, with_accuracy
-from .cache import cached_evaluation, register_predictor, save_evaluation
-from .cache import predictor_id as cached_predictor_id
+from .cache import cached_evaluation, save_evaluation
 from .evaluation import EvaluationSettings, evaluate_arch
 from .pareto import Candidate, from_summary
 from .spec import ATTR, SearchError
@@ -97,18 +96,15 @@ def reference_candidates(loaded: LoadedStudy, *, save: bool = True) -> list[Cand
     """SwiftFormer XS/S/L1/L3 scored by the study's proxy and predictor, from the SQL cache
     when there; evaluations that were missing are stored when ``save`` (the dashboard only
     reads, so it passes ``save=False``)."""
-    settings = study_settings(loaded)
+    settings = study_settings(loaded)  # its predictor is registered: the study's own
     surrogate = study_surrogate(loaded.study.user_attrs)
-    predictor_id = (register_predictor(loaded.storage, settings.predictor) if save
-                    else cached_predictor_id(loaded.storage, settings.predictor_digest))
     out = []
     for name, arch in PRESETS.items():
-        ev = (cached_evaluation(loaded.storage, arch, settings, predictor_id)
-              if predictor_id is not None else None)
+        ev = cached_evaluation(loaded.storage, arch, settings)
         if ev is None:
             ev = evaluate_arch(arch, settings)
-            if save and predictor_id is not None:
-                save_evaluation(loaded.storage, ev, settings, predictor_id)
+            if save:
+                save_evaluation(loaded.storage, ev, settings)
         # the presets are scored as the study's trials were (study_settings: its own score)
         out.append(from_summary(f"SwiftFormer-{name.upper()}",
                                 with_accuracy(ev.summary(), surrogate), loaded.budget_ms))

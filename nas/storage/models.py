@@ -114,6 +114,25 @@ class LatencyPredictionRow(Base):
     seconds: Mapped[float] = mapped_column(Float)
 
 
+class EvaluationRow(Base):
+    """The evaluation cache: one evaluator's metrics for one architecture. The evaluator key
+    (``nas.evaluators``: ``Evaluator.key()``) names its settings and artifact, so a proxy
+    setting, a score definition, a predictor or a device of its own is a key of its own.
+    (The per-proxy and per-prediction tables before it are kept, read by nothing since
+    migration 0004 copied them here.)"""
+
+    __tablename__ = "swiftnas_evaluations"
+    __table_args__ = (UniqueConstraint("arch_key", "evaluator_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    arch_key: Mapped[str] = mapped_column(String(512))
+    evaluator_key: Mapped[str] = mapped_column(String(512))
+    metrics_json: Mapped[str] = mapped_column(Text)  # {metric: value}
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
 class ExportRow(Base):
     """A `swiftnas export` of a study's trial: where the files went."""
 
