@@ -4,6 +4,7 @@ Ray worker; it touches no storage (only the driver writes, so a killed worker lo
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -33,6 +34,9 @@ class EvaluationSettings:
     # what "score" means: the study's own definition (its identity records it), so a study
     # started under an older default resumes with it
     score_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SCORE_WEIGHTS))
+    # not None: the torch-free ``SyntheticEvaluator`` with this seed replaces the proxies and
+    # the predictor (driver tests and driver benchmarks measure the search machinery)
+    synthetic_seed: int | None = None
 
     @cached_property
     def predictor_digest(self) -> str:
@@ -41,8 +45,11 @@ class EvaluationSettings:
     @cached_property
     def evaluator_keys(self) -> tuple[str, str]:
         """The cache keys of the two evaluations a trial needs: (proxies, latency)."""
-        from nas.evaluators import LatencyEvaluator, ProxyEvaluator
+        from nas.evaluators import LatencyEvaluator, ProxyEvaluator, SyntheticEvaluator
 
+        if self.synthetic_seed is not None:
+            key = SyntheticEvaluator(self.synthetic_seed).key()
+            return (f"{key}:proxy", f"{key}:latency")
         return (ProxyEvaluator(self.proxy, self.proxies, self.score_weights).key(),
                 LatencyEvaluator(self.predictor, self.device,
                                  artifact_digest=self.predictor_digest).key())
@@ -92,6 +99,8 @@ def _predictor(settings: EvaluationSettings) -> tuple[LatencyPredictor, FeatureC
 def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
     """Score ``arch``: proxies on random weights seeded by the proxy seed (deterministic), and
     the predicted latency on ``settings.device``."""
+    if settings.synthetic_seed is not None:
+        return _synthetic(arch, settings.synthetic_seed)
     predictor, cache = _predictor(settings)
     t0 = time.perf_counter()
     group = predictor.resolve_group(settings.device)
@@ -112,9 +121,24 @@ def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
     )
 
 
+def _synthetic(arch: ArchConfig, seed: int) -> Evaluation:
+    """The synthetic evaluator's metrics in an Evaluation (a 10% latency interval)."""
+    from nas.evaluators import SyntheticEvaluator
+
+    m = SyntheticEvaluator(seed).evaluate(arch, {})
+    latency = m["latency_ms"].value
+    return Evaluation(
+        arch=arch, params=int(m["params"].value), macs=int(m["macs"].value),
+        proxy_scores={"score": m["score"].value}, latency_ms=latency,
+        latency_low_ms=latency / 1.1, latency_high_ms=latency * 1.1,
+        latency_sigma_log=math.log(1.1) / 1.6449, latency_group="synthetic", proxy_seconds=0.0,
+        latency_seconds=0.0, worker=f"{socket.gethostname()}:{os.getpid()}")
+
+
 def worker_evaluate(arch_json: str, settings: EvaluationSettings) -> Evaluation:
     """Entry point of a Ray task: one torch thread per worker (workers share the cores)."""
-    import torch
+    if settings.synthetic_seed is None:
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
     return evaluate_arch(ArchConfig.from_json(arch_json), settings)

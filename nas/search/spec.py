@@ -122,6 +122,9 @@ class StudySpec:
     # () means the default two (``default_objectives``); a third, e.g.
     # Objective("params", "minimize", "latency"), is a change of this field alone
     objectives: tuple[Objective, ...] = ()
+    # not None: evaluate with the torch-free synthetic evaluator (driver tests and benchmarks);
+    # part of the identity, so such a study is never resumed as a real one
+    synthetic_seed: int | None = None
 
     @property
     def study_objectives(self) -> tuple[Objective, ...]:
@@ -157,7 +160,10 @@ class StudySpec:
         definition of the score the study is scored with (default: this swiftnas's).
         ``format``: 2 names the objectives as data; 1 (studies made before) as strings, which
         only the default objectives have."""
-        extra = {} if surrogate_digest is None else {"surrogate_digest": surrogate_digest}
+        extra: dict[str, Any] = ({} if surrogate_digest is None
+                                 else {"surrogate_digest": surrogate_digest})
+        if self.synthetic_seed is not None:
+            extra["evaluation"] = f"synthetic:{self.synthetic_seed}"
         objectives: list[Any] = [o.to_dict() for o in self.study_objectives]
         if format == 1 and not self.objectives:
             objectives = list(OBJECTIVES)
@@ -187,7 +193,7 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
               "proxy": "proxy settings", "proxies": "proxies", "format": "format",
               "predictor_digest": "latency predictor (--predictor)",
               "surrogate_digest": "accuracy objective (--accuracy, --surrogate)",
-              "score": "default accuracy score"}
+              "score": "default accuracy score", "evaluation": "evaluation (synthetic or real)"}
     for key, label in labels.items():
         old, new = stored.get(key), wanted.get(key)
         if key == "score":

@@ -98,8 +98,10 @@ def prepare_settings(spec: StudySpec) -> EvaluationSettings:
         predictor.resolve_group(spec.device)
     except PredictorError as exc:
         raise SearchError(str(exc)) from None
+    synthetic = spec.synthetic_seed is not None
     return EvaluationSettings(device=spec.device, predictor=predictor.to_dict(), proxy=spec.proxy,
-                              proxies=spec.proxies)
+                              proxies=("score",) if synthetic else spec.proxies,
+                              synthetic_seed=spec.synthetic_seed)
 
 
 def open_storages(storage_url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_S,
