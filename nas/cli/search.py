@@ -335,7 +335,8 @@ def _preset_summary(front: list[Candidate], refs: list[Candidate], budget_ms: fl
         rest = [short(n) for n in fitting if n not in dominated]
         return (f"the front dominates {', '.join(map(short, dominated))} (of the presets "
                 f"within {budget_ms:g} ms: {', '.join(map(short, fitting))})"
-                + (f"; {', '.join(rest)} is on the front itself, not yet beaten" if rest else ""))
+                + (f"; {', '.join(rest)} {'is' if len(rest) == 1 else 'are'} on the front "
+                   "itself, not yet beaten" if rest else ""))
     usual = [f"{short(n)} after {DEMO_TRIALS_TO_DOMINATE[n]:g}" for n in fitting
              if n in DEMO_TRIALS_TO_DOMINATE]
     return (f"no preset within {budget_ms:g} ms is dominated yet after {trials} trials (the "
