@@ -86,14 +86,18 @@ def _measurement_rows(paths: list[Path], storage: str | None) -> tuple[list[Meas
     return merged, len(stored)
 
 
+# --storage of the commands that fit on measurements: the user's imported rows join the CSVs
+IMPORTED_STORAGE: Any = typer.Option(
+    None, "--storage", help="Also use measurements imported into this storage with "
+    "`swiftnas latency import`.")
+
+
 @latency_app.command("fit")
 def fit(
     measurements: list[Path] = typer.Option(
         None, "--measurements", help="Measurement CSV (repeat for several). Default: the shipped "
         "calibration set (latency_models/data/calibration.csv)."),
-    storage: str = typer.Option(
-        None, "--storage", help="Also use measurements imported into this storage with "
-        "`swiftnas latency import`."),
+    storage: str = IMPORTED_STORAGE,
     out: Path = typer.Option(..., "--out", help="Where to write the predictor (JSON)."),
     cross_validate: bool = typer.Option(
         True, "--cv/--no-cv", help="Leave-one-family-out cross-validation (slower; gives the "
@@ -156,9 +160,7 @@ def calibrate_command(
     measurements: list[Path] = typer.Option(
         None, "--measurements", help="Your measurement CSV (calibration schema, latency_ms "
         "filled in; repeat for several)."),
-    storage: str = typer.Option(
-        None, "--storage", help="Also use measurements imported into this storage with "
-        "`swiftnas latency import`."),
+    storage: str = IMPORTED_STORAGE,
     predictor_path: Path = typer.Option(None, "--predictor", help=PREDICTOR_HELP),
     out: Path = typer.Option(..., "--out", help="Where to write the calibrated predictor (JSON)."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
