@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from latency_models import FeatureCache, LatencyPredictor
+from latency_models import FeatureCache, Latency, LatencyPredictor
 from search_spaces import ArchConfig
 
 from .base import Evaluator, Fidelity, Metric, digest
@@ -39,13 +39,17 @@ class LatencyEvaluator(Evaluator):
             self._digest = digest(self.artifact)
         return f"latency:{self._digest[:16]}:{self.device}"
 
+    def predict(self, arch: ArchConfig) -> tuple[Latency, int, int]:
+        """The full prediction (with its group and log-space spread), params and MACs."""
+        predictor = self.predictor
+        features = self._features.get(arch=arch)  # params and MACs come with the features
+        latency = predictor.predict_features(features, predictor.resolve_group(self.device),
+                                             family=predictor.family_of(arch=arch))
+        return latency, features.params, int(features.total("macs"))
+
     def evaluate(self, arch: ArchConfig, inputs: Mapping[str, Metric]) -> dict[str, Metric]:
         t0 = time.perf_counter()
-        predictor = self.predictor
-        features = self._features.get(arch=arch)
-        p = predictor.predict_features(features, predictor.resolve_group(self.device),
-                                       family=predictor.family_of(arch=arch))
+        p, params, macs = self.predict(arch)
         seconds = time.perf_counter() - t0
         return {"latency_ms": Metric(p.latency_ms, p.low_ms, p.high_ms, seconds),
-                "params": Metric(float(features.params)),
-                "macs": Metric(float(features.total("macs")))}
+                "params": Metric(float(params)), "macs": Metric(float(macs))}

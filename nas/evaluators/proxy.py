@@ -11,6 +11,8 @@ from search_spaces import ArchConfig
 
 from .base import Evaluator, Fidelity, Metric, digest
 
+# The objective is "score"; swap and grad_norm come from the same forward-backward pass, so they
+# are stored for free and shown beside it (dashboard, model card).
 DEFAULT_PROXIES: tuple[str, ...] = ("score", "swap", "grad_norm")
 
 

@@ -12,15 +12,11 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from latency_models import FeatureCache, LatencyPredictor
-from nas.evaluators import digest
+from nas.evaluators import DEFAULT_PROXIES, digest
 from nas.proxies import DEFAULT_SCORE_WEIGHTS, DEFAULT_SETTINGS, ProxySettings
 from search_spaces import ArchConfig
 
-# The objective is "score"; swap and grad_norm come from the same forward-backward pass, so they
-# are stored for free and shown beside it (dashboard, model card).
-DEFAULT_PROXIES: tuple[str, ...] = ("score", "swap", "grad_norm")
-OBJECTIVE_PROXY = "score"
+OBJECTIVE_PROXY = "score"  # the accuracy objective among DEFAULT_PROXIES
 
 
 @dataclass(frozen=True)
@@ -84,37 +80,40 @@ class Evaluation:
         return out
 
 
-# A worker keeps the predictor (and its feature cache) between tasks; keyed by artifact digest.
-_PREDICTORS: dict[str, tuple[LatencyPredictor, FeatureCache]] = {}
+# A worker keeps its evaluators (the predictor and its feature cache) between tasks
+_EVALUATORS: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
 
-def _predictor(settings: EvaluationSettings) -> tuple[LatencyPredictor, FeatureCache]:
-    digest = settings.predictor_digest
-    if digest not in _PREDICTORS:
-        _PREDICTORS.clear()
-        _PREDICTORS[digest] = (LatencyPredictor.from_dict(settings.predictor), FeatureCache())
-    return _PREDICTORS[digest]
+def _evaluators(settings: EvaluationSettings) -> tuple[Any, Any]:
+    """(LatencyEvaluator, ProxyEvaluator) of ``settings``, kept while the settings stay."""
+    from nas.evaluators import LatencyEvaluator, ProxyEvaluator
+
+    key = settings.evaluator_keys
+    if key not in _EVALUATORS:
+        _EVALUATORS.clear()
+        _EVALUATORS[key] = (
+            LatencyEvaluator(settings.predictor, settings.device,
+                             artifact_digest=settings.predictor_digest),
+            ProxyEvaluator(settings.proxy, settings.proxies, settings.score_weights))
+    return _EVALUATORS[key]
 
 
 def evaluate_arch(arch: ArchConfig, settings: EvaluationSettings) -> Evaluation:
-    """Score ``arch``: proxies on random weights seeded by the proxy seed (deterministic), and
-    the predicted latency on ``settings.device``."""
+    """Score ``arch`` with the two evaluators of ``settings`` (``nas.evaluators``): proxies on
+    random weights seeded by the proxy seed (deterministic), and the predicted latency on
+    ``settings.device``."""
     if settings.synthetic_seed is not None:
         return _synthetic(arch, settings.synthetic_seed)
-    predictor, cache = _predictor(settings)
+    latency_evaluator, proxy_evaluator = _evaluators(settings)
     t0 = time.perf_counter()
-    group = predictor.resolve_group(settings.device)
-    features = cache.get(arch=arch)  # params and MACs come with the latency features
-    latency = predictor.predict_features(features, group, family=predictor.family_of(arch=arch))
+    latency, params, macs = latency_evaluator.predict(arch)
     t1 = time.perf_counter()
-    from nas.proxies import score_arch  # torch: only where a candidate is really scored
-
-    scores = score_arch(arch, proxies=settings.proxies, settings=settings.proxy,
-                        score_weights=settings.score_weights)
+    scores = proxy_evaluator.evaluate(arch, {})  # torch: only where a candidate is scored
     t2 = time.perf_counter()
     return Evaluation(
-        arch=arch, params=features.params, macs=int(features.total("macs")),
-        proxy_scores=scores, latency_ms=latency.latency_ms, latency_low_ms=latency.low_ms,
+        arch=arch, params=params, macs=macs,
+        proxy_scores={name: m.value for name, m in scores.items()},
+        latency_ms=latency.latency_ms, latency_low_ms=latency.low_ms,
         latency_high_ms=latency.high_ms, latency_sigma_log=latency.sigma_log,
         latency_group=latency.group, proxy_seconds=t2 - t1, latency_seconds=t1 - t0,
         worker=f"{socket.gethostname()}:{os.getpid()}",

@@ -188,11 +188,13 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
             f"study {name!r} in {storage_url} was not created by `swiftnas search` (it has no "
             f"'{ATTR}' attribute); choose another --study name"
         )
-    labels = {"objectives": "objectives", "device": "--device",
+    # the accuracy objective first: a surrogate study also names its evaluator among the
+    # objectives, and "--accuracy, --surrogate" is the fix a user needs to read
+    labels = {"surrogate_digest": "accuracy objective (--accuracy, --surrogate)",
+              "objectives": "objectives", "device": "--device",
               "latency_budget_ms": "--latency-budget-ms", "space": "search space",
               "proxy": "proxy settings", "proxies": "proxies", "format": "format",
               "predictor_digest": "latency predictor (--predictor)",
-              "surrogate_digest": "accuracy objective (--accuracy, --surrogate)",
               "score": "default accuracy score", "evaluation": "evaluation (synthetic or real)"}
     for key, label in labels.items():
         old, new = stored.get(key), wanted.get(key)
