@@ -26,34 +26,14 @@ TTL_S = 60  # cached reads expire after this; live refresh clears them explicitl
 
 
 # ------------------------------------------------------------------------------ cached reads
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _studies(url: str) -> pd.DataFrame:
-    return data.studies(url)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _names(url: str) -> list[str]:
-    return data.names(url)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _study(url: str, name: str) -> data.StudyView:
-    return data.study(url, name)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _points(url: str, name: str) -> data.StudyPoints:
-    return data.points(url, name)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _front(url: str, name: str) -> pd.DataFrame:
-    return data.front(url, name)
-
-
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _trained_front(url: str, name: str) -> pd.DataFrame:
-    return data.trained_front(url, name)
+# re-read at most every TTL_S seconds: what other drivers write shows up on the next rerun
+_fresh = st.cache_data(ttl=TTL_S, show_spinner=False)
+_studies = _fresh(data.studies)
+_names = _fresh(data.names)
+_study = _fresh(data.study)
+_points = _fresh(data.points)  # values only: cheap for a 10,000-trial study
+_front = _fresh(data.front)
+_trained_front = _fresh(data.trained_front)
 
 
 @st.cache_data(show_spinner="Scoring SwiftFormer XS/S/L1/L3 for reference...")
