@@ -136,47 +136,25 @@ class _InlineTrainer:
 
 
 class _RayTrainer:
-    """Trains on Ray tasks (``train-batch``'s task: workers train, only the driver writes); a
-    task whose worker died is retried by Ray and resumes from its checkpoint."""
+    """Trains on Ray tasks (``nas.training.batch.TrainingTasks``, ``train-batch``'s)."""
 
     def __init__(self, data: str, recipe: Any, workers: int, ray_address: str | None) -> None:
-        import ray
-        import torch
+        from nas.training.batch import TrainingTasks
 
-        from nas.evaluators.cluster import check_reachable, start_ray
-        from nas.training.batch import _train_task
-
-        if ray_address is not None:
-            check_reachable(ray_address)
-        cuda = torch.cuda.is_available()
-        self.device = "cuda" if cuda else "cpu"
-        self.started = start_ray(ray_address, num_cpus=os.cpu_count() or 1,
-                                 num_gpus=torch.cuda.device_count() if cuda else None)
-        self.threads = max(1, (os.cpu_count() or 1) // workers) if ray_address is None else 1
-        self.remote = ray.remote(num_gpus=1 if cuda else 0, num_cpus=1 if cuda else self.threads,
-                                 max_retries=2)(_train_task)
-        self.data = data
-        self.recipe = {k: v for k, v in recipe.to_dict().items() if k != "version"}
+        self.tasks = TrainingTasks(data, recipe, workers=workers, ray_address=ray_address)
         self.pending: dict[Any, int] = {}
 
     def submit(self, key: int, arch: Any, out: Path, ident: dict[str, str]) -> None:
-        ref = self.remote.remote(arch.to_json(indent=None), self.data, self.recipe, str(out),
-                                 self.device, self.threads)
-        self.pending[ref] = key
+        self.pending[self.tasks.submit(arch.to_json(indent=None), out)] = key
 
     def wait_one(self) -> tuple[int, Any]:
-        import ray
-
-        ready, _ = ray.wait(list(self.pending), num_returns=1)
-        key = self.pending.pop(ready[0])
-        result, _, _ = ray.get(ready[0])
+        ref = self.tasks.wait_one(list(self.pending))
+        key = self.pending.pop(ref)
+        result, _, _ = self.tasks.result(ref)
         return key, result
 
     def close(self) -> None:
-        import ray
-
-        if self.started:
-            ray.shutdown()
+        self.tasks.close()
 
 
 def train_front(storage_url: str, study_name: str, *, data: str, budget: int, out: Path,

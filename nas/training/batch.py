@@ -61,6 +61,63 @@ def parse_trials(text: str | None) -> list[int] | None:
     return list(dict.fromkeys(numbers))
 
 
+class TrainingTasks:
+    """Trainings as Ray tasks (``_train_task``: workers train, only the caller writes to
+    storage). Checks the address and that Ray is installed when made; starts (or joins) Ray
+    with the first task. With CUDA one GPU per task, otherwise an equal share of the CPU
+    threads. A task whose worker died is retried ``max_retries`` times and resumes from its
+    checkpoint."""
+
+    def __init__(self, data_spec: str, recipe: TrainRecipe, *, workers: int,
+                 ray_address: str | None = None, max_retries: int = 2) -> None:
+        if ray_address is not None:
+            from nas.evaluators.cluster import check_reachable
+
+            check_reachable(ray_address)
+        try:
+            import ray
+        except ImportError:
+            raise TrainingError("training on Ray workers needs Ray: `pip install -e "
+                                "'.[distributed]'`") from None
+        import torch
+
+        self._ray, self._address, self._retries = ray, ray_address, max_retries
+        self.cuda = torch.cuda.is_available()
+        self.device = "cuda" if self.cuda else "cpu"
+        self._gpus = torch.cuda.device_count() if self.cuda else None
+        self.threads = max(1, (os.cpu_count() or 1) // workers) if ray_address is None else 1
+        self._data = data_spec
+        self._recipe = {k: v for k, v in recipe.to_dict().items() if k != "version"}
+        self._remote: Any = None
+        self._started = False
+
+    def submit(self, arch_json: str, out: Path) -> Any:
+        """Start one training into ``out`` (resuming its checkpoint); returns its Ray ref."""
+        if self._remote is None:
+            from nas.evaluators.cluster import start_ray
+
+            self._started = start_ray(self._address, num_cpus=os.cpu_count() or 1,
+                                      num_gpus=self._gpus)
+            self._remote = self._ray.remote(
+                num_gpus=1 if self.cuda else 0, num_cpus=1 if self.cuda else self.threads,
+                max_retries=self._retries)(_train_task)
+        return self._remote.remote(arch_json, self._data, self._recipe, str(out), self.device,
+                                   self.threads)
+
+    def wait_one(self, refs: list[Any]) -> Any:
+        """The first of ``refs`` to finish."""
+        return self._ray.wait(refs, num_returns=1)[0][0]
+
+    def result(self, ref: Any) -> tuple[TrainResult, str, str]:
+        """(result, dataset name, dataset digest); raises what the task raised."""
+        return self._ray.get(ref)
+
+    def close(self) -> None:
+        if self._started:
+            self._started = False
+            self._ray.shutdown()
+
+
 def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Path, *,
               store: Storage, workers: int, ray_address: str | None = None,
               force: bool = False, max_retries: int = 2,
@@ -69,18 +126,8 @@ def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Pa
     """Train ``jobs`` on ``workers`` Ray workers; results are stored as they arrive."""
     if workers < 1:
         raise TrainingError(f"--workers must be >= 1, but got {workers}")
-    if ray_address is not None:
-        from nas.evaluators.cluster import check_reachable
-
-        check_reachable(ray_address)
-    try:
-        import ray
-    except ImportError:
-        raise TrainingError("train-batch needs Ray: `pip install -e '.[distributed]'`") from None
-    import torch
-
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
+    tasks = TrainingTasks(data_spec, recipe, workers=workers, ray_address=ray_address,
+                          max_retries=max_retries)
     # validated here, in the driver: a bad --data fails before any worker starts
     data = load_data(data_spec, recipe.resolution, train_subset=recipe.train_subset,
                      val_subset=recipe.val_subset)
@@ -101,46 +148,33 @@ def run_batch(jobs: list[BatchJob], data_spec: str, recipe: TrainRecipe, out: Pa
     if not todo:
         return done
     out.mkdir(parents=True, exist_ok=True)
-    from nas.evaluators.cluster import start_ray
-
-    started = start_ray(ray_address, num_cpus=os.cpu_count() or 1,
-                        num_gpus=torch.cuda.device_count() if cuda else None)
     try:
-        threads = max(1, (os.cpu_count() or 1) // workers) if ray_address is None else 1
-        # one GPU per task with CUDA; otherwise a set of CPU threads per task
-        remote = ray.remote(num_gpus=1 if cuda else 0, num_cpus=1 if cuda else threads,
-                            max_retries=max_retries)(_train_task)
-        recipe_dict = {k: v for k, v in recipe.to_dict().items() if k != "version"}
         pending: dict[Any, BatchJob] = {}
         queue = list(todo)
         failures: list[str] = []
         while queue or pending:
             while queue and len(pending) < workers:
                 job = queue.pop(0)
-                ref = remote.remote(job.arch_json, data_spec, recipe_dict,
-                                    str(out / job.label), device, threads)
-                pending[ref] = job
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                job = pending.pop(ref)
-                try:
-                    result, name, digest = ray.get(ref)
-                except Exception as exc:  # retries used up, or training raised: go on
-                    failures.append(f"{job.label}: {' '.join(str(exc).split())[-300:]}")
-                    continue
-                ident = experiment_identity(ArchConfig.from_json(job.arch_json).key(), name,
-                                            digest, recipe)
-                stored = record_training(store, ident, arch_json=job.arch_json,
-                                         outcome=result, recipe=recipe,
-                                         origin=str((out / job.label).resolve()),
-                                         versions=versions())
-                done.append(stored)
-                if on_done:
-                    on_done(job, stored, False)
+                pending[tasks.submit(job.arch_json, out / job.label)] = job
+            ref = tasks.wait_one(list(pending))
+            job = pending.pop(ref)
+            try:
+                result, name, digest = tasks.result(ref)
+            except Exception as exc:  # retries used up, or training raised: go on
+                failures.append(f"{job.label}: {' '.join(str(exc).split())[-300:]}")
+                continue
+            ident = experiment_identity(ArchConfig.from_json(job.arch_json).key(), name,
+                                        digest, recipe)
+            stored = record_training(store, ident, arch_json=job.arch_json,
+                                     outcome=result, recipe=recipe,
+                                     origin=str((out / job.label).resolve()),
+                                     versions=versions())
+            done.append(stored)
+            if on_done:
+                on_done(job, stored, False)
         if failures:
             raise TrainingError(f"{len(failures)} of {len(todo)} trainings failed (first: "
                                 f"{failures[0]}); the others are stored; rerun to retry")
     finally:
-        if started:
-            ray.shutdown()
+        tasks.close()
     return done
