@@ -43,7 +43,7 @@ DEFAULT_RECIPE = {"epochs": 2, "resolution": 64, "batch_size": 128, "lr": 2e-3,
 
 @dataclass
 class TrainingEvent:
-    kind: str  # "start" (a training begins), "done" (stored), "cached" (found stored)
+    kind: str  # "start" (a training begins) or "done" (its result is stored)
     trial: int
     arch_key: str
     trained: int  # trained candidates of the study so far
@@ -56,6 +56,18 @@ class FrontTrainingReport:
     trained: int  # trained candidates of the study (any driver, any run)
     new: int  # trained by this call
     budget: int
+
+
+def check_train_options(budget: int, minutes: float | None = None, workers: int = 0) -> None:
+    """The loop's options, checked once (the CLI calls this before the search's trials)."""
+    if budget < 1:
+        raise SearchError(f"--train-budget must be at least 1 training, but got {budget}; "
+                          "e.g. --train-budget 12")
+    if minutes is not None and not minutes > 0:
+        raise SearchError(f"--train-minutes must be a positive number of minutes, but got "
+                          f"{minutes}; e.g. --train-minutes 90")
+    if workers < 0:
+        raise SearchError(f"--workers must be >= 0, but got {workers}")
 
 
 def _me() -> str:
@@ -177,10 +189,7 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
     from nas.training.results import experiment_identity, record_training
     from nas.training.trainer import TrainTarget, versions
 
-    if budget < 1:
-        raise SearchError(f"--train-budget must be at least 1 training, but got {budget}")
-    if workers < 0:
-        raise SearchError(f"--workers must be >= 0, but got {workers}")
+    check_train_options(budget, None if time_budget_s is None else time_budget_s / 60, workers)
     recipe = recipe or TrainRecipe(**DEFAULT_RECIPE)  # type: ignore[arg-type]
     dataset = load_data(data, recipe.resolution, train_subset=recipe.train_subset,
                         val_subset=recipe.val_subset)
@@ -213,19 +222,20 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
     def measured_now() -> dict[int, float]:
         return measured_top1(lookup, cands)
 
-    def claim_next() -> int | None:
-        """Under the lock: the next pick, claimed; None when the budget is met or taken."""
+    def claim_next() -> tuple[int | None, int]:
+        """Under the lock: the next pick, claimed (None when the budget is met or taken), and
+        how many candidates are trained."""
         measured = measured_now()
         claims = dict(study_attrs(study).get(CLAIMS_ATTR) or {})
         live = {k for k, owner in claims.items() if _claim_is_live(str(owner))}
         busy = set(measured) | {i for i, c in enumerate(cands) if c.arch.key() in live}
         if len(measured) + len(live - {cands[i].arch.key() for i in measured}) >= budget:
-            return None  # met, or the rest of the budget is being trained
+            return None, len(measured)  # met, or the rest of the budget is being trained
         pick = _pick(cands, latency, measured, busy, kappa)
         if pick is not None:
             claims[cands[pick].arch.key()] = _me()
             study.set_user_attr(CLAIMS_ATTR, claims)
-        return pick
+        return pick, len(measured)
 
     runner: Any = (_RayTrainer(data, recipe, workers, ray_address) if workers
                    else _InlineTrainer(dataset, recipe, device))
@@ -236,13 +246,13 @@ def train_front(storage_url: str, study_name: str, *, data: str, budget: int, ou
             while in_flight < max(1, workers) and (
                     time_budget_s is None or time.monotonic() - started < time_budget_s):
                 with lock.held():
-                    pick = claim_next()
+                    pick, n_trained = claim_next()
                 if pick is None:
                     break
                 c = cands[pick]
                 if on_event:
-                    on_event(TrainingEvent("start", c.trial or 0, c.arch.key(),
-                                           len(measured_now()), budget))
+                    on_event(TrainingEvent("start", c.trial or 0, c.arch.key(), n_trained,
+                                           budget))
                 runner.submit(pick, c.arch, out / c.arch.key(), ident(c))
                 in_flight += 1
             if not in_flight:

@@ -38,7 +38,7 @@ def test_a_surrogate_keeps_the_score_definition_it_was_fitted_with(tmp_path) -> 
     from nas.evaluators.surrogate import AccuracySurrogate, feature_names
     from nas.proxies import DEFAULT_SCORE_WEIGHTS, PREVIOUS_SCORE_WEIGHTS
     from nas.search.spec import StudySpec
-    from nas.search.study import open_storages, own_score, prepare_settings
+    from nas.search.study import open_storages, own_score, prepare_settings, stored_identity
 
     rows = [[float(i + j) for j in range(len(feature_names(4)))] for i in range(6)]
     fitted = AccuracySurrogate.fit(rows, [70.0 + i for i in range(6)], names=feature_names(4),
@@ -49,8 +49,9 @@ def test_a_surrogate_keeps_the_score_definition_it_was_fitted_with(tmp_path) -> 
     spec = StudySpec(name="new", latency_budget_ms=1.0)
     settings = prepare_settings(spec)
     _, ostore = open_storages(f"sqlite:///{tmp_path}/s.db")
-    assert own_score(spec, settings, ostore, None).score_weights == DEFAULT_SCORE_WEIGHTS
-    assert own_score(spec, settings, ostore, old).score_weights == PREVIOUS_SCORE_WEIGHTS
+    identity = stored_identity(ostore, spec.name)  # a new study: none
+    assert own_score(settings, identity, None).score_weights == DEFAULT_SCORE_WEIGHTS
+    assert own_score(settings, identity, old).score_weights == PREVIOUS_SCORE_WEIGHTS
 
 
 def test_the_shipped_default_is_what_the_benchmark_chooses() -> None:

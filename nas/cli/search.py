@@ -111,18 +111,17 @@ def search(
         if "train_data" not in opts or "train_budget" not in opts:
             raise SearchError("--accuracy trained needs --train-data (e.g. fashion-mnist) and "
                               "--train-budget N (trainings in all, e.g. 12)")
-        if int(opts["train_budget"]) < 1:
-            raise SearchError(f"--train-budget must be at least 1 training, but got "
-                              f"{opts['train_budget']}; e.g. --train-budget 12")
-        if "train_minutes" in opts and not float(opts["train_minutes"]) > 0:
-            raise SearchError(f"--train-minutes must be a positive number of minutes, but got "
-                              f"{opts['train_minutes']}; e.g. --train-minutes 90")
+        from nas.multifidelity import check_train_options
+
+        minutes = opts.get("train_minutes")  # checked before any trial: one-line errors
+        check_train_options(int(opts["train_budget"]),
+                            None if minutes is None else float(minutes))
+        if "surrogate" in opts:
+            raise SearchError("--accuracy trained fits its own surrogate on the study's "
+                              "trainings (the dataset and recipe of --train-data), so a "
+                              "surrogate fitted on other data cannot mix in; drop --surrogate")
     elif training:
         raise SearchError(f"--{training[0].replace('_', '-')} needs --accuracy trained")
-    if objective == "trained" and "surrogate" in opts:
-        raise SearchError("--accuracy trained fits its own surrogate on the study's trainings "
-                          "(the dataset and recipe of --train-data), so a surrogate fitted on "
-                          "other data cannot mix in; drop --surrogate")
     if (objective == "surrogate") != ("surrogate" in opts):
         raise SearchError("--accuracy surrogate and --surrogate FILE go together (fit one with "
                           "`swiftnas accuracy fit --out FILE`)")

@@ -41,14 +41,13 @@ class EvaluationSettings:
     @cached_property
     def evaluator_keys(self) -> tuple[str, str]:
         """The cache keys of the two evaluations a trial needs: (proxies, latency)."""
-        from nas.evaluators import LatencyEvaluator, ProxyEvaluator, SyntheticEvaluator
+        from nas.evaluators import SyntheticEvaluator
 
         if self.synthetic_seed is not None:
             key = SyntheticEvaluator(self.synthetic_seed).key()
             return (f"{key}:proxy", f"{key}:latency")
-        return (ProxyEvaluator(self.proxy, self.proxies, self.score_weights).key(),
-                LatencyEvaluator(self.predictor, self.device,
-                                 artifact_digest=self.predictor_digest).key())
+        latency, proxy = _new_evaluators(self)  # cheap: the predictor loads on first use
+        return proxy.key(), latency.key()
 
 
 @dataclass(frozen=True)
@@ -84,17 +83,21 @@ class Evaluation:
 _EVALUATORS: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
 
-def _evaluators(settings: EvaluationSettings) -> tuple[Any, Any]:
-    """(LatencyEvaluator, ProxyEvaluator) of ``settings``, kept while the settings stay."""
+def _new_evaluators(settings: EvaluationSettings) -> tuple[Any, Any]:
+    """(LatencyEvaluator, ProxyEvaluator) of ``settings``: the one place that makes them."""
     from nas.evaluators import LatencyEvaluator, ProxyEvaluator
 
+    return (LatencyEvaluator(settings.predictor, settings.device,
+                             artifact_digest=settings.predictor_digest),
+            ProxyEvaluator(settings.proxy, settings.proxies, settings.score_weights))
+
+
+def _evaluators(settings: EvaluationSettings) -> tuple[Any, Any]:
+    """The evaluators of ``settings``, kept while the settings stay (their keys name them)."""
     key = settings.evaluator_keys
     if key not in _EVALUATORS:
         _EVALUATORS.clear()
-        _EVALUATORS[key] = (
-            LatencyEvaluator(settings.predictor, settings.device,
-                             artifact_digest=settings.predictor_digest),
-            ProxyEvaluator(settings.proxy, settings.proxies, settings.score_weights))
+        _EVALUATORS[key] = _new_evaluators(settings)
     return _EVALUATORS[key]
 
 

@@ -119,17 +119,22 @@ def load_surrogate(spec: StudySpec) -> Any | None:
     return AccuracySurrogate.load(spec.surrogate_path)
 
 
+def stored_identity(ostore: SwiftNASRDBStorage, name: str) -> dict[str, Any] | None:
+    """The identity of study ``name`` when it exists and has one (a resumed study)."""
+    existing = next((s for s in ostore.get_all_studies() if s.study_name == name), None)
+    identity = existing.user_attrs.get(ATTR) if existing is not None else None
+    return identity if isinstance(identity, dict) else None
+
+
 def own_predictor(spec: StudySpec, settings: EvaluationSettings, store: Storage,
-                  ostore: SwiftNASRDBStorage) -> tuple[EvaluationSettings, str | None]:
+                  identity: dict[str, Any] | None) -> tuple[EvaluationSettings, str | None]:
     """A resumed study keeps the predictor it was started with when none is named: the
     predictor is part of its identity, so the shipped one of a newer swiftnas (v3) never
     replaces its own (v2.4) silently, and resuming is not refused either. Returns the settings
     to run with and, when they changed, "name vVERSION" of the study's own predictor."""
     if spec.predictor_path is not None:
         return settings, None  # named: it must match, as every identity field (check_identity)
-    existing = next((s for s in ostore.get_all_studies() if s.study_name == spec.name), None)
-    digest = ((existing.user_attrs.get(ATTR) or {}).get("predictor_digest")
-              if existing is not None else None)
+    digest = (identity or {}).get("predictor_digest")
     if digest is None or digest == settings.predictor_digest:
         return settings, None
     artifact = stored_predictor(store, digest)
@@ -139,15 +144,13 @@ def own_predictor(spec: StudySpec, settings: EvaluationSettings, store: Storage,
     return own, f"{artifact.get('name', '')} v{artifact.get('version', '?')}"
 
 
-def own_score(spec: StudySpec, settings: EvaluationSettings, ostore: SwiftNASRDBStorage,
+def own_score(settings: EvaluationSettings, identity: dict[str, Any] | None,
               surrogate: Any | None) -> EvaluationSettings:
     """The score definition a run uses: a resumed study's own (its identity records it; studies
     from before the record used the legacy one), else the surrogate's (its "score" feature was
     computed with it), else this swiftnas's default. A new default never stops a study from
     resuming."""
-    existing = next((s for s in ostore.get_all_studies() if s.study_name == spec.name), None)
-    identity = (existing.user_attrs.get(ATTR) if existing is not None else None)
-    if isinstance(identity, dict):
+    if identity is not None:
         weights = identity.get("score", LEGACY_SCORE_WEIGHTS)
     elif surrogate is not None:
         weights = surrogate.score_weights
@@ -288,8 +291,9 @@ def run_study(
     settings = prepare_settings(spec)
     surrogate = load_surrogate(spec)
     storages = open_storages(storage_url, heartbeat_interval)
-    settings, resumed_with = own_predictor(spec, settings, *storages)
-    settings = own_score(spec, settings, storages[1], surrogate)
+    identity = stored_identity(storages[1], spec.name)  # a resumed study keeps its own
+    settings, resumed_with = own_predictor(spec, settings, storages[0], identity)
+    settings = own_score(settings, identity, surrogate)
     executor = make_executor(settings, workers=workers, ray_address=ray_address)
     ask_lock = AskLock(storages[0].engine, spec.name)
     try:
