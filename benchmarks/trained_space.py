@@ -8,7 +8,10 @@ validate the proxies (and the accuracy surrogate) on the space swiftnas searches
 
 Candidates: 40 architectures sampled from the default space with a fixed seed, stratified over
 predicted iPhone 14 latency (8 bins from 0.5 to 2.5 ms, 5 each), plus XS/S/L1/L3; every 4th
-sampled candidate (10) is trained again with a second seed for the seed-noise ceiling.
+sampled candidate (10) is trained again with a second seed for the seed-noise ceiling. Then, for
+the token-mixer question (``benchmarks/mixers.py``), one candidate per bin from each of three
+spaces: mhsa-only, separable-only and mixed (at least two mixers), with ``--only mixers``
+training just those (``trained_space_mixers.json``).
 Training goes through the product path (``nas.training.run_training``), so results live in SQL
 (``benchmarks/results/trained_space.db``, or ``--storage``) and a run killed at any point
 resumes: finished candidates are cache hits, an unfinished one continues from its checkpoint.
@@ -45,6 +48,10 @@ SAMPLE_SEED = 2026
 # 5-11 min per candidate (8 h for the 54 runs), so the recipe halves both sets.
 RECIPE = {"epochs": 2, "resolution": 64, "batch_size": 128, "lr": 2e-3, "train_subset": 5000,
           "val_subset": 5000}
+# the token-mixer candidate sets: which mixers each one's space offers in every stage
+MIXER_SETS = {"mhsa": ("mhsa",), "separable": ("separable",),
+              "mixed": ("additive", "mhsa", "separable")}
+MIXER_PATH = RESULTS / "trained_space_mixers.json"
 PROXIES = ["score", "swap", "naswot", "grad_norm", "synflow", "meco", "act_units", "params",
            "macs", "depth"]
 
@@ -94,6 +101,58 @@ def _draw_candidates() -> dict[str, object]:
                            for i, (ms, arch) in enumerate(flat)]}
 
 
+def mixer_candidates() -> list[tuple[str, object]]:
+    """(label, ArchConfig) of the token-mixer sets, one per latency bin each; drawn once and
+    kept in ``trained_space_mixers.json``, like :func:`candidates`."""
+    from search_spaces import ArchConfig
+
+    if not MIXER_PATH.is_file():
+        RESULTS.mkdir(exist_ok=True)
+        MIXER_PATH.write_text(json.dumps(_draw_mixer_candidates(), indent=1) + "\n")
+    drawn = json.loads(MIXER_PATH.read_text())["candidates"]
+    return [(c["label"], ArchConfig.from_dict(c["arch"])) for c in drawn]
+
+
+def _draw_mixer_candidates() -> dict[str, object]:
+    """For each set, draw from its space (the default space with only the set's mixers, 2 or 4
+    mhsa heads) until every bin has one (at most 600 draws; a bin still empty is said and left
+    empty); "mixed" candidates must use two mixers or more."""
+    import dataclasses
+
+    from latency_models.defaults import load_predictor
+    from search_spaces import SwiftFormerSpace
+    from search_spaces.space import DEFAULT_STAGE_CHOICES
+
+    predictor = load_predictor()
+    out = []
+    for set_name, mixers in MIXER_SETS.items():
+        space = SwiftFormerSpace(stages=tuple(dataclasses.replace(st, mixers=mixers, heads=(2, 4))
+                                              for st in DEFAULT_STAGE_CHOICES))
+        by_bin: list[list[tuple[float, object]]] = [[] for _ in range(len(BINS) - 1)]
+        for arch in space.sample_random(600, seed=SAMPLE_SEED):
+            if len(arch.mixers) < (2 if set_name == "mixed" else 1) or \
+                    not arch.mixers <= set(mixers):
+                continue
+            ms = predictor.predict(device=DEVICE, arch=arch).latency_ms
+            b = int(np.searchsorted(BINS, ms, side="right")) - 1
+            if 0 <= b < len(by_bin) and len(by_bin[b]) < 2:  # a second one for top-ups
+                by_bin[b].append((ms, arch))
+            if all(by_bin):
+                break
+        chosen = [entries[:1] for entries in by_bin]
+        for b in [b for b in range(len(by_bin)) if not by_bin[b]]:  # top up from the nearest
+            spare = sorted((abs(f - b), f) for f in range(len(by_bin)) if len(by_bin[f]) > 1)
+            print(f"{set_name}: bin {b} empty after 600 draws; a second candidate of bin "
+                  f"{spare[0][1]} instead", file=sys.stderr)
+            chosen[spare[0][1]].append(by_bin[spare[0][1]][1])
+        for b, entries in enumerate(chosen):
+            for k, (ms, arch) in enumerate(entries):
+                out.append({"label": f"{set_name}{b:02d}" + "b" * k, "set": set_name,
+                            "predicted_ms": round(ms, 4), "arch": arch.to_dict()})  # type: ignore[attr-defined]
+    return {"seed": SAMPLE_SEED, "device": DEVICE, "bins_ms": BINS.tolist(),
+            "candidates": out}
+
+
 def _recipe(seed: int):  # type: ignore[no-untyped-def]
     from nas.training import TrainRecipe
 
@@ -115,7 +174,17 @@ def jobs() -> list[tuple[str, object, int]]:
     repeats = sorted(((label, arch, 1) for label, arch in sampled[:40:4][:SEED_REPEATS]),
                      key=lambda job: position[job[0]])
     last_pass = len(seed0) - bins
-    return seed0[:last_pass] + repeats + seed0[last_pass:]
+    return seed0[:last_pass] + repeats + seed0[last_pass:] + mixer_jobs()
+
+
+def mixer_jobs() -> list[tuple[str, object, int]]:
+    """The token-mixer candidates, seed 0: the bins in a spread order (0, 4, 2, 6, 1, 5, 3, 7),
+    the three sets in turn within each, so that a partial run already covers every set and the
+    whole latency range."""
+    by_label = dict(mixer_candidates())
+    spread = (0, 4, 2, 6, 1, 5, 3, 7)
+    return [(label, by_label[label], 0) for b in spread for s in MIXER_SETS
+            for label in (f"{s}{b:02d}", f"{s}{b:02d}b") if label in by_label]
 
 
 def pilot(args: argparse.Namespace) -> None:
@@ -160,7 +229,7 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     store = open_storage(args.storage)
-    todo = jobs()
+    todo = mixer_jobs() if args.only == "mixers" else jobs()
     for i, (label, arch, seed) in enumerate(todo, start=1):
         started = time.perf_counter()
         outcome = run_training(TrainTarget(arch=arch), "fashion-mnist", _recipe(seed),
@@ -202,14 +271,16 @@ def export(args: argparse.Namespace) -> None:
         else:
             proxies = score_arch(arch, proxies=PROXIES,  # type: ignore[arg-type]
                                  settings=ProxySettings(num_classes=10))
-        rows.append({"label": label, "seed": seed, "arch_key": arch.key(),  # type: ignore[attr-defined]
+        mixer = next((m for m in MIXER_SETS if label.startswith(m)), "additive")
+        rows.append({"label": label, "seed": seed, "mixer": mixer, "arch_key": arch.key(),  # type: ignore[attr-defined]
                      "latency_ms": round(predictor.predict(device=DEVICE, arch=arch).latency_ms, 4),  # type: ignore[arg-type]
                      "top1": hit.top1, "top5": hit.top5, "train_seconds": hit.train_seconds,
                      **{p: proxies[p] for p in PROXIES}})
     RESULTS.mkdir(exist_ok=True)
     with CSV_PATH.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["label", "seed", "arch_key", "latency_ms", "top1",
-                                               "top5", "train_seconds", *PROXIES])
+        writer = csv.DictWriter(f, fieldnames=["label", "seed", "mixer", "arch_key",
+                                               "latency_ms", "top1", "top5", "train_seconds",
+                                               *PROXIES])
         writer.writeheader()
         writer.writerows(rows)
     print(f"{len(rows)} results -> {CSV_PATH.relative_to(ROOT)}", file=sys.stderr)
@@ -220,7 +291,8 @@ def report(args: argparse.Namespace) -> None:
 
     with CSV_PATH.open() as f:
         rows = list(csv.DictReader(f))
-    main = [r for r in rows if r["seed"] == "0"]
+    by_mixer = [r for r in rows if r["seed"] == "0" and r.get("mixer", "additive") != "additive"]
+    main = [r for r in rows if r["seed"] == "0" and r.get("mixer", "additive") == "additive"]
     acc = np.array([float(r["top1"]) for r in main])
     print(f"{len(main)} candidates trained (seed 0), recipe {RECIPE}\n")
     print("| proxy | Spearman | Kendall |\n|---|---|---|")
@@ -246,6 +318,7 @@ def report(args: argparse.Namespace) -> None:
               f"{np.mean(sims):.3f} [5-95%: {np.quantile(sims, 0.05):.3f}-"
               f"{np.quantile(sims, 0.95):.3f}]")
     _surrogate_report(main)
+    _mixer_report(main, by_mixer)
     presets = [r for r in main if not r["label"].startswith("c")]
     print("\nfront check (trained candidates at no greater predicted latency, more accurate):")
     for p in presets:
@@ -254,6 +327,26 @@ def report(args: argparse.Namespace) -> None:
                   and float(r["top1"]) > float(p["top1"])]
         print(f"  {p['label']}: {float(p['top1']):.2f}% at {float(p['latency_ms']):.3f} ms; "
               f"{len(better)} better: {', '.join(better) or '-'}")
+
+
+def _mixer_report(additive: list[dict[str, str]], others: list[dict[str, str]]) -> None:
+    """The default score's rank correlation with trained top-1 within each mixer's
+    candidates, and over all of them (is it still the right objective across mixers?)."""
+    from scipy.stats import spearmanr
+
+    if not others:
+        return
+    print("\n| candidates | n | Spearman(score, top-1) | Spearman(params, top-1) |\n"
+          "|---|---|---|---|")
+    groups = {"additive": additive, **{m: [r for r in others if r["mixer"] == m]
+                                       for m in MIXER_SETS}, "all": additive + others}
+    for name, rs in groups.items():
+        if len(rs) < 3:
+            print(f"| {name} | {len(rs)} | - | - |")
+            continue
+        top1 = [float(r["top1"]) for r in rs]
+        print(f"| {name} | {len(rs)} | {spearmanr([float(r['score']) for r in rs], top1)[0]:.3f}"
+              f" | {spearmanr([float(r['params']) for r in rs], top1)[0]:.3f} |")
 
 
 def _surrogate_report(rows: list[dict[str, str]]) -> None:
@@ -289,6 +382,8 @@ def main() -> None:
     parser.add_argument("part", choices=["pilot", "run", "export", "report"])
     parser.add_argument("--storage", default=DEFAULT_DB)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["mixers"], default=None,
+                        help="run: train only the token-mixer candidates")
     args = parser.parse_args()
     {"pilot": pilot, "run": run, "export": export, "report": report}[args.part](args)
 

@@ -2,9 +2,11 @@
 
 An architecture has four stages (as every SwiftFormer does). Stage ``i`` has ``depth`` blocks of
 ``width`` channels; each block is either a conv block (timm ``ConvEncoder``) or an attention block
-(timm ``Block`` with ``EfficientAdditiveAttention``); ``attn`` lists the indices of the attention
-blocks. Stages 1-3 start with a stride-2 downsampling conv, the stem reduces by 4, so the network
-reduces by 32 and the input ``resolution`` must be a multiple of 32.
+(timm ``Block``); ``attn`` lists the indices of the attention blocks and ``mixer`` names their
+token mixer (:data:`MIXERS`: SwiftFormer's efficient additive attention, multi-head
+self-attention with ``heads`` heads, or MobileViTv2's separable self-attention). Stages 1-3
+start with a stride-2 downsampling conv, the stem reduces by 4, so the network reduces by 32 and
+the input ``resolution`` must be a multiple of 32.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ MAX_MLP_RATIO = 16.0
 MAX_RESOLUTION = 2048
 MAX_JSON_CHARS = 64 * 1024  # an ArchConfig JSON is under 1 KB
 ARCH_FORMAT_VERSION = 1  # bump when to_dict()'s layout changes; from_dict() reads older versions
+# The token mixers of attention blocks. "additive" is SwiftFormer's own and the default: a file
+# without a "mixer" key is additive, and an additive stage's key() is what it always was.
+MIXERS = ("additive", "mhsa", "separable")
 
 
 def _is_int(value: object) -> bool:
@@ -41,7 +46,9 @@ class StageConfig:
     depth: int  # number of blocks, >= 1
     width: int  # channels of every block in the stage
     mlp_ratio: float  # hidden width of each block's MLP = int(width * mlp_ratio)
-    attn: tuple[int, ...] = ()  # indices of blocks using efficient additive attention
+    attn: tuple[int, ...] = ()  # indices of the attention blocks
+    mixer: str = "additive"  # token mixer of the attention blocks (MIXERS)
+    heads: int | None = None  # attention heads, for "mhsa" only (must divide width)
     index: int = field(default=0, compare=False, repr=False)  # position, for error messages only
 
     def __post_init__(self) -> None:
@@ -107,6 +114,37 @@ class StageConfig:
                 "List each attention block once.",
             )
         object.__setattr__(self, "attn", tuple(sorted(attn)))
+        self._check_mixer(where)
+
+    def _check_mixer(self, where: str) -> None:
+        if self.mixer not in MIXERS:
+            raise InvalidArchError(
+                f"{where}.mixer", self.mixer, f"is not a token mixer ({', '.join(MIXERS)})",
+                'Use "additive" (SwiftFormer\'s), "mhsa" with "heads", or "separable".',
+            )
+        if not self.attn:  # no attention block: the mixer builds nothing, so it is not part of
+            object.__setattr__(self, "mixer", "additive")  # the architecture (equal networks
+            object.__setattr__(self, "heads", None)  # compare equal)
+        elif self.mixer != "mhsa":
+            if self.heads is not None:
+                raise InvalidArchError(
+                    f"{where}.heads", self.heads, f"is only for the mhsa mixer (this stage's "
+                    f"mixer is {self.mixer})", f"Remove `{where}.heads` or use mixer \"mhsa\".",
+                )
+        else:
+            heads = self.heads
+            fit = max(h for h in (1, 2, 4, 8) if self.width % h == 0)
+            if not _is_int(heads) or not 1 <= heads <= self.width:  # type: ignore[operator]
+                raise InvalidArchError(
+                    f"{where}.heads", heads, "must be a whole number of attention heads for "
+                    "the mhsa mixer", f"Add \"heads\": {fit} (a divisor of the width "
+                    f"{self.width}).",
+                )
+            if self.width % heads:  # type: ignore[operator]
+                raise InvalidArchError(
+                    f"{where}.heads", heads, f"does not divide the stage's width {self.width}",
+                    f"Use a divisor of {self.width}, such as {fit}.",
+                )
 
     @property
     def hidden_width(self) -> int:
@@ -116,17 +154,30 @@ class StageConfig:
         """``"conv"`` or ``"attn"`` for each block, in order."""
         return tuple("attn" if j in self.attn else "conv" for j in range(self.depth))
 
+    def mixer_label(self) -> str:
+        """The mixer as people say it: ``additive``, ``mhsa4`` (4 heads), ``separable``; ``-``
+        for a stage without attention."""
+        if not self.attn:
+            return "-"
+        return f"mhsa{self.heads}" if self.mixer == "mhsa" else self.mixer
+
     def key(self) -> str:
         attn = ".".join(str(i) for i in self.attn) or "-"
-        return f"d{self.depth}w{self.width}m{self.mlp_ratio:g}a{attn}"
+        # additive stages keep the key they always had (the cache and stored studies use it)
+        mixer = "" if self.mixer == "additive" else f"x{self.mixer_label()}"
+        return f"d{self.depth}w{self.width}m{self.mlp_ratio:g}a{attn}{mixer}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "depth": self.depth,
             "width": self.width,
             "mlp_ratio": self.mlp_ratio,
             "attn": list(self.attn),
+            "mixer": self.mixer,
         }
+        if self.heads is not None:
+            out["heads"] = self.heads
+        return out
 
 
 @dataclass(frozen=True)
@@ -157,7 +208,8 @@ class ArchConfig:
         normalised = []
         for i, stage in enumerate(stages):
             if isinstance(stage, StageConfig):
-                stage = StageConfig(stage.depth, stage.width, stage.mlp_ratio, stage.attn, index=i)
+                stage = StageConfig(stage.depth, stage.width, stage.mlp_ratio, stage.attn,
+                                    stage.mixer, stage.heads, index=i)
             elif isinstance(stage, Mapping):
                 stage = _stage_from_mapping(stage, i)
             else:
@@ -196,6 +248,11 @@ class ArchConfig:
     @property
     def num_attn_blocks(self) -> int:
         return sum(len(s.attn) for s in self.stages)
+
+    @property
+    def mixers(self) -> frozenset[str]:
+        """The token mixers its attention blocks use (empty without attention)."""
+        return frozenset(s.mixer for s in self.stages if s.attn)
 
     # -- identity and serialisation ---------------------------------------------------------
     def key(self) -> str:
@@ -308,7 +365,7 @@ class ArchConfig:
 
 
 def _stage_from_mapping(data: Mapping[str, Any], index: int) -> StageConfig:
-    allowed = {"depth", "width", "mlp_ratio", "attn"}
+    allowed = {"depth", "width", "mlp_ratio", "attn", "mixer", "heads"}
     unknown = set(data) - allowed
     missing = {"depth", "width"} - set(data)
     if unknown or missing:
@@ -316,8 +373,8 @@ def _stage_from_mapping(data: Mapping[str, Any], index: int) -> StageConfig:
             f"is missing {sorted(missing)}")
         raise InvalidArchError(
             f"stages[{index}]", dict(data), problem,
-            "Each stage needs depth and width, optionally mlp_ratio (default 4.0) and attn "
-            "(default: the last block).",
+            "Each stage needs depth and width, optionally mlp_ratio (default 4.0), attn "
+            "(default: the last block), mixer (default additive) and heads (for mhsa).",
         )
     depth = data["depth"]
     attn = data.get("attn")
@@ -325,16 +382,20 @@ def _stage_from_mapping(data: Mapping[str, Any], index: int) -> StageConfig:
         attn = [depth - 1] if _is_int(depth) and depth >= 1 else []
     width, ratio = data["width"], data.get("mlp_ratio", 4.0)
     attn = tuple(attn) if isinstance(attn, list | tuple) else attn  # others fail validation
+    mixer, heads = data.get("mixer", "additive"), data.get("heads")
     if (type(depth) is int and type(width) is int and type(ratio) in (int, float)
-            and isinstance(attn, tuple) and all(type(i) is int for i in attn)):
+            and isinstance(attn, tuple) and all(type(i) is int for i in attn)
+            and type(mixer) is str and (heads is None or type(heads) is int)):
         # plain values: a study's 10,000 stored architectures share a few hundred stages
-        return _plain_stage(depth, width, float(ratio), attn, index)
-    return StageConfig(depth=depth, width=width, mlp_ratio=ratio, attn=attn, index=index)
+        return _plain_stage(depth, width, float(ratio), attn, mixer, heads, index)
+    return StageConfig(depth=depth, width=width, mlp_ratio=ratio, attn=attn, mixer=mixer,
+                       heads=heads, index=index)
 
 
 @functools.lru_cache(maxsize=8192)
-def _plain_stage(depth: int, width: int, mlp_ratio: float, attn: tuple[int, ...],
-                 index: int) -> StageConfig:
+def _plain_stage(depth: int, width: int, mlp_ratio: float, attn: tuple[int, ...], mixer: str,
+                 heads: int | None, index: int) -> StageConfig:
     """A validated stage of plain ints and a float (StageConfig is frozen, so sharing one is
     safe); the exact types are checked by the caller, as the cache key ignores 1 vs True."""
-    return StageConfig(depth=depth, width=width, mlp_ratio=mlp_ratio, attn=attn, index=index)
+    return StageConfig(depth=depth, width=width, mlp_ratio=mlp_ratio, attn=attn, mixer=mixer,
+                       heads=heads, index=index)

@@ -4,8 +4,11 @@
 whole interface (``forward_features``, ``forward_head``, ``forward_intermediates``,
 ``reset_classifier``, distillation head, ...) and its state_dict key names (``stem.*``,
 ``stages.{i}.downsample.*``, ``stages.{i}.blocks.{j}.*``, ``norm``, ``head``, ``head_dist``).
-Only the stage construction differs: each stage has its own MLP ratio and any set of blocks may
-use attention. For the presets the result is weight-compatible with timm's models.
+Only the stage construction differs: each stage has its own MLP ratio, any set of blocks may
+use attention, and an attention block's token mixer is SwiftFormer's additive attention or one of
+timm's own self-attentions (``vision_transformer.Attention``, MobileViTv2's
+``LinearSelfAttention``) over the stage's tokens. For the presets the result is
+weight-compatible with timm's models.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ _torchvision_compat.ensure_torchvision_importable()
 
 import torch  # noqa: E402
 from timm.layers import Linear  # noqa: E402
+from timm.models.mobilevit import LinearSelfAttention  # noqa: E402
 from timm.models.swiftformer import (  # noqa: E402
     Block,
     ConvEncoder,
@@ -25,12 +29,50 @@ from timm.models.swiftformer import (  # noqa: E402
     Stage,
     SwiftFormer,
 )
+from timm.models.vision_transformer import Attention  # noqa: E402
 from torch import nn  # noqa: E402
 
 from .arch import ArchConfig, StageConfig  # noqa: E402
 from .errors import SearchSpaceError  # noqa: E402
 
 __all__ = ["SwiftFormerNAS", "build_model", "create_timm_model", "example_input"]
+
+
+class TokenSelfAttention(Attention):
+    """The ``mhsa`` mixer: timm's ViT multi-head self-attention over a stage's ``H * W`` tokens
+    (``[B, C, H, W]`` in and out, as SwiftFormer's blocks pass them). Its cost grows with the
+    square of the tokens."""
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                is_causal: bool = False) -> torch.Tensor:
+        b, c, h, w = x.shape
+        out = super().forward(x.flatten(2).transpose(1, 2), attn_mask=attn_mask,
+                              is_causal=is_causal)
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class SeparableSelfAttention(LinearSelfAttention):
+    """The ``separable`` mixer: MobileViTv2's linear self-attention over all ``H * W`` tokens
+    (one pixel per patch, so its context vector sees the whole stage, as additive attention's
+    does). Its cost grows linearly with the tokens."""
+
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        return super().forward(x.reshape(b, c, 1, h * w)).reshape(b, c, h, w)
+
+
+def attention_block(stage: StageConfig, *, drop_path: float, drop_rate: float,
+                    layer_scale_init_value: float) -> Block:
+    """timm's SwiftFormer ``Block`` (local representation, token mixer, MLP; same key names)
+    with the stage's token mixer as its ``attn``."""
+    block = Block(stage.width, mlp_ratio=stage.mlp_ratio, drop_rate=drop_rate,
+                  drop_path=drop_path, layer_scale_init_value=layer_scale_init_value)
+    if stage.mixer == "mhsa":
+        block.attn = TokenSelfAttention(  # type: ignore[assignment]
+            stage.width, num_heads=stage.heads or 1, qkv_bias=True)
+    elif stage.mixer == "separable":
+        block.attn = SeparableSelfAttention(stage.width)  # type: ignore[assignment]
+    return block
 
 
 class _ArchStage(Stage):
@@ -51,13 +93,8 @@ class _ArchStage(Stage):
         blocks: list[nn.Module] = []
         for kind, dpr in zip(stage.block_kinds(), block_drop_path, strict=True):
             if kind == "attn":
-                blocks.append(Block(
-                    stage.width,
-                    mlp_ratio=stage.mlp_ratio,
-                    drop_rate=drop_rate,
-                    drop_path=dpr,
-                    layer_scale_init_value=layer_scale_init_value,
-                ))
+                blocks.append(attention_block(stage, drop_path=dpr, drop_rate=drop_rate,
+                                              layer_scale_init_value=layer_scale_init_value))
             else:
                 blocks.append(ConvEncoder(
                     dim=stage.width, hidden_dim=stage.hidden_width, kernel_size=3, drop_path=dpr,

@@ -1,8 +1,9 @@
 """The SwiftFormer search space: which architectures a search may propose.
 
-Per stage the space chooses a depth, a width, an MLP ratio and where attention goes; globally it
-chooses the input resolution. Attention placement is parameterised by a count and a stride
-counted back from the stage's last block: ``count=1`` is the paper's "attention in the last
+Per stage the space chooses a depth, a width, an MLP ratio, where attention goes and (in the
+``mixers`` space) the attention blocks' token mixer; globally it chooses the input resolution.
+Attention placement is parameterised by a count and a stride counted back from the stage's last
+block: ``count=1`` is the paper's "attention in the last
 block", ``count=0`` an attention-free stage, ``count=2, stride=1`` the last two blocks,
 ``count=2, stride=2`` every other block from the end. This keeps the Optuna parameter set fixed
 (good for NSGA-II and multivariate TPE) while reaching attention in several blocks per stage.
@@ -14,17 +15,15 @@ object.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    import numpy as np
-
-from .arch import NUM_STAGES, ArchConfig, StageConfig
+from .arch import MIXERS, NUM_STAGES, ArchConfig, StageConfig
 from .errors import SearchSpaceError
 
 
@@ -72,6 +71,22 @@ class StageChoices:
     mlp_ratios: tuple[float, ...] = (2.0, 3.0, 4.0)
     attn_counts: tuple[int, ...] = (0, 1, 2, 3)  # attention blocks in the stage
     attn_strides: tuple[int, ...] = (1, 2)  # spacing between them, counted from the last block
+    mixers: tuple[str, ...] = ("additive",)  # token mixer of the stage's attention blocks
+    heads: tuple[int, ...] = (4,)  # attention heads of the mhsa mixer (must divide every width)
+
+    def stage(self, depth: int, width: int, mlp_ratio: float, count: int, stride: int,
+              mixer: str, heads: int, index: int) -> StageConfig:
+        """The stage these answers give (``heads`` only matters to mhsa)."""
+        return StageConfig(depth=depth, width=width, mlp_ratio=mlp_ratio,
+                           attn=attention_indices(depth, count, stride), mixer=mixer,
+                           heads=heads if mixer == "mhsa" else None, index=index)
+
+    def contains(self, stage: StageConfig) -> bool:
+        return (stage.depth in self.depths and stage.width in self.widths
+                and stage.mlp_ratio in self.mlp_ratios
+                and stage.attn in self.attention_patterns(stage.depth)
+                and (not stage.attn or stage.mixer in self.mixers)
+                and (stage.mixer != "mhsa" or stage.heads in self.heads))
 
     def attention_patterns(self, depth: int) -> set[tuple[int, ...]]:
         return {
@@ -91,6 +106,10 @@ DEFAULT_STAGE_CHOICES: tuple[StageChoices, ...] = (
     StageChoices(depths=tuple(range(1, 9)), widths=(160, 192, 220, 224, 256, 384, 512, 640)),
 )
 DEFAULT_RESOLUTIONS: tuple[int, ...] = (192, 224, 256)
+# The `mixers` space: the default one with the token mixer as a choice in every stage. 2 and 4
+# heads divide every width of the default choices.
+MIXER_STAGE_CHOICES: tuple[StageChoices, ...] = tuple(
+    dataclasses.replace(st, mixers=MIXERS, heads=(2, 4)) for st in DEFAULT_STAGE_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -99,7 +118,6 @@ class SwiftFormerSpace:
 
     stages: tuple[StageChoices, ...] = DEFAULT_STAGE_CHOICES
     resolutions: tuple[int, ...] = DEFAULT_RESOLUTIONS
-    _max_depths: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.stages) != NUM_STAGES:
@@ -108,7 +126,8 @@ class SwiftFormerSpace:
                 f"{len(self.stages)}. Give one StageChoices per stage."
             )
         for i, st in enumerate(self.stages):
-            for name in ("depths", "widths", "mlp_ratios", "attn_counts", "attn_strides"):
+            for name in ("depths", "widths", "mlp_ratios", "attn_counts", "attn_strides",
+                         "mixers", "heads"):
                 if not getattr(st, name):
                     raise SearchSpaceError(
                         f"Stage {i} of the space has no `{name}` choices. Give at least one value."
@@ -117,9 +136,10 @@ class SwiftFormerSpace:
             for d, w, m in itertools.product(st.depths, st.widths, st.mlp_ratios):
                 for pattern in st.attention_patterns(d):
                     StageConfig(depth=d, width=w, mlp_ratio=m, attn=pattern, index=i)
+            for mixer, w, h in itertools.product(st.mixers, st.widths, st.heads):
+                st.stage(1, w, st.mlp_ratios[0], 1, 1, mixer, h, i)
         for r in self.resolutions:
             ArchConfig.from_lists(depths=[1] * 4, widths=[2] * 4, resolution=r)
-        object.__setattr__(self, "_max_depths", tuple(max(st.depths) for st in self.stages))
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, trial: Suggester) -> ArchConfig:
@@ -138,10 +158,9 @@ class SwiftFormerSpace:
             mlp_ratio = choose(f"s{i}_mlp_ratio", st.mlp_ratios)
             count = choose(f"s{i}_attn_count", st.attn_counts)
             stride = choose(f"s{i}_attn_stride", st.attn_strides)
-            stages.append(StageConfig(
-                depth=depth, width=width, mlp_ratio=mlp_ratio,
-                attn=attention_indices(depth, count, stride), index=i,
-            ))
+            mixer = choose(f"s{i}_mixer", st.mixers)
+            heads = choose(f"s{i}_heads", st.heads) if "mhsa" in st.mixers else st.heads[0]
+            stages.append(st.stage(depth, width, mlp_ratio, count, stride, mixer, heads, i))
         resolution = choose("resolution", self.resolutions)
         return ArchConfig(stages=tuple(stages), resolution=resolution)
 
@@ -164,7 +183,8 @@ class SwiftFormerSpace:
                                  if attention_indices(s.depth, c, r) == s.attn)
             params.update({f"s{i}_depth": s.depth, f"s{i}_width": s.width,
                            f"s{i}_mlp_ratio": s.mlp_ratio, f"s{i}_attn_count": count,
-                           f"s{i}_attn_stride": stride})
+                           f"s{i}_attn_stride": stride, f"s{i}_mixer": s.mixer,
+                           f"s{i}_heads": s.heads or st.heads[0]})
         asked = self.parameters()  # single-choice dimensions are not parameters
         return {k: v for k, v in params.items() if k in asked}
 
@@ -177,53 +197,31 @@ class SwiftFormerSpace:
     def contains(self, arch: ArchConfig) -> bool:
         if arch.resolution not in self.resolutions:
             return False
-        return all(
-            s.depth in st.depths
-            and s.width in st.widths
-            and s.mlp_ratio in st.mlp_ratios
-            and s.attn in st.attention_patterns(s.depth)
-            for s, st in zip(arch.stages, self.stages, strict=True)
-        )
+        return all(st.contains(s) for s, st in zip(arch.stages, self.stages, strict=True))
+
+    def mixer_mismatch(self, arch: ArchConfig) -> str | None:
+        """Why ``arch``'s token mixers are outside this space (naming the stage and the fix), or
+        None when every stage's mixer is one the space offers."""
+        for i, (s, st) in enumerate(zip(arch.stages, self.stages, strict=True)):
+            if s.attn and s.mixer not in st.mixers:
+                return (f"stages[{i}] uses the {s.mixer} mixer, which this space does not offer "
+                        f"there (it offers {', '.join(st.mixers)}); search with --space mixers, "
+                        "or use an additive architecture")
+            if s.attn and s.mixer == "mhsa" and s.heads not in st.heads:
+                return (f"stages[{i}] uses mhsa with {s.heads} heads; this space offers "
+                        f"{', '.join(map(str, st.heads))} heads there")
+        return None
 
     def size(self) -> int:
         """Number of distinct architectures (distinct attention patterns counted once)."""
         total = len(self.resolutions)
         for st in self.stages:
-            per_stage = sum(len(st.attention_patterns(d)) for d in st.depths)
+            # an attention-free pattern has no mixer; the others take any mixer (mhsa: any heads)
+            mixers = len(st.mixers) + (len(st.heads) - 1 if "mhsa" in st.mixers else 0)
+            per_stage = sum(sum(mixers if p else 1 for p in st.attention_patterns(d))
+                            for d in st.depths)
             total *= per_stage * len(st.widths) * len(st.mlp_ratios)
         return total
-
-    # -- numeric encoding --------------------------------------------------------------------
-    def encoding_names(self) -> list[str]:
-        names = ["resolution"]
-        for i, max_depth in enumerate(self._max_depths):
-            names += [f"s{i}_depth", f"s{i}_width", f"s{i}_mlp_ratio", f"s{i}_attn_count"]
-            names += [f"s{i}_attn_from_end_{k}" for k in range(max_depth)]
-        return names
-
-    def encode(self, arch: ArchConfig) -> np.ndarray:
-        """Fixed-length float vector for surrogate models (names: :meth:`encoding_names`).
-
-        Attention is a mask over block positions counted from the stage's end, so "attention in
-        the last block" is the same feature at every depth. The map is injective on architectures
-        whose depths fit the space's maximum depths.
-        """
-        values: list[float] = [float(arch.resolution)]
-        for i, (stage, max_depth) in enumerate(zip(arch.stages, self._max_depths, strict=True)):
-            if stage.depth > max_depth:
-                raise SearchSpaceError(
-                    f"Cannot encode stage {i} with depth {stage.depth}: this space's encoding "
-                    f"holds at most {max_depth} blocks there. Encode with a space whose depths "
-                    "include "
-                    f"{stage.depth}."
-                )
-            mask = [0.0] * max_depth
-            for j in stage.attn:
-                mask[stage.depth - 1 - j] = 1.0
-            values += [stage.depth, stage.width, stage.mlp_ratio, len(stage.attn), *mask]
-        import numpy as np  # here, not at import: `swiftnas --help` imports this module
-
-        return np.asarray(values, dtype=np.float64)
 
     def describe(self) -> dict[str, Any]:
         """The choice lists as plain data (for ``swiftnas space show``)."""
@@ -236,9 +234,27 @@ class SwiftFormerSpace:
                     "mlp_ratios": list(st.mlp_ratios),
                     "attn_counts": list(st.attn_counts),
                     "attn_strides": list(st.attn_strides),
+                    "mixers": list(st.mixers),
+                    **({"heads": list(st.heads)} if "mhsa" in st.mixers else {}),
                 }
                 for st in self.stages
             ],
             "size": self.size(),
             "log10_size": round(math.log10(self.size()), 2),
         }
+
+
+# The spaces a search or `swiftnas space` names with --space. "default" is the one every study
+# without --space uses (its identity never changes); "mixers" adds the token mixer per stage.
+SPACES: dict[str, SwiftFormerSpace] = {
+    "default": SwiftFormerSpace(),
+    "mixers": SwiftFormerSpace(stages=MIXER_STAGE_CHOICES),
+}
+
+
+def named_space(name: str) -> SwiftFormerSpace:
+    """The space called ``name`` (:data:`SPACES`), or a one-line error listing the names."""
+    if name not in SPACES:
+        raise SearchSpaceError(f"unknown search space {name!r}: use one of "
+                               f"{', '.join(SPACES)} (--space mixers opens the token mixer)")
+    return SPACES[name]

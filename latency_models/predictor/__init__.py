@@ -40,6 +40,7 @@ from .artifact import (
     default_feature_cache,
     feature_row,
     model_feature_names,
+    pricing_note,
 )
 from .calibrate import (
     OFFSET_PRIOR_WEIGHT,
@@ -58,9 +59,29 @@ from .solve import (
 )
 
 __all__ = [
-    "ARTIFACT_FORMAT", "COMPUTE_CLASSES", "DEFAULT_RIDGE", "MODEL_MEASURES",
-    "OFFSET_PRIOR_WEIGHT", "PREFERRED_SOURCES", "PRIOR_MIN_ROWS", "SEARCH_FAMILY", "Z90",
-    "FitResult", "GroupCalibration", "Latency", "LatencyPredictor", "PredictorError",
-    "SolveOptions", "calibrate", "compute_class", "default_feature_cache", "feature_row",
-    "fit_predictor", "model_feature_names", "offset_prior", "single_threaded_blas", "usable",
+    "ARTIFACT_FORMAT",
+    "COMPUTE_CLASSES",
+    "DEFAULT_RIDGE",
+    "MODEL_MEASURES",
+    "OFFSET_PRIOR_WEIGHT",
+    "PREFERRED_SOURCES",
+    "PRIOR_MIN_ROWS",
+    "SEARCH_FAMILY",
+    "Z90",
+    "FitResult",
+    "GroupCalibration",
+    "Latency",
+    "LatencyPredictor",
+    "PredictorError",
+    "SolveOptions",
+    "calibrate",
+    "compute_class",
+    "default_feature_cache",
+    "feature_row",
+    "fit_predictor",
+    "model_feature_names",
+    "offset_prior",
+    "pricing_note",
+    "single_threaded_blas",
+    "usable",
 ]

@@ -104,6 +104,21 @@ class GroupCalibration:
 SEARCH_FAMILY = "SwiftFormer"
 
 
+def pricing_note(arch: ArchConfig | None) -> str | None:
+    """What a user should know about how ``arch``'s token mixers are priced (None: measured
+    SwiftFormers have them). Said by `latency predict`."""
+    if arch is None:
+        return None
+    if "separable" in arch.mixers:
+        return ("no measured model uses separable attention: it is priced from its operations "
+                "alone, with the 90% interval of a family the predictor has never seen")
+    if "mhsa" in arch.mixers:
+        return ("no measured SwiftFormer uses mhsa: self-attention is priced from its operations "
+                "(their costs are learned from DeiT, PiT, ViT, EfficientFormer and MobileViT), "
+                "with the 90% interval of a family the predictor has never seen")
+    return None
+
+
 @dataclass
 class LatencyPredictor:
     """Fitted predictor; saved as a versioned JSON artifact (``save``/``load``)."""
@@ -165,8 +180,11 @@ class LatencyPredictor:
         return fam.log_correction(group, math.log(self.cost(features, cls))) if fam else 0.0
 
     def predict_features(self, features: LatencyFeatures, group: str, *,
-                         fallback: bool = False, family: str | None = None) -> Latency:
-        """Latency in ``group``; with the correction of ``family`` when the fit has one."""
+                         fallback: bool = False, family: str | None = None,
+                         seen: bool = True) -> Latency:
+        """Latency in ``group``; with the correction of ``family`` when the fit has one.
+        ``seen=False``: the model is a variant its family's rows do not describe (a SwiftFormer
+        with another token mixer), so its interval is an unseen family's, not the family's."""
         cal = self.groups.get(group)
         if cal is None:
             raise PredictorError(
@@ -182,7 +200,7 @@ class LatencyPredictor:
         # the family's own spread where it was measured in this group; a table the family
         # has no rows in predicts it as an unseen family would be (leave-one-table-out is
         # worse than leave-one-row-out), so with the group's wider spread
-        if fam is not None and fam.sigma_log is not None and group in fam.group_shifts:
+        if fam is not None and fam.sigma_log is not None and group in fam.group_shifts and seen:
             sigma, z = fam.sigma_log, fam.interval_z or Z90
         elif cal.sigma_log is not None:
             sigma, z = cal.sigma_log, cal.interval_z or Z90
@@ -198,8 +216,28 @@ class LatencyPredictor:
         group = self.resolve_group(device, source=source, compute_unit=compute_unit)
         cache = cache if cache is not None else default_feature_cache()
         features = cache.get(timm_name=timm_name, arch=arch, resolution=resolution)
-        return self.predict_features(features, group,
+        seen = True
+        if arch is not None and arch.mixers - {"additive"}:
+            self.check_prices(arch, features)
+            seen = False  # no measured SwiftFormer has this mixer: an unseen family's interval
+        return self.predict_features(features, group, seen=seen,
                                      family=self.family_of(timm_name=timm_name, arch=arch))
+
+    def check_prices(self, arch: ArchConfig, features: LatencyFeatures) -> None:
+        """Refuse an architecture whose token mixer uses operations none of this predictor's
+        fitted rows had (a fit keeps only the features its rows use, so it would price them
+        at zero): say the stage and the fix."""
+        known = set(self.feature_names) | {"weight_bytes"}
+        missing = sorted({n.split(".")[0] for n in model_feature_names()
+                          if n not in known and features.values.get(n, 0.0) > 0})
+        if not missing:
+            return
+        stage = next(i for i, s in enumerate(arch.stages) if s.attn and s.mixer != "additive")
+        raise PredictorError(
+            f"stages[{stage}] uses the {arch.stages[stage].mixer} mixer, whose "
+            f"{', '.join(missing)} operations this predictor was never fitted on; use the "
+            "shipped predictor (omit --predictor) or refit with measurements of a model that "
+            "has them (e.g. deit_tiny_patch16_224)")
 
     def predict_measurement(self, m: Measurement, *, cache: FeatureCache,
                             source: str | None = None) -> Latency:

@@ -270,13 +270,17 @@ def predict(
     if cfg is not None and resolution is not None:
         cfg = dataclasses.replace(cfg, resolution=resolution)  # the key names what was predicted
     what = model or (cfg.key() if cfg else "")
+    from latency_models.predictor import pricing_note
+
+    note = pricing_note(cfg)
     if fmt is OutputFormat.json:
         print_json({"model": what, "device": device, **p.to_dict(),
-                    "predictor": f"{predictor.name} v{predictor.version}"})
+                    "predictor": f"{predictor.name} v{predictor.version}",
+                    **({"note": note} if note else {})})
         return
     console.print(Text.assemble(f"{what} on {device}: ", (f"{p.latency_ms:.3f} ms", "bold"),
                                 f" (90% interval {p.low_ms:.3f}-{p.high_ms:.3f} ms)\n"
-                                f"group: {p.group}"))
+                                f"group: {p.group}" + (f"\nnote: {note}" if note else "")))
 
 
 def _predict_csv(predictor: LatencyPredictor, path: Path, out: Path, source: str | None) -> None:

@@ -53,9 +53,11 @@ def model_name_for(study: str, trial: int | None) -> str:
 
 def timm_kwargs(arch: ArchConfig) -> dict[str, Any] | None:
     """Keyword arguments that make timm's own ``SwiftFormer`` build ``arch``, or None when timm
-    cannot express it (timm has one MLP ratio and attention only in each stage's last block)."""
+    cannot express it (timm has one MLP ratio, and additive attention only in each stage's last
+    block)."""
     ratios = {s.mlp_ratio for s in arch.stages}
-    if len(ratios) != 1 or any(s.attn != (s.depth - 1,) for s in arch.stages):
+    if len(ratios) != 1 or any(s.attn != (s.depth - 1,) or s.mixer != "additive"
+                               for s in arch.stages):
         return None
     ratio = ratios.pop()
     if ratio != int(ratio):

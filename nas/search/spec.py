@@ -76,12 +76,23 @@ class SearchError(SwiftNASError, ValueError):
     """Bad search options, or a study that cannot be run or resumed as asked."""
 
 
+_ADDITIVE_ONLY = StageChoices(depths=(1,), widths=(2,))  # mixer fields at their defaults
+
+
 def space_to_dict(space: SwiftFormerSpace) -> dict[str, Any]:
-    return {
-        "resolutions": list(space.resolutions),
-        "stages": [{k: list(v) for k, v in dataclasses.asdict(st).items()}
-                   for st in space.stages],
-    }
+    """The space as plain data, part of a study's identity. The token-mixer fields appear only
+    when a stage offers more than additive attention, so a default-space study made before
+    mixers existed keeps its identity."""
+    def stage(st: StageChoices) -> dict[str, Any]:
+        out = {k: list(v) for k, v in dataclasses.asdict(st).items()}
+        if st.mixers == _ADDITIVE_ONLY.mixers:
+            del out["mixers"], out["heads"]
+        elif "mhsa" not in st.mixers:
+            del out["heads"]
+        return out
+
+    return {"resolutions": list(space.resolutions),
+            "stages": [stage(st) for st in space.stages]}
 
 
 def space_from_dict(data: dict[str, Any]) -> SwiftFormerSpace:

@@ -1,0 +1,231 @@
+"""The token mixer as a search dimension (issue 42): ArchConfig's ``mixer``, the builder per
+mixer, export to timm and Core ML, proxies, latency, the ``mixers`` space, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from search_spaces import PRESETS, ArchConfig, InvalidArchError, SwiftFormerSpace, build_model
+from search_spaces.space import SPACES, named_space
+
+MIXER_STAGES = {"additive": {}, "mhsa": {"heads": 2}, "separable": {}}
+
+
+def tiny(mixer: str, resolution: int = 64) -> ArchConfig:
+    """A small four-stage network whose every stage has one attention block of ``mixer``."""
+    stages = [{"depth": d, "width": w, "mlp_ratio": 2.0, "attn": [d - 1], "mixer": mixer,
+               **MIXER_STAGES[mixer]} for d, w in zip([1, 1, 2, 1], [16, 24, 32, 48], strict=True)]
+    return ArchConfig.from_dict({"resolution": resolution, "stages": stages})
+
+
+def with_mixer(arch: ArchConfig, mixer: str, resolution: int | None = None) -> ArchConfig:
+    data = arch.to_dict()
+    data["resolution"] = resolution or arch.resolution
+    for st in data["stages"]:
+        st.pop("heads", None)
+        st.update({"mixer": mixer, **MIXER_STAGES[mixer]})
+    return ArchConfig.from_dict(data)
+
+
+# -- ArchConfig -----------------------------------------------------------------------------
+def test_files_without_a_mixer_load_as_additive_with_the_key_they_always_had() -> None:
+    data = PRESETS["xs"].to_dict()
+    for st in data["stages"]:
+        del st["mixer"]
+    old = ArchConfig.from_dict(data)
+    assert old == PRESETS["xs"] and all(s.mixer == "additive" for s in old.stages)
+    # the key every stored study and cache row uses (it was written before mixers existed)
+    assert old.key() == "r224_d3w48m4a2_d3w56m4a2_d6w112m4a5_d4w220m4a3"
+
+
+def test_mixer_round_trips_and_is_part_of_the_key() -> None:
+    keys = set()
+    for mixer in MIXER_STAGES:
+        arch = tiny(mixer)
+        again = ArchConfig.from_json(arch.to_json())
+        assert again == arch and again.key() == arch.key()
+        assert arch.to_dict()["stages"][0]["mixer"] == mixer
+        keys.add(arch.key())
+    assert len(keys) == 3
+    assert tiny("mhsa").stages[0].mixer_label() == "mhsa2"
+
+
+def test_a_stage_without_attention_has_no_mixer() -> None:
+    """Equal networks compare equal: a conv-only stage's mixer builds nothing."""
+    a = ArchConfig.from_lists(depths=[1, 1, 1, 1], widths=[16, 24, 32, 48], attn=[[]] * 4)
+    data = a.to_dict()
+    data["stages"][0].update({"mixer": "separable"})
+    assert ArchConfig.from_dict(data) == a
+
+
+@pytest.mark.parametrize(("change", "field", "fix"), [
+    ({"mixer": "linear"}, "stages[1].mixer", 'Use "additive"'),
+    ({"mixer": "mhsa", "heads": 5}, "stages[1].heads", "Use a divisor of 24"),
+    ({"mixer": "mhsa"}, "stages[1].heads", '"heads": 8'),
+    ({"mixer": "separable", "heads": 2}, "stages[1].heads", "Remove `stages[1].heads`"),
+])
+def test_bad_mixers_get_one_line_naming_the_stage_and_the_fix(
+        change: dict[str, object], field: str, fix: str) -> None:
+    data = tiny("additive").to_dict()
+    data["stages"][1].update(change)
+    with pytest.raises(InvalidArchError) as err:
+        ArchConfig.from_dict(data)
+    message = str(err.value)
+    assert "\n" not in message and field in message and fix in message
+
+
+# -- builder, timm, proxies -----------------------------------------------------------------
+@pytest.mark.parametrize("mixer", list(MIXER_STAGES))
+def test_every_mixer_builds_learns_and_loads_strictly_as_a_registered_timm_model(
+        mixer: str) -> None:
+    from timm.models import register_model
+
+    from search_spaces.model import create_registered_model
+
+    arch = tiny(mixer)
+    name = f"swiftnas_test_mixer_{mixer}"
+
+    def _factory(pretrained: bool = False, **kwargs):  # type: ignore[no-untyped-def]
+        return create_registered_model(name, arch, pretrained, **kwargs)
+
+    _factory.__name__ = name  # timm registers a function by its name
+    register_model(_factory)  # what an export's model.py does
+    model = build_model(arch, num_classes=10).train()
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 10)
+    out.square().mean().backward()
+    attn = model.stages[0].blocks[0].attn
+    assert any(c.__module__.startswith("timm.") for c in type(attn).__mro__)  # timm's
+    assert all(p.grad is not None for p in attn.parameters())
+    again = timm.create_model(name, num_classes=10)
+    again.load_state_dict(model.state_dict(), strict=True)
+    model.eval(), again.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+
+
+def test_mixers_cost_what_their_operations_say() -> None:
+    """MHSA's token-by-token products grow with the square of the tokens; the others' do not."""
+    from search_spaces import arch_stats
+
+    xs = PRESETS["xs"]
+    macs = {m: [arch_stats(with_mixer(xs, m, r)).macs for r in (224, 320)] for m in MIXER_STAGES}
+    growth = {m: b / a for m, (a, b) in macs.items()}
+    tokens = (320 / 224) ** 2
+    assert growth["mhsa"] > 1.5 * tokens and growth["additive"] < 1.1 * tokens
+    assert growth["separable"] < 1.1 * tokens
+    assert macs["mhsa"][0] > 2 * macs["additive"][0]
+
+
+@pytest.mark.parametrize("mixer", ["mhsa", "separable"])
+def test_every_proxy_scores_every_mixer(mixer: str) -> None:
+    from nas.proxies import ProxySettings, score_arch
+    from nas.proxies.catalog import available_proxies
+
+    scores = score_arch(tiny(mixer), proxies=available_proxies(),
+                        settings=ProxySettings(num_classes=10, resolution=64))
+    assert set(scores) == set(available_proxies())
+    assert all(math.isfinite(v) for v in scores.values()), scores
+
+
+# -- latency ----------------------------------------------------------------------------------
+def test_the_predictor_prices_each_mixer_and_says_which_are_unseen() -> None:
+    from latency_models.defaults import load_default_predictor
+
+    predictor = load_default_predictor()
+    xs = PRESETS["xs"]
+    pred = {m: {r: predictor.predict(device="iPhone 14", arch=with_mixer(xs, m, r))
+                for r in (224, 320)} for m in MIXER_STAGES}
+    assert pred["additive"][224].latency_ms == pytest.approx(
+        predictor.predict(device="iPhone 14", arch=xs).latency_ms)
+    width = {m: p[224].high_ms / p[224].low_ms for m, p in pred.items()}
+    # no measured SwiftFormer has these mixers: the interval of a family never seen
+    assert width["mhsa"] > 1.5 * width["additive"] and width["separable"] > 1.5 * width["additive"]
+    growth = {m: p[320].latency_ms / p[224].latency_ms for m, p in pred.items()}
+    assert growth["mhsa"] > 2 * growth["additive"]
+
+
+def test_a_predictor_fitted_without_attention_cannot_price_mhsa(tmp_path: Path) -> None:
+    from latency_models.defaults import load_default_predictor
+    from latency_models.predictor import LatencyPredictor, PredictorError
+
+    data = load_default_predictor().to_dict()
+    keep = [i for i, n in enumerate(data["feature_names"]) if not n.startswith("matmul.")]
+    data["feature_names"] = [data["feature_names"][i] for i in keep]
+    data["feature_scale"] = [data["feature_scale"][i] for i in keep]
+    data["weights"] = {c: [w[i] for i in keep] for c, w in data["weights"].items()}
+    cnn_only = LatencyPredictor.from_dict(data)
+    cnn_only.predict(device="iPhone 14", arch=tiny("separable"))  # no matmul: priced
+    with pytest.raises(PredictorError, match=r"stages\[0\] uses the mhsa mixer, whose matmul "):
+        cnn_only.predict(device="iPhone 14", arch=tiny("mhsa"))
+
+
+def test_latency_predict_says_a_mixer_is_priced_from_its_operations(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_latency import _cli
+
+    arch = tmp_path / "sep.json"
+    arch.write_text(with_mixer(PRESETS["xs"], "separable").to_json())
+    code, out, err = _cli(capsys, "latency", "predict", "--arch", str(arch), "--device",
+                          "iPhone 14")
+    assert code == 0, err
+    assert "separable" in out and "operations alone" in out
+    code, out, err = _cli(capsys, "latency", "predict", "--arch", str(arch), "--device",
+                          "iPhone 14", "--format", "json")
+    assert json.loads(out)["note"].startswith("no measured model uses separable")
+
+
+# -- the space ----------------------------------------------------------------------------------
+def test_the_default_space_is_unchanged_and_the_mixers_space_opens_the_dimension() -> None:
+    default, mixers = named_space("default"), named_space("mixers")
+    assert default == SwiftFormerSpace()
+    assert not any("mixer" in p or "heads" in p for p in default.parameters())
+    params = mixers.parameters()
+    assert params["s2_mixer"] == ("additive", "mhsa", "separable")
+    assert params["s2_heads"] == (2, 4)
+    archs = mixers.sample_random(200, seed=0)
+    assert {m for a in archs for m in a.mixers} == {"additive", "mhsa", "separable"}
+    for a in archs[:50]:
+        assert mixers.contains(a) and mixers.params_of(a) is not None
+        again = mixers.sample(_Replay(mixers.params_of(a) or {}))
+        assert again == a
+    assert all(default.contains(a) == (a.mixers <= {"additive"}) for a in archs
+               if mixers.contains(a) and a.resolution in default.resolutions)
+    assert mixers.size() > default.size()
+    mhsa = next(a for a in archs if "mhsa" in a.mixers)
+    assert "mhsa" in (default.mixer_mismatch(mhsa) or "")
+    assert "--space mixers" in (default.mixer_mismatch(mhsa) or "")
+    with pytest.raises(ValueError, match=r"unknown search space 'mixer'.*default, mixers"):
+        named_space("mixer")
+    assert set(SPACES) == {"default", "mixers"}
+
+
+class _Replay:
+    def __init__(self, params: dict[str, object]) -> None:
+        self.params = params
+
+    def suggest_categorical(self, name: str, choices: object) -> object:
+        return self.params[name]
+
+
+# -- Core ML ------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("mixer", ["mhsa", "separable"])
+def test_every_mixer_converts_to_core_ml(mixer: str) -> None:
+    from latency_models.coreml import convert, mil_op_counts
+
+    model = build_model(tiny(mixer), num_classes=10)
+    mlmodel = convert(model, 64)
+    ops = mil_op_counts(mlmodel)
+    assert ops.get("conv", 0) >= 5
+    if mixer == "mhsa":
+        assert ops.get("matmul", 0) + ops.get("scaled_dot_product_attention", 0) >= 1, ops
+    else:
+        assert ops.get("softmax", 0) >= 1, ops
