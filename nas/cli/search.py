@@ -14,7 +14,7 @@ from rich.table import Table
 
 from search_spaces.text import command_hint
 
-from ._common import console, err_console, print_json
+from ._common import console, err_console, load_arch, print_json
 
 if TYPE_CHECKING:
     from nas.search import Candidate, LoadedStudy
@@ -78,6 +78,12 @@ def search(
         "(XS/S/L1/L3, those the space contains) as its first trials (default: on), so its "
         "front is never worse than the hand designs. --no-presets starts from the sampler "
         "alone (benchmarks comparing samplers)."),
+    space: str = typer.Option(None, "--space", help="Search space: default (SwiftFormer's "
+                              "depths, widths, MLP ratios and attention placement) or mixers "
+                              "(also the token mixer per stage: additive, mhsa, separable)."),
+    start_from: list[str] = typer.Option(None, "--start-from", help="ArchConfig JSON file or "
+                                         "preset to evaluate first (repeat for several); it "
+                                         "must be in the search space."),
     config: Path = typer.Option(None, "--config", help="study.toml with any of these options "
                                 "(same names, underscores) plus [space] and [proxy] tables; "
                                 "flags override it."),
@@ -94,7 +100,12 @@ def search(
              "heartbeat_interval": heartbeat_interval, "accuracy": accuracy,
              "surrogate": str(surrogate) if surrogate else None, "presets": presets,
              "train_data": train_data, "train_budget": train_budget,
-             "train_out": str(train_out) if train_out else None, "train_minutes": train_minutes}
+             "train_out": str(train_out) if train_out else None, "train_minutes": train_minutes,
+             "start_from": start_from or None}
+    if space is not None:
+        from nas.search.spec import search_space
+
+        flags["space"] = search_space(space)
     opts = {**cfg, **{k: v for k, v in flags.items() if v is not None}}
     for key, flag in (("study", "--study NAME"), ("latency_budget_ms", "--latency-budget-ms X")):
         if key not in opts:
@@ -131,6 +142,7 @@ def search(
         seed=opts.get("seed", 0), population_size=int(opts.get("population_size", 10)),
         predictor_path=opts.get("predictor"), surrogate_path=opts.get("surrogate"),
         start_from_presets=bool(opts.get("presets", True)),
+        start_archs=tuple(load_arch(str(a)) for a in opts.get("start_from", ())),
         **{k: opts[k] for k in ("space", "proxy") if k in opts},
     )
     if objective == "trained":
@@ -352,12 +364,15 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, summary_after: int | None = N
     from nas.search.accuracy import trained_top1
 
     tops = trained_top1(loaded, [*front, *refs])  # empty unless the study trains its front
+    # the mixer column where the study searches mixers (or its front has one)
+    mixers = loaded.searches_mixers or any(c.arch.mixers - {"additive"} for c in front)
 
     def with_top1(c: Any) -> dict[str, Any]:
+        row = {**c.to_row(), **({"mixers": c.mixers()} if mixers else {})}
         if not tops:
-            return c.to_row()
+            return row
         source, top1, low, high = tops.get(c.arch.key(), ("", None, None, None))
-        return {**c.to_row(), "top1": top1, "top1_source": source or None, "top1_low": low,
+        return {**row, "top1": top1, "top1_source": source or None, "top1_low": low,
                 "top1_high": high}
 
     if fmt == "json":
@@ -382,7 +397,7 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, summary_after: int | None = N
                   f"budget {loaded.budget_ms:g} ms ({what})")
     for col in ("trial", "top-1 %" if surrogate else "score", *(["top-1 90%"] if surrogate else []),
                 *(["trained top-1 %"] if tops else []), "latency ms", "90% interval", "params M",
-                "GMACs", "attn", "dominates"):
+                "GMACs", "attn", *(["mixers A/M/S"] if mixers else []), "dominates"):
         table.add_column(col, justify="left" if col in ("trial", "dominates") else "right")
     for c in [*front, *refs]:
         table.add_row(
@@ -392,6 +407,7 @@ def _print_front(loaded: LoadedStudy, *, fmt: str, summary_after: int | None = N
             *([_top1_cell(tops.get(c.arch.key()))] if tops else []),
             f"{c.latency_ms:.3f}", f"{c.latency_low_ms:.2f}-{c.latency_high_ms:.2f}",
             f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.3f}", str(c.arch.num_attn_blocks),
+            *([c.mixers(short=True)] if mixers else []),
             ", ".join(d.removeprefix("SwiftFormer-") for d in c.dominates) or "-",
             style=None if c.trial is not None else "dim",
             end_section=c is front[-1] if front else False,

@@ -72,6 +72,15 @@ class Candidate:
     def point(self) -> tuple[float, float]:
         return (self.accuracy_score, self.latency_ms)
 
+    def mixers(self, *, short: bool = False) -> str:
+        """Each stage's token mixer (``additive separable mhsa4 -``; ``-``: no attention);
+        ``short``: ``A S M4 -`` for a narrow table."""
+        labels = [s.mixer_label() for s in self.arch.stages]
+        if short:  # "mhsa4" -> "M4", "additive" -> "A", "-" stays
+            labels = [lab if lab == "-" else lab[0].upper() + lab.removeprefix("mhsa")
+                      if lab.startswith("mhsa") else lab[0].upper() for lab in labels]
+        return " ".join(labels)
+
     def to_row(self) -> dict[str, Any]:
         return {
             "name": self.name, "trial": self.trial, "accuracy_score": self.accuracy_score,

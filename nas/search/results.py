@@ -44,6 +44,14 @@ class LoadedStudy:
     def device(self) -> str:
         return str(self.identity["device"])
 
+    @property
+    def searches_mixers(self) -> bool:
+        """Whether the study's space offers a token mixer other than additive attention."""
+        space = self.identity.get("space")
+        stages = space.get("stages", []) if isinstance(space, dict) else []
+        return any(st.get("mixers", ["additive"]) != ["additive"] for st in stages
+                   if isinstance(st, dict))
+
 
 def load_study(storage_url: str, name: str) -> LoadedStudy:
     """Study ``name`` of ``storage_url``; a clear error lists the studies when it is missing."""

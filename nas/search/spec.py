@@ -24,8 +24,14 @@ from nas.proxies import (
     ProxySettings,
     describe_score,
 )
-from search_spaces import SearchSpaceError, StageChoices, SwiftFormerSpace, SwiftNASError
-from search_spaces.space import DEFAULT_STAGE_CHOICES
+from search_spaces import (
+    ArchConfig,
+    SearchSpaceError,
+    StageChoices,
+    SwiftFormerSpace,
+    SwiftNASError,
+)
+from search_spaces.space import DEFAULT_STAGE_CHOICES, SPACES, named_space
 
 from .evaluation import DEFAULT_PROXIES, OBJECTIVE_PROXY
 
@@ -76,6 +82,20 @@ class SearchError(SwiftNASError, ValueError):
     """Bad search options, or a study that cannot be run or resumed as asked."""
 
 
+def search_space(name: str) -> SwiftFormerSpace:
+    """The named space (``--space``; :data:`search_spaces.space.SPACES`) as a search uses it:
+    at the fixed search resolution, as :data:`SEARCH_SPACE`."""
+    try:
+        return dataclasses.replace(named_space(name), resolutions=SEARCH_SPACE.resolutions)
+    except SearchSpaceError as exc:
+        raise SearchError(f"--space: {exc}") from None
+
+
+def space_name(space: SwiftFormerSpace) -> str | None:
+    """The ``--space`` name a search space has, or None for a custom ``[space]`` table."""
+    return next((n for n in SPACES if search_space(n) == space), None)
+
+
 _ADDITIVE_ONLY = StageChoices(depths=(1,), widths=(2,))  # mixer fields at their defaults
 
 
@@ -106,7 +126,7 @@ def space_from_dict(data: dict[str, Any]) -> SwiftFormerSpace:
             data.get("resolutions", SEARCH_SPACE.resolutions)))
     except TypeError as exc:
         raise SearchError(f"config [space]: {exc}; stage keys are depths, widths, mlp_ratios, "
-                          "attn_counts, attn_strides") from exc
+                          "attn_counts, attn_strides, mixers, heads") from exc
 
 
 @dataclass(frozen=True)
@@ -136,6 +156,9 @@ class StudySpec:
     # not None: evaluate with the torch-free synthetic evaluator (driver tests and benchmarks);
     # part of the identity, so such a study is never resumed as a real one
     synthetic_seed: int | None = None
+    # the user's own architectures to evaluate first (--start-from), queued like the presets;
+    # not part of the identity (they only decide where the sampler starts)
+    start_archs: tuple[ArchConfig, ...] = ()
 
     @property
     def study_objectives(self) -> tuple[Objective, ...]:
@@ -160,6 +183,14 @@ class StudySpec:
                               f"{self.population_size}")
         if OBJECTIVE_PROXY not in self.proxies:
             raise SearchError(f"the proxies must include the objective {OBJECTIVE_PROXY!r}")
+        for i, arch in enumerate(self.start_archs):
+            why = self.space.mixer_mismatch(arch)
+            if why is None and not self.space.contains(arch):
+                why = ("it is outside the study's search space (a depth, width, MLP ratio, "
+                       "attention placement or resolution the space does not offer); check it "
+                       "with `swiftnas space show ARCH`")
+            if why is not None:
+                raise SearchError(f"--start-from architecture {i + 1} ({arch.key()}): {why}")
         if self.surrogate_path is not None and self.proxy != DEFAULT_SETTINGS:
             raise SearchError("an accuracy surrogate reads the proxy score at the default proxy "
                               "settings; drop the [proxy] table or search with --accuracy proxy")
@@ -223,28 +254,40 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
         if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
             shown = (f"{old!r}, not {new!r}" if key in ("device", "latency_budget_ms")
                      else "a different one")
+            if key == "space":
+                names = [_space_label(v) for v in (old, new)]
+                shown = f"{names[0]}, not {names[1]} (--space)"
             raise SearchError(
                 f"study {name!r} in {storage_url} exists with {label} {shown}; rerun with the "
                 f"study's own options to resume it, or choose a new --study name"
             )
 
 
+def _space_label(data: Any) -> str:
+    """'the mixers space' for a stored space that is a named one, else 'a custom space'."""
+    try:
+        name = space_name(space_from_dict(data)) if isinstance(data, dict) else None
+    except SwiftNASError:
+        name = None
+    return f"the {name} space" if name else "a custom space"
+
+
 # ---------------------------------------------------------------------------------- TOML
 CONFIG_KEYS = {"study", "storage", "device", "latency_budget_ms", "trials", "sampler", "workers",
                "ray_address", "seed", "population_size", "predictor", "heartbeat_interval",
                "space", "proxy", "accuracy", "surrogate", "presets", "train_data",
-               "train_budget", "train_out", "train_minutes"}
+               "train_budget", "train_out", "train_minutes", "start_from"}
 
 
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "study": (str,), "storage": (str,), "device": (str,), "latency_budget_ms": (int, float),
     "trials": (int,), "sampler": (str,), "workers": (int,), "ray_address": (str,),
     "seed": (int,), "population_size": (int,), "predictor": (str,),
-    "heartbeat_interval": (int,), "space": (dict,), "proxy": (dict,), "accuracy": (str,),
+    "heartbeat_interval": (int,), "space": (str, dict), "proxy": (dict,), "accuracy": (str,),
     "surrogate": (str,), "presets": (bool,), "train_data": (str,), "train_budget": (int,),
-    "train_out": (str,), "train_minutes": (int, float)}
+    "train_out": (str,), "train_minutes": (int, float), "start_from": (list,)}
 CONFIG_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", dict: "a table",
-                     bool: "true or false"}
+                     bool: "true or false", list: "an array"}
 # what each key looks like in a study.toml, for the error that says a value has the wrong type
 CONFIG_EXAMPLES = {
     "study": 'study = "mobile-1ms"', "storage": 'storage = "sqlite:///swiftnas.db"',
@@ -253,11 +296,13 @@ CONFIG_EXAMPLES = {
     "ray_address": 'ray_address = "ray://head:10001"', "seed": "seed = 0",
     "population_size": "population_size = 10", "predictor": 'predictor = "predictor.json"',
     "heartbeat_interval": "heartbeat_interval = 10",
-    "space": "[space] (a table, with resolutions = [224] and [[space.stages]] tables)",
+    "space": 'space = "mixers", or a [space] table with resolutions = [224] and '
+             "[[space.stages]] tables",
     "proxy": "[proxy] (a table, e.g. resolution = 64)", "accuracy": 'accuracy = "proxy"',
     "surrogate": 'surrogate = "surrogate.json"', "presets": "presets = false",
     "train_data": 'train_data = "fashion-mnist"', "train_budget": "train_budget = 12",
-    "train_out": 'train_out = "swiftnas-runs"', "train_minutes": "train_minutes = 90"}
+    "train_out": 'train_out = "swiftnas-runs"', "train_minutes": "train_minutes = 90",
+    "start_from": 'start_from = ["arch.json", "xs"]'}
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -284,7 +329,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
             raise SearchError(f"config file {str(path)!r}: {key} must be {names}, but got "
                               f"{got}; e.g. {CONFIG_EXAMPLES[key]}")
     try:
-        if "space" in data:
+        if isinstance(data.get("space"), str):
+            data["space"] = search_space(data["space"])
+        elif "space" in data:
             data["space"] = space_from_dict(data["space"])
         if "proxy" in data:
             data["proxy"] = ProxySettings(**data["proxy"])

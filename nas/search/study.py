@@ -211,6 +211,8 @@ def open_study(spec: StudySpec, settings: EvaluationSettings, storage_url: str, 
         # it is labelled (a killed run in between leaves a study without presets, no harm)
         if spec.start_from_presets:
             enqueue_presets(study, spec.space, limit=n_trials)
+    for arch in spec.start_archs:  # checked against the space by StudySpec
+        study.enqueue_trial(spec.space.params_of(arch) or {}, skip_if_exists=True)
     metric_names = [o.metric for o in objectives]
     if study.metric_names != metric_names:  # labels Optuna's plots, CLI, dashboard
         study.set_metric_names(metric_names)
