@@ -176,10 +176,16 @@ def page_pareto(url: str) -> None:
     attn = c3.slider("Attention blocks", 0, max(attn_max, 1), (0, max(attn_max, 1)))
     p_max = float(complete["params_m"].max())
     params = c4.slider("Params (M)", 0.0, round(p_max + 0.5, 1), (0.0, round(p_max + 0.5, 1)))
+    used = sorted(set().union(*complete["mixers"].map(plots.mixers_used)))
+    mixers = None
+    if set(used) - {"A"}:  # a study that searches token mixers: filter by them
+        mixers = st.multiselect("Token mixers (a trial shows when all of its attention blocks "
+                                "use these)", used, default=used,
+                                format_func=lambda m: data.MIXER_LETTERS[m])
     series = []
     for v in views:
         shown = plots.filter_trials(v.trials, feasible_only=feasible_only, latency=latency,
-                                    attn=attn, params_m=params)
+                                    attn=attn, params_m=params, mixers=mixers)
         series.append((v.name, shown, v.budget_ms))
     refs = _guard(_references, url, chosen[0])
     chart = plots.pareto_chart(series, refs)
@@ -209,8 +215,9 @@ def page_pareto(url: str) -> None:
         # a static table: the Studies page already loaded its script; the interactive grid's
         # is another download and start-up for the browser (0.35 s of this page's first load)
         shown = front.assign(study=front["study"].map(screen_text))  # st.table renders Markdown
-        st.table(shown[["study", "trial", "accuracy_score", "latency_ms", "params_m", "gmacs",
-                        "attn_blocks"]].sort_values("latency_ms").round(
+        cols = ["study", "trial", "accuracy_score", "latency_ms", "params_m", "gmacs",
+                "attn_blocks", *(["mixers"] if mixers is not None else [])]
+        st.table(shown[cols].sort_values("latency_ms").round(
             {"accuracy_score": 4, "latency_ms": 3, "params_m": 2, "gmacs": 3}), hide_index=True)
         options = [f"{r.study} / trial {int(r.trial)}" for r in front.itertuples()]
         choice = st.selectbox("Open a candidate", ["-", *options], key="open_candidate")

@@ -35,8 +35,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # browser; it reads a sample of this many evenly spaced complete trials instead.
 INSIGHT_TRIALS = 2000
 TRIAL_COLUMNS = ["trial", "state", "accuracy_score", "latency_ms", "latency_low_ms",
-                 "latency_high_ms", "params_m", "gmacs", "attn_blocks", "feasible", "pareto",
-                 "arch_key", "fail_reason"]
+                 "latency_high_ms", "params_m", "gmacs", "attn_blocks", "mixers", "feasible",
+                 "pareto", "arch_key", "fail_reason"]
 
 
 def studies(url: str) -> pd.DataFrame:
@@ -171,7 +171,7 @@ def _columns(c: Candidate) -> dict[str, Any]:
         "accuracy_score": c.accuracy_score, "latency_ms": c.latency_ms,
         "latency_low_ms": c.latency_low_ms, "latency_high_ms": c.latency_high_ms,
         "params_m": c.params / 1e6, "gmacs": c.macs / 1e9, "attn_blocks": c.arch.num_attn_blocks,
-        "feasible": c.feasible, "arch_key": c.arch.key(),
+        "mixers": c.mixers(short=True), "feasible": c.feasible, "arch_key": c.arch.key(),
         **{f"proxy_{k}": v for k, v in c.proxy_scores.items()},
     }
 
@@ -246,8 +246,14 @@ def stages_table(arch: ArchConfig) -> pd.DataFrame:
         # a count and where: "1 (block 0)" read as "0" when the column held indices only
         "attention": f"{len(s.attn)} (block{'s' if len(s.attn) > 1 else ''} "
                      f"{', '.join(map(str, s.attn))})" if s.attn else "0",
-        "blocks": "".join("A" if k == "attn" else "c" for k in s.block_kinds()),
+        "mixer": s.mixer_label(),
+        "blocks": "".join(BLOCK_LETTERS[s.mixer if k == "attn" else k] for k in s.block_kinds()),
     } for i, s in enumerate(arch.stages)])
+
+
+# a stage's blocks as letters: c conv encoder; attention by its token mixer
+BLOCK_LETTERS = {"conv": "c", "additive": "A", "mhsa": "M", "separable": "S"}
+MIXER_LETTERS = {"A": "additive", "M": "mhsa", "S": "separable"}
 
 
 # ------------------------------------------------------------------------------ latency model

@@ -24,9 +24,14 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 def filter_trials(df: pd.DataFrame, *, feasible_only: bool = False,
                   latency: tuple[float, float] | None = None,
                   attn: tuple[int, int] | None = None,
-                  params_m: tuple[float, float] | None = None) -> pd.DataFrame:
-    """The complete trials that pass the explorer's filters."""
+                  params_m: tuple[float, float] | None = None,
+                  mixers: Sequence[str] | None = None) -> pd.DataFrame:
+    """The complete trials that pass the explorer's filters; ``mixers``: the token mixers
+    (letters A, M, S) a trial may use, all of its attention blocks' among them."""
     out = df[df["state"] == "complete"]
+    if mixers is not None:
+        allowed = set(mixers)
+        out = out[[set(used) <= allowed for used in out["mixers"].map(mixers_used)]]
     if feasible_only:
         out = out[out["feasible"] == True]  # noqa: E712
     for col, rng in (("latency_ms", latency), ("attn_blocks", attn), ("params_m", params_m)):
@@ -48,6 +53,7 @@ _TOOLTIP = [
     alt.Tooltip("latency_high_ms:Q", title="90% high (ms)", format=".2f"),
     alt.Tooltip("params_m:Q", title="params (M)", format=".2f"),
     alt.Tooltip("gmacs:Q", title="GMACs", format=".3f"), alt.Tooltip("attn_blocks:Q"),
+    alt.Tooltip("mixers:N", title="mixers (A/M/S)"),
 ]
 
 
@@ -59,9 +65,9 @@ def pareto_points(studies: Sequence[tuple[str, pd.DataFrame, float]]) -> pd.Data
         kind = pd.Series("trial", index=df.index).mask(df["feasible"] != True, "infeasible")  # noqa: E712
         kind = kind.mask(df["pareto"] == True, "Pareto front")  # noqa: E712
         parts.append(df[NUMERIC].astype("float32").assign(
-            trial=df["trial"].astype("int64"), study=name, kind=kind,
+            trial=df["trial"].astype("int64"), study=name, kind=kind, mixers=df["mixers"],
             arch_key=df["arch_key"].where(kind == "Pareto front")))
-    columns = ["study", "kind", "trial", *NUMERIC, "arch_key"]
+    columns = ["study", "kind", "trial", *NUMERIC, "mixers", "arch_key"]
     return pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
 
 
@@ -147,8 +153,21 @@ def trained_front_chart(df: pd.DataFrame) -> alt.LayerChart:
     return alt.LayerChart(layer=[bars, points]).properties(height=320)
 
 
+def mixers_used(short: object) -> set[str]:
+    """The mixer letters (A, M, S) of a trial's ``mixers`` column (``A M4 - S``)."""
+    return {part[0] for part in str(short).split() if part != "-"}
+
+
+# the architecture chart's block colours: conv grey, attention by its mixer
+BLOCK_COLOURS = {"conv block": "#9e9e9e", "additive attention": "#ff7f0e",
+                 "multi-head self-attention": "#d62728", "separable attention": "#1f77b4"}
+_MIXER_BLOCK = {"additive": "additive attention", "mhsa": "multi-head self-attention",
+                "separable": "separable attention"}
+
+
 def architecture_chart(arch: ArchConfig) -> alt.LayerChart:
-    """Blocks per stage: grey conv blocks, orange attention blocks; width scales box height."""
+    """Blocks per stage: grey conv blocks, attention blocks coloured by their token mixer;
+    width scales box height."""
     blocks, labels = [], []
     max_w = max(arch.widths)
     x = 0.0
@@ -156,7 +175,8 @@ def architecture_chart(arch: ArchConfig) -> alt.LayerChart:
         h = 0.3 + 0.7 * stage.width / max_w
         for kind in stage.block_kinds():
             blocks.append({"x0": x, "x1": x + 0.9, "y0": -h / 2, "y1": h / 2, "stage": i,
-                           "block": "attention block" if kind == "attn" else "conv block"})
+                           "block": _MIXER_BLOCK[stage.mixer] if kind == "attn"
+                           else "conv block"})
             x += 1
         labels.append({"x": x - stage.depth / 2 - 0.05, "y": -0.62,
                        "text": f"stage {i}: {stage.width} ch, MLP x{stage.mlp_ratio:g}"})
@@ -167,7 +187,8 @@ def architecture_chart(arch: ArchConfig) -> alt.LayerChart:
     rects = alt.Chart(pd.DataFrame(blocks)).mark_rect().encode(
         x=alt.X("x0:Q", scale=xs, axis=hidden), x2="x1", y=alt.Y("y0:Q", scale=ys, axis=hidden),
         y2="y1", color=alt.Color("block:N", scale=alt.Scale(
-            domain=["conv block", "attention block"], range=["#9e9e9e", "#ff7f0e"]),
+            domain=[b for b in BLOCK_COLOURS if b in {r["block"] for r in blocks}],
+            range=[c for b, c in BLOCK_COLOURS.items() if b in {r["block"] for r in blocks}]),
             legend=alt.Legend(orient="top", title=None)),
         tooltip=["stage:Q", "block:N"])
     text = alt.Chart(pd.DataFrame(labels)).mark_text().encode(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,111 @@ def test_every_mixer_converts_to_core_ml(mixer: str) -> None:
         assert ops.get("matmul", 0) + ops.get("scaled_dot_product_attention", 0) >= 1, ops
     else:
         assert ops.get("softmax", 0) >= 1, ops
+
+
+# -- a study of the mixers space: search, pareto, export, dashboard ----------------------------
+@pytest.fixture(scope="module")
+def mixer_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    from nas.search import StudySpec, run_study
+    from nas.search.spec import search_space
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('mixers')}/mixers.db"
+    # two of the user's own architectures first: one per non-additive mixer
+    start = (with_mixer(PRESETS["xs"], "separable"), with_mixer(PRESETS["xs"], "mhsa"))
+    run_study(StudySpec(name="mix", latency_budget_ms=1.5, population_size=4, seed=1,
+                        space=search_space("mixers"), start_archs=start), url, 12)
+    return url, "mix"
+
+
+def test_a_mixers_study_evaluates_every_mixer_and_pareto_shows_them(
+        mixer_study: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from nas.cli import main
+    from nas.search import load_study
+    from nas.search.pareto import study_candidates
+
+    url, name = mixer_study
+    cands = study_candidates(load_study(url, name).study)
+    used = {m for c in cands for m in c.arch.mixers}
+    assert used == {"additive", "mhsa", "separable"}
+    assert main(["pareto", "--study", name, "--storage", url, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert all(len(row["mixers"].split()) == 4 for row in out["front"] + out["references"])
+    assert main(["pareto", "--study", name, "--storage", url]) == 0
+    table = capsys.readouterr().out
+    assert "mixers" in table and out["front"][0]["mixers"].split()[0][0] in table
+
+
+def test_a_default_space_study_refuses_another_mixer_naming_the_stage(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nas.cli import main
+
+    arch = tmp_path / "mhsa.json"
+    arch.write_text(with_mixer(PRESETS["xs"], "mhsa").to_json())
+    db = tmp_path / "d.db"
+    code = main(["search", "--study", "d", "--storage", f"sqlite:///{db}",
+                 "--latency-budget-ms", "1", "--trials", "2", "--start-from", str(arch)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "stages[0] uses the mhsa mixer" in err and "--space mixers" in err
+    assert not db.exists()  # refused before anything was written
+    config = tmp_path / "study.toml"
+    config.write_text('study = "m"\nlatency_budget_ms = 1.0\nspace = "mixer"\n')
+    code = main(["search", "--config", str(config), "--storage", f"sqlite:///{db}"])
+    assert code == 2 and "unknown search space 'mixer'" in capsys.readouterr().err
+
+
+def test_a_mixer_candidate_exports_as_a_timm_model_that_loads_strictly(
+        mixer_study: tuple[str, str], tmp_path: Path) -> None:
+    import importlib.util
+
+    from nas.search import load_study
+    from nas.search.export import export_trial
+    from nas.search.pareto import study_candidates
+
+    url, name = mixer_study
+    loaded = load_study(url, name)
+    pick = next(c for c in study_candidates(loaded.study) if "mhsa" in c.arch.mixers)
+    out = tmp_path / "export"
+    export_trial(loaded, pick.trial, out)  # type: ignore[arg-type]
+    info = json.loads((out / "export.json").read_text())
+    assert info["arch"] == pick.arch.to_dict()
+    spec = importlib.util.spec_from_file_location("exported_mixer_model", out / "model.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  (as `import model` does)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]  (registers the model)
+    net = timm.create_model(info["model_name"], num_classes=10)
+    net.load_state_dict(build_model(pick.arch, num_classes=10).state_dict(), strict=True)
+
+
+def test_the_dashboard_filters_by_mixer_and_shows_each_blocks_mixer(
+        mixer_study: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import data
+
+    url, name = mixer_study
+    monkeypatch.setenv("SWIFTNAS_STORAGE", url)
+    app = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+    at = AppTest.from_file(app, default_timeout=180)
+    at.query_params["page"], at.query_params["study"] = "pareto", name
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    box = next(m for m in at.multiselect if m.label.startswith("Token mixers"))
+    assert set(box.options) == {"additive", "mhsa", "separable"}
+    n_all = len(data.study(url, name).trials.query("state == 'complete'"))
+    assert any(f"{n_all} trials shown" in c.value for c in at.caption)
+    box.set_value(["A"]).run()  # additive-only trials (and attention-free ones)
+    view = data.study(url, name).trials
+    additive = sum(1 for m in view.query("state == 'complete'")["mixers"]
+                   if set(m.replace("-", "").split()) <= {"A"})
+    assert any(f"{additive} trials shown" in c.value for c in at.caption)
+    assert additive < n_all
+    trial = int(view[view["mixers"].str.contains("M")].iloc[0]["trial"])
+    at = AppTest.from_file(app, default_timeout=180)
+    at.query_params["page"], at.query_params["study"] = "candidate", name
+    at.query_params["trial"] = str(trial)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    stages = at.dataframe[0].value
+    assert "mixer" in stages.columns and any(m.startswith("mhsa") for m in stages["mixer"])
+    assert any("M" in b for b in stages["blocks"])
