@@ -1,0 +1,204 @@
+"""The seed's question, measured: which token mixer should a SwiftFormer's attention blocks use?
+
+    python -m benchmarks.mixers            # both parts (about a minute), results/mixers.json
+    python -m benchmarks.mixers latency    # predicted latency per mixer and resolution; LOFO
+    python -m benchmarks.mixers accuracy   # best trained top-1 per space at 3 latency budgets
+
+Latency: SwiftFormer-XS and -S with every attention block's mixer swapped (additive, mhsa with
+4 heads, separable), predicted for the iPhone 14 (the SwiftFormer paper's table) at 224, 256 and
+320 px, with the 90% interval. And the predictor's leave-one-family-out error per mixer, on the
+calibration families that use it: additive = SwiftFormer's rows; mhsa = every row whose model has
+token-by-token attention products (read off its operations: matmul MACs > 0). No calibration
+family uses separable attention, so it has no such number: it is priced from its operations
+alone, with an unseen family's interval.
+
+Accuracy: the trained benchmark (``python -m benchmarks.trained_space run --only mixers``)
+trains one candidate per latency bin (8 bins, 0.5-2.5 ms) from each of four spaces: additive
+only (the default space's first pass over the bins), mhsa only, separable only and mixed (two
+mixers or more). The same sampling and the same training budget (8 trainings) per space; at each
+latency budget, the best trained top-1 among a space's candidates within it. One training's
+seed noise (0.45 points, from the benchmark's seed repeats) is the scale of a real difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import calibration_rows, feature_cache
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = RESULTS / "mixers.json"
+DEVICE = "iPhone 14"
+MIXERS = {"additive": {}, "mhsa": {"heads": 4}, "separable": {}}
+RESOLUTIONS = (224, 256, 320)
+BUDGETS_MS = (1.0, 1.5, 2.5)  # three latency budgets over the trained bins (0.5-2.5 ms)
+SETS = ("additive", "mhsa", "separable", "mixed")
+
+
+def with_mixer(arch, mixer: str, resolution: int):  # type: ignore[no-untyped-def]
+    from search_spaces import ArchConfig
+
+    data = arch.to_dict()
+    data["resolution"] = resolution
+    for st in data["stages"]:
+        st.pop("heads", None)
+        st.update({"mixer": mixer, **MIXERS[mixer]})
+    return ArchConfig.from_dict(data)
+
+
+def latency_part() -> dict[str, object]:
+    from latency_models.defaults import load_default_predictor
+    from search_spaces import PRESETS
+
+    predictor = load_default_predictor()
+    cache = feature_cache()
+    table = []
+    for preset in ("xs", "s"):
+        for res in RESOLUTIONS:
+            row: dict[str, object] = {"preset": preset, "resolution": res}
+            for mixer in MIXERS:
+                p = predictor.predict(device=DEVICE, arch=with_mixer(PRESETS[preset], mixer, res),
+                                      cache=cache)
+                row[mixer] = {"ms": round(p.latency_ms, 3), "low": round(p.low_ms, 3),
+                              "high": round(p.high_ms, 3)}
+            table.append(row)
+    return {"device": DEVICE, "predicted": table, "lofo": _lofo_per_mixer(predictor, cache)}
+
+
+def _lofo_per_mixer(predictor, cache) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The shipped predictor's leave-one-family-out predictions (stored by its fit) of the
+    calibration rows whose models use each mixer."""
+    by_key = {(r["model"], r["group"]): r["predicted_ms"]
+              for r in predictor.metrics.get("cv_rows", [])}
+    groups: dict[str, list[tuple[str, float]]] = {"additive": [], "mhsa": []}
+    for m in calibration_rows():
+        pred = by_key.get((m.model, m.group))
+        if pred is None or not (m.timm_name or m.arch):
+            continue
+        err = abs(pred / m.latency_ms - 1.0)
+        if m.family_name == "SwiftFormer":
+            groups["additive"].append((m.family_name, err))
+            continue
+        f = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+        if f.values.get("matmul.macs", 0.0) > 0:  # token-by-token attention products
+            groups["mhsa"].append((m.family_name, err))
+    out: dict[str, object] = {}
+    for mixer, rows in groups.items():
+        errs = np.array([e for _, e in rows])
+        fams = sorted({f for f, _ in rows})
+        per_family = {f: round(100 * float(np.mean([e for g, e in rows if g == f])), 1)
+                      for f in fams}
+        out[mixer] = {"rows": len(rows), "families": fams,
+                      "mape": round(100 * float(errs.mean()), 1) if len(errs) else None,
+                      "median_ape": round(100 * float(np.median(errs)), 1) if len(errs) else None,
+                      "per_family_mape": per_family}
+    out["separable"] = {"rows": 0, "families": [], "mape": None,
+                        "note": "no calibration family uses separable attention"}
+    return out
+
+
+def accuracy_part() -> dict[str, object]:
+    from benchmarks.trained_space import CSV_PATH
+    from benchmarks.trained_space import RESULTS as TRAINED
+
+    with CSV_PATH.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["seed"] == "0"]
+    # additive: the default space's first candidate of each bin, so that every space has the
+    # same sampling and training budget
+    drawn = json.loads((TRAINED / "trained_space_candidates.json").read_text())
+    starts = np.cumsum([0, *drawn["per_bin"][:-1]])
+    first_pass = {drawn["candidates"][int(i)]["label"] for i, n in zip(
+        starts, drawn["per_bin"], strict=True) if n}
+    pools: dict[str, list[dict[str, str]]] = {s: [] for s in SETS}
+    for r in rows:
+        mixer = r.get("mixer") or "additive"
+        if mixer == "additive" and r["label"] not in first_pass:
+            continue
+        pools[mixer].append(r)
+    out: dict[str, object] = {"budgets_ms": list(BUDGETS_MS), "trained": {}, "best": {}}
+    for s, pool in pools.items():
+        out["trained"][s] = len(pool)  # type: ignore[index]
+        best = {}
+        for b in BUDGETS_MS:
+            within = [float(r["top1"]) for r in pool if float(r["latency_ms"]) <= b]
+            best[str(b)] = round(max(within), 2) if within else None
+        out["best"][s] = best  # type: ignore[index]
+    out["score_spearman"] = _score_check(pools)
+    return out
+
+
+def _score_check(pools: dict[str, list[dict[str, str]]]) -> dict[str, object]:
+    """Spearman of the default score (and of params) with trained top-1 within each space's
+    candidates and over all of them: does the default objective hold across mixers?"""
+    from scipy.stats import spearmanr
+
+    out: dict[str, object] = {}
+    everything = [r for pool in pools.values() for r in pool]
+    for name, rs in {**pools, "all": everything}.items():
+        if len(rs) < 4:
+            out[name] = None
+            continue
+        top1 = [float(r["top1"]) for r in rs]
+        out[name] = {"n": len(rs),
+                     "score": round(float(spearmanr([float(r["score"]) for r in rs], top1)[0]), 3),
+                     "params": round(float(spearmanr([float(r["params"]) for r in rs], top1)[0]),
+                                     3)}
+    return out
+
+
+def report(results: dict[str, object]) -> None:
+    lat = results.get("latency")
+    if isinstance(lat, dict):
+        print(f"Predicted {DEVICE} latency (ms, 90% interval) with every attention block's mixer "
+              "swapped:\n")
+        print("| model | px | additive | mhsa (4 heads) | separable |\n|---|---|---|---|---|")
+        for row in lat["predicted"]:
+            cells = [f"{row[m]['ms']:.3f} ({row[m]['low']:.2f}-{row[m]['high']:.2f})"
+                     for m in MIXERS]
+            print(f"| {row['preset'].upper()} | {row['resolution']} | " + " | ".join(cells) + " |")
+        print("\nLeave-one-family-out error of the shipped predictor, per mixer:\n")
+        print("| mixer | rows | families | MAPE | median APE |\n|---|---|---|---|---|")
+        for m, v in lat["lofo"].items():
+            if v["mape"] is None:
+                print(f"| {m} | 0 | - | - ({v['note']}) | - |")
+            else:
+                print(f"| {m} | {v['rows']} | {len(v['families'])} | {v['mape']:.1f}% | "
+                      f"{v['median_ape']:.1f}% |")
+    acc = results.get("accuracy")
+    if isinstance(acc, dict):
+        print("\nBest trained top-1 (Fashion-MNIST proxy task) within each latency budget, "
+              "same sampling and training budget per space:\n")
+        heads = " | ".join(f"<= {b:g} ms" for b in acc["budgets_ms"])
+        print(f"| space | trained | {heads} |\n|---|---|" + "---|" * len(acc["budgets_ms"]))
+        for s in SETS:
+            cells = " | ".join("-" if v is None else f"{v:.2f}" for v in acc["best"][s].values())
+            print(f"| {s} | {acc['trained'][s]} | {cells} |")
+        print("\nDefault score vs trained top-1 (Spearman) within each space:\n")
+        print("| space | n | score | params |\n|---|---|---|---|")
+        for s, v in acc["score_spearman"].items():
+            print(f"| {s} | " + ("- | - | - |" if v is None else
+                                 f"{v['n']} | {v['score']:.3f} | {v['params']:.3f} |"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", nargs="?", choices=["all", "latency", "accuracy"], default="all")
+    args = parser.parse_args()
+    results: dict[str, object] = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    if args.part in ("all", "latency"):
+        results["latency"] = latency_part()
+    if args.part in ("all", "accuracy"):
+        results["accuracy"] = accuracy_part()
+    RESULTS.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
