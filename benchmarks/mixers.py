@@ -7,8 +7,9 @@
 Latency: SwiftFormer-XS and -S with every attention block's mixer swapped (additive, mhsa with
 4 heads, separable), predicted for the iPhone 14 (the SwiftFormer paper's table) at 224, 256 and
 320 px, with the 90% interval. And the predictor's leave-one-family-out error per mixer, on the
-calibration families that use it: additive = SwiftFormer's rows; mhsa = every row whose model has
-token-by-token attention products (read off its operations: matmul MACs > 0). No calibration
+calibration families that use it: additive = SwiftFormer's rows; mhsa = the rows of DeiT, PiT,
+ViT, EfficientFormer(V2), MobileViT and FastViT whose models have attention products
+(``latency_models.evaluation.mixer_of_row``). No calibration
 family uses separable attention, so it has no such number: it is priced from its operations
 alone, with an unseen family's interval.
 
@@ -72,35 +73,23 @@ def latency_part() -> dict[str, object]:
 
 
 def _lofo_per_mixer(predictor, cache) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """The shipped predictor's leave-one-family-out predictions (stored by its fit) of the
-    calibration rows whose models use each mixer."""
+    """The shipped predictor's leave-one-family-out predictions (stored by its fit) over the
+    calibration rows that measure each mixer (``latency_models.evaluation.lofo_by_mixer``)."""
+    from latency_models.evaluation import lofo_by_mixer, mixer_of_row
+
     by_key = {(r["model"], r["group"]): r["predicted_ms"]
-              for r in predictor.metrics.get("cv_rows", [])}
-    groups: dict[str, list[tuple[str, float]]] = {"additive": [], "mhsa": []}
-    for m in calibration_rows():
-        pred = by_key.get((m.model, m.group))
-        if pred is None or not (m.timm_name or m.arch):
-            continue
-        err = abs(pred / m.latency_ms - 1.0)
-        if m.family_name == "SwiftFormer":
-            groups["additive"].append((m.family_name, err))
-            continue
-        f = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
-        if f.values.get("matmul.macs", 0.0) > 0:  # token-by-token attention products
-            groups["mhsa"].append((m.family_name, err))
-    out: dict[str, object] = {}
-    for mixer, rows in groups.items():
-        errs = np.array([e for _, e in rows])
-        fams = sorted({f for f, _ in rows})
-        per_family = {f: round(100 * float(np.mean([e for g, e in rows if g == f])), 1)
-                      for f in fams}
-        out[mixer] = {"rows": len(rows), "families": fams,
-                      "mape": round(100 * float(errs.mean()), 1) if len(errs) else None,
-                      "median_ape": round(100 * float(np.median(errs)), 1) if len(errs) else None,
-                      "per_family_mape": per_family}
-    out["separable"] = {"rows": 0, "families": [], "mape": None,
-                        "note": "no calibration family uses separable attention"}
-    return out
+              for r in predictor.metrics.get("cv_rows", []) if r["predicted_ms"] is not None}
+    rows = [m for m in calibration_rows() if (m.model, m.group) in by_key]
+    feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+             for m in rows]
+    out = lofo_by_mixer(rows, [by_key[(m.model, m.group)] for m in rows], feats)
+    errors: dict[str, list[float]] = {}  # per family, over the rows that measure a mixer
+    for m, f in zip(rows, feats, strict=True):
+        if mixer_of_row(m, f) is not None:
+            errors.setdefault(m.family_name, []).append(
+                abs(by_key[(m.model, m.group)] / m.latency_ms - 1))
+    return {**out, "per_family_mape": {fam: round(100 * float(np.mean(e)), 1)
+                                       for fam, e in sorted(errors.items())}}
 
 
 def accuracy_part() -> dict[str, object]:
@@ -164,11 +153,12 @@ def report(results: dict[str, object]) -> None:
             print(f"| {row['preset'].upper()} | {row['resolution']} | " + " | ".join(cells) + " |")
         print("\nLeave-one-family-out error of the shipped predictor, per mixer:\n")
         print("| mixer | rows | families | MAPE | median APE |\n|---|---|---|---|---|")
-        for m, v in lat["lofo"].items():
-            if v["mape"] is None:
-                print(f"| {m} | 0 | - | - ({v['note']}) | - |")
+        for m in MIXERS:
+            v = lat["lofo"].get(m)
+            if v is None:
+                print(f"| {m} | 0 | none measured | - | - |")
             else:
-                print(f"| {m} | {v['rows']} | {len(v['families'])} | {v['mape']:.1f}% | "
+                print(f"| {m} | {v['rows']} | {', '.join(v['families'])} | {v['mape']:.1f}% | "
                       f"{v['median_ape']:.1f}% |")
     acc = results.get("accuracy")
     if isinstance(acc, dict):

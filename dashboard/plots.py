@@ -65,7 +65,8 @@ def pareto_points(studies: Sequence[tuple[str, pd.DataFrame, float]]) -> pd.Data
         kind = pd.Series("trial", index=df.index).mask(df["feasible"] != True, "infeasible")  # noqa: E712
         kind = kind.mask(df["pareto"] == True, "Pareto front")  # noqa: E712
         parts.append(df[NUMERIC].astype("float32").assign(
-            trial=df["trial"].astype("int64"), study=name, kind=kind, mixers=df["mixers"],
+            trial=df["trial"].astype("int64"), study=name, kind=kind,
+            mixers=df["mixers"] if "mixers" in df else "",
             arch_key=df["arch_key"].where(kind == "Pareto front")))
     columns = ["study", "kind", "trial", *NUMERIC, "mixers", "arch_key"]
     return pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)

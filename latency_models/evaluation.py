@@ -69,3 +69,41 @@ def evaluate_rows(rows: Sequence[Measurement], predicted: Sequence[float | None]
         "groups": per_group,
         "unpredicted": unpredicted,
     }
+
+
+# Which calibration rows speak for each token mixer's price. Additive attention is SwiftFormer's
+# own. Multi-head softmax self-attention: the families built on it (a list, because a fused
+# attention op hides its softmax from the features, and ReLU linear attention such as
+# EfficientViT's has the same products), counting only the rows whose model has attention
+# products (FastViT-T8 has none). No measured family uses separable attention.
+SEARCH_FAMILY_MIXER = ("SwiftFormer", "additive")
+MHSA_FAMILIES = ("DeiT", "PiT", "ViT", "EfficientFormer", "EfficientFormerV2", "MobileViT",
+                 "FastViT")
+
+
+def mixer_of_row(m: Measurement, features: Any) -> str | None:
+    """The token mixer a calibration row measures: "additive" (SwiftFormer), "mhsa" (a
+    self-attention family's model with attention products), or None."""
+    if m.family_name == SEARCH_FAMILY_MIXER[0]:
+        return SEARCH_FAMILY_MIXER[1]
+    attention = features.values.get("matmul.macs", 0.0) > 0
+    return "mhsa" if m.family_name in MHSA_FAMILIES and attention else None
+
+
+def lofo_by_mixer(rows: Sequence[Measurement], predicted: Sequence[float | None],
+                  features: Sequence[Any]) -> dict[str, Any]:
+    """Leave-one-family-out metrics (``predicted``: each row's held-out prediction) over the
+    rows that measure each mixer, plus the families they come from. "separable" has none."""
+    out: dict[str, Any] = {}
+    for mixer in ("additive", "mhsa", "separable"):
+        idx = [i for i, (m, f) in enumerate(zip(rows, features, strict=True))
+               if mixer_of_row(m, f) == mixer and predicted[i] is not None]
+        if not idx:
+            out[mixer] = None
+            continue
+        measured = np.array([rows[i].latency_ms for i in idx])
+        pred = np.array([float(predicted[i]) for i in idx])  # type: ignore[arg-type]
+        out[mixer] = {**_metrics(measured, pred),
+                      "families": sorted({rows[i].family_name for i in idx}),
+                      "median_ape": float(100 * np.median(np.abs(pred - measured) / measured))}
+    return out

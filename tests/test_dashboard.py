@@ -158,6 +158,10 @@ def test_plots_are_pure_functions_of_frames() -> None:
     })
     shown = plots.filter_trials(trials, feasible_only=True, attn=(1, 4))
     assert list(shown["trial"]) == [1]
+    mixed = trials.assign(mixers=["- - - -", "A S - A", "M4 A A A"])
+    assert list(plots.filter_trials(mixed, mixers=["A"])["trial"]) == [0]
+    assert list(plots.filter_trials(mixed, mixers=["A", "S"])["trial"]) == [0, 1]
+    assert list(plots.filter_trials(mixed, mixers=["A", "M", "S"])["trial"]) == [0, 1, 2]
     points = plots.pareto_points([("s", trials, 1.0)])
     assert list(points["kind"]) == ["Pareto front", "Pareto front", "infeasible"]
     assert list(points["arch_key"].fillna("")) == ["a", "b", ""]  # keys on the front only

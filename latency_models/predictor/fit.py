@@ -16,7 +16,7 @@ import numpy as np
 from search_spaces import SwiftNASError
 
 from ..architectures import FeatureCache
-from ..evaluation import evaluate_rows
+from ..evaluation import evaluate_rows, lofo_by_mixer
 from ..family import FamilyOptions, fit_family
 from ..featureset import (
     FeatureExtractionError,
@@ -181,6 +181,8 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
             "protocol": "leave-one-family-out: each family is removed from every group, the "
                         "model is refitted, and that family's rows are predicted",
             **evaluate_rows(rows, cv_predictions),
+            # the same held-out predictions over the rows that measure each token mixer
+            "mixers": lofo_by_mixer(rows, cv_predictions, features),
             # every row's held-out prediction, for plots of out-of-sample error (dashboard)
             "cv_rows": [{"model": m.model, "group": m.group, "measured_ms": m.latency_ms,
                          "predicted_ms": p} for m, p in zip(rows, cv_predictions, strict=True)],

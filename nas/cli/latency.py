@@ -65,6 +65,17 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     return table
 
 
+def _mixer_lines(mixers: dict[str, Any]) -> None:
+    """The leave-one-family-out error over the rows that measure each token mixer."""
+    for mixer, m in mixers.items():
+        if m is None:
+            console.print(f"{mixer}: no fitted family uses it, so it is priced from its "
+                          "operations alone", soft_wrap=True, highlight=False)
+        else:
+            console.print(f"{mixer}: {m['mape']:.1f}% MAPE left out by family ({m['rows']} rows "
+                          f"of {', '.join(m['families'])})", soft_wrap=True, highlight=False)
+
+
 def _measurement_rows(paths: list[Path], storage: str | None) -> tuple[list[Measurement], int]:
     """Every row of the CSV files, then the storage's (`latency import`); and how many of them
     came from the storage. A model measured twice under one protocol is merged into one row at
@@ -152,6 +163,7 @@ def fit(
     if predictor.metrics:
         console.print(_metrics_table("Leave-one-family-out cross-validation",
                                      predictor.metrics))
+        _mixer_lines(predictor.metrics.get("mixers") or {})
     console.print(f"wrote {out} ({len(result.rows)} rows, {len(predictor.groups)} groups)")
 
 
