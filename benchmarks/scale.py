@@ -1,6 +1,6 @@
 """Large studies: reading them (`studies`, `pareto`) and the search driver's ceiling.
 
-    python -m benchmarks.scale create --trials 10000 [--storage sqlite:///bench_scale.db]
+    python -m benchmarks.scale create --trials 10000 [--storage URL] [--synthetic]
     python -m benchmarks.scale read [--storage ...]
     python -m benchmarks.scale driver --storage URL --sizes 100,1000 [--measure 200]
     python -m benchmarks.scale drivers --storage URL --drivers 1,2,4 [--measure 100]
@@ -11,7 +11,11 @@
 ``create`` runs a real 8-trial study, then adds trials through Optuna's own ``add_trials`` until
 the study holds ``--trials``: each a freshly sampled architecture (its parameters and record)
 with the record, flat metrics and constraint of a real trial and jittered objectives, so the rows
-are what a long search writes.
+are what a long search writes (``--synthetic``: a study of the synthetic evaluator, which the
+driver benchmarks below run on).
+``driver``, ``drivers``: the search driver's ceiling, with the torch-free synthetic evaluator
+(``StudySpec.synthetic_seed``), so every evaluation is instant and what remains is the driver's
+own work: ask, sampling, suggests, locks, heartbeats, the evaluation cache, attributes, tell.
 ``read`` times the two commands as fresh processes (3 runs each; median), start-up included.
 """
 
@@ -27,16 +31,29 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nas.search import StudySpec
 
 DEFAULT_STORAGE = "sqlite:///" + str(Path(__file__).parent / "work" / "scale.db")
 STUDY = "scale"
 
 
-def create(storage: str, trials: int) -> None:
+def _spec(sampler: str = "random", seed: int | None = 0, *,
+          synthetic: bool = True) -> StudySpec:
+    """The benchmark study's options (synthetic evaluations unless ``synthetic`` is off)."""
+    from nas.search import StudySpec
+
+    return StudySpec(name=STUDY, latency_budget_ms=1.2, sampler=sampler, seed=seed,
+                     synthetic_seed=0 if synthetic else None)
+
+
+def create(storage: str, trials: int, synthetic: bool = False) -> None:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from nas.search import SEARCH_SPACE, StudySpec, run_study
+    from nas.search import SEARCH_SPACE, run_study
     from search_spaces.space import RandomSuggester
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -47,7 +64,7 @@ def create(storage: str, trials: int) -> None:
     # built on a RAM disk (one commit per added trial costs an fsync on disk), then copied
     work = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     url = f"sqlite:///{work / target.name}"
-    run_study(StudySpec(name=STUDY, latency_budget_ms=1.2, sampler="random", seed=0), url, 8)
+    run_study(_spec(synthetic=synthetic), url, 8)
     study = optuna.load_study(study_name=STUDY, storage=url)
     templates = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     space, suggester = SEARCH_SPACE, RandomSuggester(seed=0)
@@ -98,48 +115,16 @@ def read(storage: str) -> None:
               f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
 
 
-def instant_evaluations() -> None:
-    """Make every evaluation instant while keeping the driver's own work: the real cache
-    lookup runs first, and a miss returns a synthetic result (a real evaluation of XS with the
-    architecture swapped in and objectives derived from the key) marked as cached, so the driver
-    writes the trial exactly as for a cache hit. What remains is the driver's ceiling: ask,
-    sampling, suggests, locks, heartbeats, attributes and tell."""
-    import dataclasses
-    import zlib
-
-    import nas.search.driver as driver_module
-    from nas.search.evaluation import evaluate_arch
-    from nas.search.spec import StudySpec
-    from nas.search.study import prepare_settings
-    from search_spaces import get_preset
-
-    template = evaluate_arch(get_preset("xs"), prepare_settings(StudySpec("t", 1.2)))
-    real = driver_module.cached_evaluation
-
-    def lookup(store, arch, settings):  # type: ignore[no-untyped-def]
-        ev = real(store, arch, settings)
-        if ev is not None:
-            return ev
-        u = zlib.crc32(arch.key().encode()) / 2**32
-        return dataclasses.replace(
-            template, arch=arch, latency_ms=0.5 + 1.5 * u, latency_low_ms=0.4 + 1.2 * u,
-            latency_high_ms=0.6 + 1.8 * u, cached=True,
-            proxy_scores={**template.proxy_scores, "score": 10 + 5 * u ** 0.5})
-
-    driver_module.cached_evaluation = lookup
-
-
 def driver(storage: str, sizes: list[int], measure: int, sampler: str) -> list[dict[str, float]]:
-    """Trials/s of the driver (instant evaluations) on ``storage`` when the study already holds
+    """Trials/s of the driver (synthetic evaluations) on ``storage`` when the study already holds
     each of ``sizes`` trials: grow the study to the size, then time ``measure`` more trials.
     A study that already holds more trials (a copy of the 10,000-trial study) starts there."""
     import optuna
 
-    from nas.search import StudySpec, run_study
+    from nas.search import run_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    instant_evaluations()
-    spec = StudySpec(name=STUDY, latency_budget_ms=1.2, sampler=sampler, seed=0)
+    spec = _spec(sampler)
     out = []
     for size in sizes:
         run_study(spec, storage, size)  # grow (no-op when the study holds enough)
@@ -160,7 +145,7 @@ def driver(storage: str, sizes: list[int], measure: int, sampler: str) -> list[d
 
 
 def drivers(storage: str, counts: list[int], measure: int) -> None:
-    """Aggregate trials/s of N drivers (separate processes) on one study, instant evaluations.
+    """Aggregate trials/s of N drivers (separate processes) on one study, synthetic evaluations.
     The rate is taken over the middle 80% of the new trials' completion times, which leaves out
     the processes' start-up and the tail where the last driver finishes alone."""
     import optuna
@@ -310,13 +295,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000", help="driver: study sizes to time at")
     parser.add_argument("--measure", type=int, default=200, help="driver: trials timed per size")
     parser.add_argument("--sampler", default="nsga2")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="create: a synthetic-evaluator study (for driver, drivers)")
     parser.add_argument("--drivers", default="1,2,4", help="drivers: processes per run")
     parser.add_argument("--workers", type=int, default=2, help="workers: Ray workers")
     parser.add_argument("--seconds", default="0.05,0.2,1",
                         help="workers: evaluation durations to time")
     args = parser.parse_args()
     if args.part == "create":
-        create(args.storage, args.trials)
+        create(args.storage, args.trials, args.synthetic)
     elif args.part == "read":
         read(args.storage)
     elif args.part == "drivers":
@@ -324,12 +311,10 @@ def main() -> None:
     elif args.part == "driver-one":  # one driver process of `drivers`
         import optuna
 
-        from nas.search import StudySpec, run_study
+        from nas.search import run_study
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        instant_evaluations()
-        run_study(StudySpec(name=STUDY, latency_budget_ms=1.2, sampler=args.sampler, seed=None),
-                  args.storage, args.trials)
+        run_study(_spec(args.sampler, seed=None), args.storage, args.trials)
     elif args.part == "driver":
         driver(args.storage, [int(x) for x in args.sizes.split(",")], args.measure, args.sampler)
     elif args.part == "workers":

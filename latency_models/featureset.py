@@ -6,7 +6,7 @@ prediction from cached features imports neither torch nor timm.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,5 +106,6 @@ class LatencyFeatures:
                    params=int(data["params"]), version=int(data["version"]))
 
 
-def feature_names() -> list[str]:
-    return [f"{cat}.{measure}" for cat in CATEGORIES for measure in MEASURES]
+def feature_names(measures: Sequence[str] = MEASURES) -> list[str]:
+    """``category.measure`` for every category and each of ``measures`` (default: all)."""
+    return [f"{cat}.{measure}" for cat in CATEGORIES for measure in measures]

@@ -18,9 +18,9 @@ from search_spaces.files import atomic_write_text
 from ..architectures import FeatureCache
 from ..family import FamilyCalibration
 from ..featureset import (
-    CATEGORIES,
     FEATURE_SET_VERSION,
     LatencyFeatures,
+    feature_names,
 )
 from ..measurements import DEFAULT_SOURCE, Measurement, split_group
 
@@ -49,7 +49,9 @@ def compute_class(compute_unit: str) -> str:
 
 
 def model_feature_names() -> list[str]:
-    return [f"{c}.{m}" for c in CATEGORIES for m in MODEL_MEASURES] + ["weight_bytes"]
+    """The predictor's features: per category its MACs, bytes and count (weights' bytes are one
+    total, ``weight_bytes``: Core ML loads them once)."""
+    return [*feature_names(MODEL_MEASURES), "weight_bytes"]
 
 
 def feature_row(features: LatencyFeatures, names: Sequence[str]) -> np.ndarray:
