@@ -338,3 +338,26 @@ def test_the_dashboard_filters_by_mixer_and_shows_each_blocks_mixer(
     stages = at.dataframe[0].value
     assert "mixer" in stages.columns and any(m.startswith("mhsa") for m in stages["mixer"])
     assert any("M" in b for b in stages["blocks"])
+
+
+def test_a_search_that_trains_its_front_trains_mixer_candidates(tmp_path: Path) -> None:
+    """The multi-fidelity loop on a mixers study: real (tiny) trainings of its picks."""
+    from nas.multifidelity import train_front
+    from nas.search import StudySpec, run_study
+    from nas.search.spec import search_space
+    from nas.storage import open_storage
+    from nas.training import TrainRecipe
+    from nas.training.results import list_results
+
+    url = f"sqlite:///{tmp_path}/mf.db"
+    start = (with_mixer(PRESETS["xs"], "separable"), with_mixer(PRESETS["xs"], "mhsa"))
+    run_study(StudySpec(name="mixmf", latency_budget_ms=20.0, population_size=4, seed=3,
+                        space=search_space("mixers"), start_from_presets=False,
+                        start_archs=start), url, 4)
+    recipe = TrainRecipe(epochs=1, resolution=32, batch_size=64, train_subset=128,
+                         val_subset=64)
+    report = train_front(url, "mixmf", data="fashion-mnist", budget=4, out=tmp_path / "runs",
+                         recipe=recipe)
+    assert report.trained == 4
+    results = list_results(open_storage(url))
+    assert any("xseparable" in r.arch_key or "xmhsa" in r.arch_key for r in results)
