@@ -66,7 +66,7 @@ def pareto_points(studies: Sequence[tuple[str, pd.DataFrame, float]]) -> pd.Data
         kind = kind.mask(df["pareto"] == True, "Pareto front")  # noqa: E712
         parts.append(df[NUMERIC].astype("float32").assign(
             trial=df["trial"].astype("int64"), study=name, kind=kind,
-            mixers=df["mixers"] if "mixers" in df else "",
+            mixers=df.get("mixers", ""),
             arch_key=df["arch_key"].where(kind == "Pareto front")))
     columns = ["study", "kind", "trial", *NUMERIC, "mixers", "arch_key"]
     return pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
