@@ -79,7 +79,7 @@ def _save(key: str, value: object) -> None:
 
 def baselines(rows: list[Measurement], cache: FeatureCache, groups: list[str]) -> dict:
     """Per-group log-linear on log MACs + log params, and MACs-proportional; LOFO in group."""
-    feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+    feats = [cache.get(m.ref, m.input_resolution)
              for m in rows]
     log_macs = np.log([f.total("macs") for f in feats])
     log_params = np.log([f.params for f in feats])
@@ -184,7 +184,7 @@ def swiftformer() -> None:
     cache = FeatureCache()
     out = {}
     for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
-        p = predictor.predict(device="iPhone 14", arch=get_preset(preset), source="SwiftFormer",
+        p = predictor.predict(device="iPhone 14", model=get_preset(preset), source="SwiftFormer",
                               cache=cache)
         err = 100 * (p.latency_ms - published) / published
         out[preset] = {"predicted_ms": round(p.latency_ms, 3), "low_ms": round(p.low_ms, 3),
@@ -207,13 +207,13 @@ def speed() -> None:
     # torch's first run): reported apart, then the steady state over new candidates (blocks
     # traced for earlier candidates are reused, as in a search)
     t = time.perf_counter()
-    cache.get(arch=get_preset("xs"))
+    cache.get(get_preset("xs"))
     warm_up = time.perf_counter() - t
     archs = SwiftFormerSpace().sample_random(50, seed=0)
     extract = []
     for arch in archs:
         t = time.perf_counter()
-        cache.get(arch=arch)
+        cache.get(arch)
         extract.append(time.perf_counter() - t)
     # the worst case: no part of a candidate traced before (a fresh worker's first candidates)
     from latency_models import features as ft
@@ -222,13 +222,13 @@ def speed() -> None:
     for arch in archs:
         ft._PART_TOTALS.clear()
         t = time.perf_counter()
-        FeatureCache().get(arch=arch)
+        FeatureCache().get(arch)
         cold.append(time.perf_counter() - t)
     cached = []
     for _ in range(5):
         for arch in archs:
             t = time.perf_counter()
-            predictor.predict(device="iPhone 14", arch=arch, cache=cache)
+            predictor.predict(device="iPhone 14", model=arch, cache=cache)
             cached.append(time.perf_counter() - t)
     out = {"feature_extraction_warm_up_s": round(warm_up, 3),
            "feature_extraction_s_median": round(statistics.median(extract), 3),
@@ -252,9 +252,9 @@ def ship_features() -> None:
     cache = FeatureCache(CALIBRATION_FEATURES_PATH)
     for m in read_measurements(calibration_csv()):
         if m.timm_name or m.arch:
-            cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+            cache.get(m.ref, m.input_resolution)
     for arch in PRESETS.values():
-        cache.get(arch=arch)
+        cache.get(arch)
     cache.save()
     print(f"wrote {len(cache)} feature sets to {CALIBRATION_FEATURES_PATH}")
 

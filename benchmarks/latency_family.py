@@ -115,8 +115,7 @@ def corrected(fit: LatencyPredictor, rows: list[Measurement], cache: FeatureCach
     if options is None:
         return preds
     mine = [i for i in family_rows(rows) if i not in held]
-    feats = {i: cache.get(timm_name=rows[i].timm_name, arch=rows[i].arch,
-                          resolution=rows[i].input_resolution) for i in [*mine, *held]}
+    feats = {i: cache.get(rows[i].ref, rows[i].input_resolution) for i in [*mine, *held]}
 
     def log_cost(i: int) -> float:
         return math.log(fit.cost(feats[i], fit.groups[rows[i].group].compute_class))

@@ -93,11 +93,9 @@ def run() -> None:
         ref = reference_device(base, device)
         cands = []
         for i, m in enumerate(hidden):
-            p = base.predict(device=ref, timm_name=m.timm_name, arch=m.arch,
-                             resolution=m.input_resolution, cache=cache)
+            p = base.predict(m.ref, device=ref, resolution=m.input_resolution, cache=cache)
             # one candidate per row (a group may hold one model at several resolutions)
-            cands.append(PlanCandidate(str(i), None, p.latency_ms, p.low_ms, p.high_ms,
-                                       timm_name=f"row {i}"))
+            cands.append(PlanCandidate(str(i), None, p.latency_ms, p.low_ms, p.high_ms))
         out: dict[str, dict[str, dict[str, float]]] = {rule: {} for rule in RULES}
         rng = random.Random(0)
         for k in KS:

@@ -64,7 +64,7 @@ def latency_part() -> dict[str, object]:
         for res in RESOLUTIONS:
             row: dict[str, object] = {"preset": preset, "resolution": res}
             for mixer in MIXERS:
-                p = predictor.predict(device=DEVICE, arch=with_mixer(PRESETS[preset], mixer, res),
+                p = predictor.predict(device=DEVICE, model=with_mixer(PRESETS[preset], mixer, res),
                                       cache=cache)
                 row[mixer] = {"ms": round(p.latency_ms, 3), "low": round(p.low_ms, 3),
                               "high": round(p.high_ms, 3)}
@@ -80,7 +80,7 @@ def _lofo_per_mixer(predictor, cache) -> dict[str, object]:  # type: ignore[no-u
     by_key = {(r["model"], r["group"]): r["predicted_ms"]
               for r in predictor.metrics.get("cv_rows", []) if r["predicted_ms"] is not None}
     rows = [m for m in calibration_rows() if (m.model, m.group) in by_key]
-    feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+    feats = [cache.get(m.ref, m.input_resolution)
              for m in rows]
     out = lofo_by_mixer(rows, [by_key[(m.model, m.group)] for m in rows], feats)
     errors: dict[str, list[float]] = {}  # per family, over the rows that measure a mixer

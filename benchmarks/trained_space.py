@@ -84,7 +84,7 @@ def _draw_candidates() -> dict[str, object]:
         if arch.key() in seen:
             continue
         seen.add(arch.key())
-        ms = predictor.predict(device=DEVICE, arch=arch).latency_ms
+        ms = predictor.predict(device=DEVICE, model=arch).latency_ms
         b = int(np.searchsorted(BINS, ms, side="right")) - 1
         if 0 <= b < len(by_bin):
             by_bin[b].append((ms, arch))
@@ -133,7 +133,7 @@ def _draw_mixer_candidates() -> dict[str, object]:
             if len(arch.mixers) < (2 if set_name == "mixed" else 1) or \
                     not arch.mixers <= set(mixers):
                 continue
-            ms = predictor.predict(device=DEVICE, arch=arch).latency_ms
+            ms = predictor.predict(device=DEVICE, model=arch).latency_ms
             b = int(np.searchsorted(BINS, ms, side="right")) - 1
             if 0 <= b < len(by_bin) and len(by_bin[b]) < 2:  # a second one for top-ups
                 by_bin[b].append((ms, arch))
@@ -273,7 +273,7 @@ def export(args: argparse.Namespace) -> None:
                                  settings=ProxySettings(num_classes=10))
         mixer = next((m for m in MIXER_SETS if label.startswith(m)), "additive")
         rows.append({"label": label, "seed": seed, "mixer": mixer, "arch_key": arch.key(),  # type: ignore[attr-defined]
-                     "latency_ms": round(predictor.predict(device=DEVICE, arch=arch).latency_ms, 4),  # type: ignore[arg-type]
+                     "latency_ms": round(predictor.predict(arch, device=DEVICE).latency_ms, 4),  # type: ignore[arg-type]
                      "top1": hit.top1, "top5": hit.top5, "train_seconds": hit.train_seconds,
                      **{p: proxies[p] for p in PROXIES}})
     RESULTS.mkdir(exist_ok=True)
@@ -360,7 +360,7 @@ def _surrogate_report(rows: list[dict[str, str]]) -> None:
     X, y = [], []
     for r in rows:
         arch = archs[r["label"]]
-        f = cache.get(arch=arch)  # type: ignore[arg-type]
+        f = cache.get(arch)  # type: ignore[arg-type]
         X.append(arch_features(arch, f.params, int(f.total("macs")), {"score": float(r["score"])}))
         y.append(float(r["top1"]))
     print("\n| surrogate | n | CV | Spearman | Kendall | MAE (points) | 90% coverage |")

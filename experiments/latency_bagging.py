@@ -109,7 +109,7 @@ def presets() -> dict[str, dict[str, float]]:
                       cache=cache, cross_validate=False).predictor for b in range(BAGS)]
     out: dict[str, dict[str, float]] = {"plain": {}, "bagged": {}}
     for name, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
-        logs = [math.log(f.predict(device="iPhone 14", arch=get_preset(name),
+        logs = [math.log(f.predict(device="iPhone 14", model=get_preset(name),
                                    source="SwiftFormer", cache=cache).latency_ms) for f in fits]
         out["plain"][name] = round(100 * (math.exp(logs[0]) / published - 1), 1)
         out["bagged"][name] = round(100 * (math.exp(np.mean(logs[1:])) / published - 1), 1)

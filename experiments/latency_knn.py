@@ -110,7 +110,7 @@ def main() -> None:
 
     cache = FeatureCache(preload=CALIBRATION_FEATURES_PATH)
     rows, _ = usable(read_measurements(calibration_csv()))
-    features = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+    features = [cache.get(m.ref, m.input_resolution)
                 for m in rows]
     data = folds(rows, features, cache)
     heads = headline_groups(rows)

@@ -162,7 +162,7 @@ def convert_to_mil(model: Any, resolution: int) -> Any:
 def _keys() -> list[tuple[str, str, Any, int]]:
     """(cache key, name, ArchConfig or None, resolution) of every calibration model + preset."""
     from latency_models import calibration_csv, read_measurements
-    from latency_models.architectures import architecture_key, default_resolution
+    from latency_models.architectures import ModelRef, default_resolution
     from latency_models.predictor import usable
     from search_spaces import get_preset
 
@@ -171,11 +171,11 @@ def _keys() -> list[tuple[str, str, Any, int]]:
     for m in rows:
         res = m.input_resolution or (m.arch.resolution if m.arch else
                                      default_resolution(m.timm_name))
-        key = f"{architecture_key(timm_name=m.timm_name, arch=m.arch)}@{res}"
+        key = f"{m.ref.key}@{res}"
         out[key] = (key, m.timm_name or m.arch.key(), m.arch, res)
     for preset in ("xs", "s", "l1", "l3"):
         arch = get_preset(preset)
-        key = f"{architecture_key(arch=arch)}@{arch.resolution}"
+        key = f"{ModelRef(arch=arch).key}@{arch.resolution}"
         out[key] = (key, preset, arch, arch.resolution)
     return sorted(out.values(), key=lambda k: k[0])
 
@@ -242,8 +242,7 @@ def fit(selected: list[str]) -> None:
     missing = [k for k, *_ in keys if k not in mil_items]
     if missing:
         raise SystemExit(f"no MIL features for {len(missing)} models (run extract): {missing}")
-    aten_items = {k: aten.get(timm_name="" if arch else name, arch=arch, resolution=res)
-                  for k, name, arch, res in keys}
+    aten_items = {k: aten.get(arch if arch else name, res) for k, name, arch, res in keys}
 
     def with_mil_counts(f: LatencyFeatures, k: str) -> LatencyFeatures:
         values = dict(f.values) | {f"{c}.count": mil_items[k].values[f"{c}.count"]

@@ -49,7 +49,7 @@ def main() -> None:
 
     def descriptors(i: int) -> list[float]:
         m = rows[i]
-        f = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+        f = cache.get(m.ref, m.input_resolution)
         act, count = f.total("act_bytes"), f.total("count")
         out = [math.log(f.total("macs")), math.log(act), math.log(count),
                math.log(f.total("weight_bytes")), math.log(f.total("macs") / act)]

@@ -140,7 +140,7 @@ def fit_and_record(name: str, rows: list[Any], cache: Any, *, out: Path, cv_dir:
     head = evaluate_rows(res.rows, res.cv_predictions, groups=headline_groups(res.rows))["overall"]
     presets, preset_ms = {}, {}
     for preset, published in PUBLISHED_SWIFTFORMER_IPHONE14_MS.items():
-        p = res.predictor.predict(device="iPhone 14", arch=get_preset(preset),
+        p = res.predictor.predict(device="iPhone 14", model=get_preset(preset),
                                   source="SwiftFormer", cache=cache)
         presets[preset] = round(100 * (p.latency_ms - published) / published, 1)
         preset_ms[preset] = p.latency_ms

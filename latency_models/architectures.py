@@ -13,6 +13,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,12 +99,55 @@ def build_arch_for_latency(arch: ArchConfig) -> nn.Module:
         return build_model(arch, init_weights=False).eval()
 
 
-def architecture_key(*, timm_name: str = "", arch: ArchConfig | None = None) -> str:
-    if arch is not None:
-        return f"arch:{arch.key()}"
-    if not timm_name:
-        raise SwiftNASError("a measurement names neither a timm model nor an ArchConfig")
-    return f"timm:{timm_name}"
+@dataclass(frozen=True)
+class ModelRef:
+    """The model a latency is of: a timm model by name, or a swiftnas ArchConfig (which wins
+    when a measurement row names both). Every latency API takes one, or anything
+    :meth:`of` turns into one (an ArchConfig, a timm name)."""
+
+    timm_name: str = ""
+    arch: ArchConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.arch is None and not self.timm_name:
+            raise SwiftNASError("a measurement names neither a timm model nor an ArchConfig")
+
+    @classmethod
+    def of(cls, model: ModelLike) -> ModelRef:
+        """``model`` as a ModelRef: a ModelRef, an ArchConfig, or a timm model name."""
+        if isinstance(model, ModelRef):
+            return model
+        if isinstance(model, ArchConfig):
+            return cls(arch=model)
+        if isinstance(model, str):
+            return cls(timm_name=model)
+        raise TypeError(f"a model is an ArchConfig or a timm name, not {type(model).__name__}")
+
+    @property
+    def key(self) -> str:
+        """What identifies it in a feature cache: ``arch:KEY`` or ``timm:NAME``."""
+        return f"arch:{self.arch.key()}" if self.arch is not None else f"timm:{self.timm_name}"
+
+    @property
+    def name(self) -> str:
+        """How it is shown: the architecture key or the timm name."""
+        return self.arch.key() if self.arch is not None else self.timm_name
+
+    def resolution(self, resolution: int | None = None) -> int:
+        """``resolution``, or by default the ArchConfig's or timm's default input side."""
+        if resolution is not None:
+            return resolution
+        return self.arch.resolution if self.arch is not None else default_resolution(
+            self.timm_name)
+
+    def build(self) -> nn.Module:
+        """The model in its deployed form, for feature extraction and Core ML."""
+        if self.arch is not None:
+            return build_arch_for_latency(self.arch)
+        return build_timm_for_latency(self.timm_name)
+
+
+ModelLike = ModelRef | ArchConfig | str
 
 
 class FeatureCache:
@@ -134,27 +178,21 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, *, timm_name: str = "", arch: ArchConfig | None = None,
-            resolution: int | None = None) -> LatencyFeatures:
-        if arch is not None:
-            resolution = resolution or arch.resolution
-            if resolution != arch.resolution:
-                arch = dataclasses.replace(arch, resolution=resolution)
-        elif resolution is None:
-            resolution = default_resolution(timm_name)
-        key = f"{architecture_key(timm_name=timm_name, arch=arch)}@{resolution}"
+    def get(self, model: ModelLike, resolution: int | None = None) -> LatencyFeatures:
+        """The features of ``model`` at ``resolution`` (default: its own)."""
+        ref = ModelRef.of(model)
+        resolution = ref.resolution(resolution)
+        if ref.arch is not None and resolution != ref.arch.resolution:
+            ref = ModelRef(arch=dataclasses.replace(ref.arch, resolution=resolution))
+        key = f"{ref.key}@{resolution}"
         with self._lock:
             hit = self._items.get(key)
         if hit is not None:
             return hit
         from .features import extract_features, extract_swiftformer_features
 
-        if arch is not None:
-            features = extract_swiftformer_features(build_arch_for_latency(arch), resolution,
-                                                    name=arch.key())
-        else:
-            features = extract_features(build_timm_for_latency(timm_name), resolution,
-                                        name=timm_name)
+        extract = extract_swiftformer_features if ref.arch is not None else extract_features
+        features = extract(ref.build(), resolution, name=ref.name)
         with self._lock:
             self._items[key] = features
             self._dirty = True

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces import ArchConfig, SwiftNASError, build_model
+from search_spaces import SwiftNASError, build_model
 
-from .architectures import default_resolution
+from .architectures import ModelLike, ModelRef
 
 
 class CoreMLExportError(SwiftNASError, RuntimeError):
@@ -211,12 +211,12 @@ def convert(model: nn.Module, resolution: int, *, input_kind: str = IMAGE_INPUT,
             ) from exc
 
 
-def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_name: str = "",
+def export_coreml(model: ModelLike, *, out_dir: str | Path,
                   resolution: int | None = None, name: str | None = None, seed: int = 0,
                   input_kind: str = IMAGE_INPUT, labels: list[str] | None = None,
                   prediction: dict[str, Any] | None = None, verbose: bool = False,
                   sidecars: bool = True) -> CoreMLExport:
-    """Convert an ArchConfig or a timm model (random weights) into ``out_dir``.
+    """Convert ``model`` (an ArchConfig or a timm name; random weights) into ``out_dir``.
 
     Writes ``<name>.mlpackage``, ``manifest.json`` and ``measurements.csv`` (the row to fill in
     with the measured latency for ``swiftnas latency import``). All appear at once (built in a
@@ -228,21 +228,16 @@ def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_n
     import timm
 
     ct = _coremltools(verbose)
+    ref = ModelRef.of(model)
+    arch, timm_name, key = ref.arch, ref.timm_name, ref.name
     num_classes = len(labels) if labels else 1000
+    resolution = ref.resolution(resolution)
     torch.manual_seed(seed)
-    if arch is not None:
-        resolution = resolution or arch.resolution
-        model: nn.Module = build_model(arch, num_classes=num_classes)
-        key = arch.key()
-        name = name or "swiftnas_" + key
-    elif timm_name:
-        resolution = resolution or default_resolution(timm_name)
-        model = _deployed(timm.create_model(timm_name, pretrained=False, num_classes=num_classes))
-        key = timm_name
-        name = name or timm_name
-    else:
-        raise CoreMLExportError("export needs an ArchConfig (--arch) or a timm name (--model)")
-    mlmodel = convert(model, resolution, input_kind=input_kind, labels=labels, verbose=verbose)
+    net: nn.Module = (build_model(arch, num_classes=num_classes) if arch is not None else
+                      _deployed(timm.create_model(timm_name, pretrained=False,
+                                                  num_classes=num_classes)))
+    name = name or ("swiftnas_" + key if arch is not None else timm_name)
+    mlmodel = convert(net, resolution, input_kind=input_kind, labels=labels, verbose=verbose)
     version = _swiftnas_version()
     mlmodel.author = f"swiftnas {version}"
     mlmodel.license = "random weights: train before use (swiftnas train)"
@@ -261,8 +256,8 @@ def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_n
         meta["swiftnas.predicted_latency_low_ms"] = f"{prediction['low_ms']:.4f}"
         meta["swiftnas.predicted_latency_high_ms"] = f"{prediction['high_ms']:.4f}"
         meta["swiftnas.predicted_device"] = str(prediction["device"])
-    mean, std = _normalisation(model)
-    row = measurement_row(name, arch=arch, timm_name=timm_name, resolution=resolution)
+    mean, std = _normalisation(net)
+    row = measurement_row(name, model=ref, resolution=resolution)
     info = {
         "name": name, "architecture": key, "timm_name": timm_name or None,
         "arch": arch.to_dict() if arch is not None else None,
@@ -274,7 +269,7 @@ def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_n
         "labels": len(labels) if labels else None,
         "resolution": resolution, "precision": "float16", "format": "mlprogram",
         "minimum_deployment_target": "iOS16", "weights": f"random (seed {seed})",
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": sum(p.numel() for p in net.parameters()),
         "predicted_latency": prediction,
         "coremltools_version": ct.__version__, "torch_version": torch.__version__,
         "timm_version": timm.__version__, "swiftnas_version": version,
@@ -304,15 +299,16 @@ def export_coreml(*, out_dir: str | Path, arch: ArchConfig | None = None, timm_n
     return CoreMLExport(package=package, manifest=manifest, info=info)
 
 
-def measurement_row(name: str, *, arch: ArchConfig | None, timm_name: str, resolution: int,
+def measurement_row(name: str, *, model: ModelLike, resolution: int,
                     device: str = "") -> dict[str, str]:
     """The `latency import` row for an exported model, complete except ``latency_ms`` (and
     ``device`` when not given)."""
     from .measurements import MEASUREMENT_COLUMNS
 
+    ref = ModelRef.of(model)
     row = dict.fromkeys(MEASUREMENT_COLUMNS, "")
-    row.update(model=name, device=device, timm_name=timm_name,
-               arch=arch.to_json(indent=None) if arch is not None else "",
+    row.update(model=name, device=device, timm_name=ref.timm_name,
+               arch=ref.arch.to_json(indent=None) if ref.arch is not None else "",
                input_resolution=str(resolution), compute_unit="ANE")
     return row
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from search_spaces import ArchConfig, SwiftNASError
 
+from .architectures import ModelRef
+
 # column -> meaning; the first three are required, and one of timm_name / arch must be filled.
 MEASUREMENT_COLUMNS: dict[str, str] = {
     "model": "display name of the measured model (required)",
@@ -70,9 +72,10 @@ class Measurement:
         return self.family or self.model
 
     @property
-    def architecture(self) -> str:
-        """The timm name or the ArchConfig key: what features are computed from."""
-        return self.arch.key() if self.arch is not None else self.timm_name
+    def ref(self) -> ModelRef:
+        """The measured model (its ArchConfig, else its timm name): what features are computed
+        from. A row that names neither raises ``SwiftNASError``."""
+        return ModelRef(timm_name=self.timm_name, arch=self.arch)
 
 
 def group_key(source: str, device: str, compute_unit: str = "") -> str:

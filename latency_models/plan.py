@@ -45,15 +45,14 @@ class PlanError(SwiftNASError, ValueError):
 @dataclass(frozen=True)
 class PlanCandidate:
     label: str  # where it came from: "preset xs", "study s14 trial 7", "space sample 3"
-    arch: ArchConfig | None  # None for a timm model (the few-shot benchmark)
+    arch: ArchConfig | None  # None: a measured row the few-shot benchmark names by its label
     latency_ms: float = math.nan
     low_ms: float = math.nan
     high_ms: float = math.nan
-    timm_name: str = ""
 
     @property
     def key(self) -> str:
-        return self.arch.key() if self.arch is not None else f"timm:{self.timm_name}"
+        return self.arch.key() if self.arch is not None else f"label:{self.label}"
 
     @property
     def log_width(self) -> float:
@@ -96,10 +95,9 @@ def predict_pool(predictor: LatencyPredictor, candidates: Sequence[PlanCandidate
                  on_progress: Callable[[int, int], None] | None = None) -> list[PlanCandidate]:
     out = []
     for i, c in enumerate(candidates):
-        p = predictor.predict(device=reference_device, arch=c.arch, timm_name=c.timm_name,
-                              cache=cache)
-        out.append(PlanCandidate(c.label, c.arch, p.latency_ms, p.low_ms, p.high_ms,
-                                 c.timm_name))
+        assert c.arch is not None  # the plan's pool is ArchConfigs
+        p = predictor.predict(device=reference_device, model=c.arch, cache=cache)
+        out.append(PlanCandidate(c.label, c.arch, p.latency_ms, p.low_ms, p.high_ms))
         if on_progress:
             on_progress(i + 1, len(candidates))
     return out
@@ -168,13 +166,13 @@ def write_kit(chosen: Sequence[PlanCandidate], *, device: str, reference: str, o
             name = f"m{i + 1:02d}_{c.arch.key()}"
             prediction = {"latency_ms": c.latency_ms, "low_ms": c.low_ms, "high_ms": c.high_ms,
                           "device": reference}
-            export_coreml(out_dir=tmp / "packages", arch=c.arch, name=name,
+            export_coreml(out_dir=tmp / "packages", model=c.arch, name=name,
                           prediction=prediction, verbose=verbose, sidecars=False)
             models.append({"name": name, "package": f"packages/{name}.mlpackage",
                            "from": c.label, "arch_key": c.arch.key(), "arch": c.arch.to_dict(),
                            "predicted_on_reference": prediction})
-            rows.append(measurement_row(name, arch=c.arch, timm_name="",
-                                        resolution=c.arch.resolution, device=device))
+            rows.append(measurement_row(name, model=c.arch, resolution=c.arch.resolution,
+                                        device=device))
             if on_progress:
                 on_progress(i + 1, len(chosen))
         manifest = {"device": device, "reference_device": reference, "n": len(chosen),

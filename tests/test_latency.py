@@ -66,12 +66,12 @@ def _write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
 
 # ----------------------------------------------------------------------------- features
 def test_features_classify_operations_of_known_models(cache: FeatureCache) -> None:
-    mnv2 = cache.get(timm_name="mobilenetv2_100", resolution=224).values
+    mnv2 = cache.get("mobilenetv2_100", 224).values
     assert mnv2["depthwise.count"] == 17  # one depthwise conv per inverted residual
     assert mnv2["pointwise.count"] == 1 + 16 * 2 + 1  # first block projects only; head conv
     assert mnv2["linear.count"] == 1
     assert mnv2["matmul.count"] == 0
-    deit = cache.get(timm_name="deit_tiny_patch16_224", resolution=224).values
+    deit = cache.get("deit_tiny_patch16_224", 224).values
     assert deit["matmul.count"] == 24  # q @ k^T and attn @ v in each of 12 blocks
     assert deit["softmax.count"] == 12
     assert deit["linear.count"] == 12 * 4 + 1
@@ -126,11 +126,11 @@ def test_reparameterised_models_are_measured_deployed() -> None:
 def test_feature_cache_persists_and_survives_a_damaged_file(tmp_path: Path) -> None:
     path = tmp_path / "f.json"
     first = FeatureCache(path)
-    feats = first.get(arch=get_preset("xs"))
+    feats = first.get(get_preset("xs"))
     first.save()
     again = FeatureCache(path)
     assert len(again) == 1
-    assert again.get(arch=get_preset("xs")).values == feats.values
+    assert again.get(get_preset("xs")).values == feats.values
     path.write_text("{not json")
     assert len(FeatureCache(path)) == 0
 
@@ -293,7 +293,7 @@ def test_balance_gives_every_family_of_a_group_the_same_weight(
     from latency_models.predictor.solve import _design
 
     names = model_feature_names()
-    feats = [cache.get(timm_name=m.timm_name) for m in subset]
+    feats = [cache.get(m.ref) for m in subset]
     scale = np.ones(len(names))
     cells: dict[tuple[str, str], list[int]] = {}
     for i, m in enumerate(subset):
@@ -308,7 +308,7 @@ def test_balance_gives_every_family_of_a_group_the_same_weight(
 
 def test_predictions_are_monotone_in_size_and_carry_an_interval(fitted) -> None:  # type: ignore[no-untyped-def]
     predictor = fitted.predictor
-    preds = [predictor.predict(device="iPhone 14", arch=get_preset(p)) for p in
+    preds = [predictor.predict(device="iPhone 14", model=get_preset(p)) for p in
              ("xs", "s", "l1", "l3")]
     values = [p.latency_ms for p in preds]
     assert values == sorted(values)
@@ -335,7 +335,7 @@ def test_intervals_use_one_degree_of_freedom_per_family(fitted, cache: FeatureCa
         assert cal.interval_z > 1.6449
     g = spread[0]
     cal = predictor.groups[g]
-    p = predictor.predict_features(cache.get(arch=get_preset("xs")), g)
+    p = predictor.predict_features(cache.get(get_preset("xs")), g)
     assert math.log(p.high_ms / p.latency_ms) == pytest.approx(cal.interval_z * cal.sigma_log)
 
 
@@ -343,8 +343,8 @@ def test_save_load_round_trip_is_exact(fitted, tmp_path: Path) -> None:  # type:
     path = tmp_path / "p.json"
     fitted.predictor.save(path)
     loaded = LatencyPredictor.load(path)
-    a = fitted.predictor.predict(device="iPhone 13", timm_name="mobilenetv2_100")
-    b = loaded.predict(device="iPhone 13", timm_name="mobilenetv2_100")
+    a = fitted.predictor.predict(device="iPhone 13", model="mobilenetv2_100")
+    b = loaded.predict(device="iPhone 13", model="mobilenetv2_100")
     assert a == b
 
 
@@ -357,14 +357,14 @@ def test_calibrating_a_new_device_needs_only_a_few_rows(fitted, cache: FeatureCa
     names = ["mobilenetv2_100", "repvit_m1_1", "efficientformerv2_s1", "fastvit_sa12"]
     rows = []
     for name in names:
-        ref = base.predict(device="iPhone 13", source="iFormer", timm_name=name, cache=cache)
+        ref = base.predict(device="iPhone 13", source="iFormer", model=name, cache=cache)
         rows.append(Measurement(model=name, device="iPhone 99", timm_name=name,
                                 latency_ms=1.5 * ref.latency_ms + 0.1))
     tuned = calibrate(base, rows, cache=cache)
     assert group in tuned.groups
     for name in ("mobilenetv4_conv_medium", "iformer_m", "shvit_s2"):
-        ref = base.predict(device="iPhone 13", source="iFormer", timm_name=name, cache=cache)
-        new = tuned.predict(device="iPhone 99", timm_name=name, cache=cache)
+        ref = base.predict(device="iPhone 13", source="iFormer", model=name, cache=cache)
+        new = tuned.predict(device="iPhone 99", model=name, cache=cache)
         assert new.latency_ms == pytest.approx(1.5 * ref.latency_ms + 0.1, rel=0.03)
 
 
@@ -436,7 +436,7 @@ def test_default_predictor_is_a_versioned_artifact_with_cv_metrics() -> None:
     # the README's numbers (all groups: 25.6% on the 513-row file); a refit that gets worse
     # fails here
     assert overall["mape"] < 27 and overall["within_20"] > 60 and overall["spearman"] > 0.85
-    xs = predictor.predict(device="iPhone 14", arch=get_preset("xs"))
+    xs = predictor.predict(device="iPhone 14", model=get_preset("xs"))
     assert 0.3 < xs.latency_ms < 2.0
 
 
@@ -518,7 +518,7 @@ def test_import_then_fit_uses_stored_measurements(
     predictor = LatencyPredictor.load(out_path)
     assert predictor.training["stored_measurements"] == 3
     assert predictor.resolve_group("iPhone 16") == "user | iPhone 16 | default"
-    p = predictor.predict(device="iPhone 16", timm_name="efficientformer_l1")
+    p = predictor.predict(device="iPhone 16", model="efficientformer_l1")
     assert p.latency_ms == pytest.approx(0.8, rel=0.25)
 
 
@@ -546,10 +546,10 @@ def test_cli_calibrate_fits_a_new_phone_from_stored_rows_in_seconds(
     assert set(tuned.groups) == set(shipped.groups) | {"user | iPhone 16 | ANE"}
     assert tuned.weights == shipped.weights
     for name, ms in measured.items():
-        assert tuned.predict(device="iPhone 16", timm_name=name).latency_ms == pytest.approx(
+        assert tuned.predict(device="iPhone 16", model=name).latency_ms == pytest.approx(
             ms, rel=0.3)
-    same = tuned.predict(device="iPhone 14", arch=get_preset("s"))
-    assert same == shipped.predict(device="iPhone 14", arch=get_preset("s"))
+    same = tuned.predict(device="iPhone 14", model=get_preset("s"))
+    assert same == shipped.predict(device="iPhone 14", model=get_preset("s"))
     # no usable rows: one line, nothing written
     empty = tmp_path / "none.json"
     code, _, err = _cli(capsys, "latency", "calibrate", "--out", str(empty))

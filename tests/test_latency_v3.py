@@ -38,7 +38,7 @@ def test_the_default_predictor_agrees_with_the_paper_on_its_own_models():
     predictor = load_default_predictor()
     assert predictor.version == PREDICTOR_VERSION == "3"
     for name, paper in PAPER_IPHONE14_MS.items():
-        p = predictor.predict(device="iPhone 14", arch=get_preset(name))
+        p = predictor.predict(device="iPhone 14", model=get_preset(name))
         assert abs(p.latency_ms - paper) <= max(0.1 * paper, 0.1), (name, p.latency_ms)
         # the family's own interval: narrower than the v2.4 predictor's 0.39-2.14 ms for XS
         assert p.low_ms < paper < p.high_ms and p.high_ms / p.low_ms < 2.0, (name, p)
@@ -61,8 +61,8 @@ def test_the_cli_fit_with_its_defaults_is_the_shipped_predictor(tmp_path, shippe
             checked += 1
     for name in PAPER_IPHONE14_MS:
         for device in ("iPhone 14", "iPhone 12", "iPhone 15 Pro"):
-            a = refit.predict(device=device, arch=get_preset(name)).latency_ms
-            b = shipped.predict(device=device, arch=get_preset(name)).latency_ms
+            a = refit.predict(device=device, model=get_preset(name)).latency_ms
+            b = shipped.predict(device=device, model=get_preset(name)).latency_ms
             assert a == pytest.approx(b, rel=1e-6)
     assert checked > 400
 
@@ -104,10 +104,10 @@ def test_only_the_searched_family_gets_its_own_interval():
     assert fam.sigma_log is not None and fam.rows == 11
     assert predictor.metrics["families"][SEARCH_FAMILY]["mape"] <= 10
     assert predictor.metrics["families"][SEARCH_FAMILY]["worst"] <= 15
-    xs = predictor.predict(device="iPhone 14", arch=get_preset("xs"))
+    xs = predictor.predict(device="iPhone 14", model=get_preset("xs"))
     assert xs.sigma_log == fam.sigma_log
     # a model of a family the predictor has never seen keeps its group's (wider) interval
-    other = predictor.predict(device="iPhone 14", timm_name="resnet18")
+    other = predictor.predict(device="iPhone 14", model="resnet18")
     group = predictor.groups[other.group]
     assert other.sigma_log == (group.sigma_log or predictor.pooled_sigma_log)
 
@@ -115,7 +115,7 @@ def test_only_the_searched_family_gets_its_own_interval():
 def test_an_old_predictor_file_still_loads_and_predicts_as_it_did():
     old = LatencyPredictor.load(V24)
     assert old.version == "2.4" and not old.families
-    xs = old.predict(device="iPhone 14", arch=get_preset("xs"))
+    xs = old.predict(device="iPhone 14", model=get_preset("xs"))
     assert xs.latency_ms == pytest.approx(0.9128, abs=1e-4)  # v2.4's published +30%
 
 
@@ -135,7 +135,7 @@ def test_a_study_started_with_v24_resumes_with_its_own_predictor(tmp_path, capsy
     for t in loaded.study.trials:  # every trial priced by v2.4, none by v3
         arch = t.user_attrs["swiftnas"]["arch"]
         assert t.values[1] == pytest.approx(old.predict(
-            device="iPhone 14", arch=ArchConfig.from_dict(arch)).latency_ms)
+            device="iPhone 14", model=ArchConfig.from_dict(arch)).latency_ms)
 
 
 def test_a_row_whose_model_cannot_be_built_names_its_file_and_line(tmp_path, capsys):
@@ -188,7 +188,7 @@ def test_the_shipped_predictor_predicts_what_it_predicted_before_the_package_spl
     predictor, cache = load_predictor(None), FeatureCache()
     for row in golden:
         arch = ArchConfig.from_dict(row["arch"])
-        got = predictor.predict_features(cache.get(arch=arch), predictor.resolve_group(
-            row["device"]), family=predictor.family_of(arch=arch))
+        got = predictor.predict_features(cache.get(arch), predictor.resolve_group(
+            row["device"]), family=predictor.family_of(arch))
         assert (got.latency_ms, got.low_ms, got.high_ms, got.sigma_log, got.group) == (
             row["latency_ms"], row["low_ms"], row["high_ms"], row["sigma_log"], row["group"])

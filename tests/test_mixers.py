@@ -142,10 +142,10 @@ def test_the_predictor_prices_each_mixer_and_says_which_are_unseen() -> None:
 
     predictor = load_default_predictor()
     xs = PRESETS["xs"]
-    pred = {m: {r: predictor.predict(device="iPhone 14", arch=with_mixer(xs, m, r))
+    pred = {m: {r: predictor.predict(device="iPhone 14", model=with_mixer(xs, m, r))
                 for r in (224, 320)} for m in MIXER_STAGES}
     assert pred["additive"][224].latency_ms == pytest.approx(
-        predictor.predict(device="iPhone 14", arch=xs).latency_ms)
+        predictor.predict(device="iPhone 14", model=xs).latency_ms)
     width = {m: p[224].high_ms / p[224].low_ms for m, p in pred.items()}
     # no measured SwiftFormer has these mixers: the interval of a family never seen
     assert width["mhsa"] > 1.5 * width["additive"] and width["separable"] > 1.5 * width["additive"]
@@ -163,9 +163,9 @@ def test_a_predictor_fitted_without_attention_cannot_price_mhsa(tmp_path: Path) 
     data["feature_scale"] = [data["feature_scale"][i] for i in keep]
     data["weights"] = {c: [w[i] for i in keep] for c, w in data["weights"].items()}
     cnn_only = LatencyPredictor.from_dict(data)
-    cnn_only.predict(device="iPhone 14", arch=tiny("separable"))  # no matmul: priced
+    cnn_only.predict(device="iPhone 14", model=tiny("separable"))  # no matmul: priced
     with pytest.raises(PredictorError, match=r"stages\[0\] uses the mhsa mixer, whose matmul "):
-        cnn_only.predict(device="iPhone 14", arch=tiny("mhsa"))
+        cnn_only.predict(device="iPhone 14", model=tiny("mhsa"))
 
 
 def test_latency_predict_says_a_mixer_is_priced_from_its_operations(

@@ -287,7 +287,7 @@ def _generated(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     rows, ys, archs = [], [], []
     for arch in SwiftFormerSpace().sample_random(n, seed=seed):
-        f = cache.get(arch=arch)
+        f = cache.get(arch)
         score = 0.1 * math.log(f.params)  # a stand-in proxy value (no network run)
         rows.append(arch_features(arch, f.params, int(f.total("macs")), {"score": score}))
         ys.append(60 + 4 * math.log(f.params / 1e6) + float(rng.normal(0, 0.3)))
@@ -352,7 +352,7 @@ def test_search_with_a_fitted_surrogate(tmp_path, capsys) -> None:
     cache = FeatureCache()
     lines = ["arch,dataset,recipe,top1"]
     for arch in SwiftFormerSpace().sample_random(8, seed=3):
-        acc = 60 + 4 * math.log(cache.get(arch=arch).params / 1e6)
+        acc = 60 + 4 * math.log(cache.get(arch).params / 1e6)
         lines.append('"' + arch.to_json(indent=None).replace('"', '""') + f'",gen,r,{acc:.2f}')
     csv_path = _write(tmp_path / "acc.csv", "\n".join(lines) + "\n")
     assert main(["accuracy", "import", str(csv_path), "--storage", url]) == 0

@@ -15,7 +15,7 @@ import numpy as np
 from search_spaces import ArchConfig, SwiftNASError
 from search_spaces.files import atomic_write_text
 
-from ..architectures import FeatureCache
+from ..architectures import FeatureCache, ModelLike, ModelRef
 from ..family import FamilyCalibration
 from ..featureset import (
     FEATURE_SET_VERSION,
@@ -167,12 +167,14 @@ class LatencyPredictor:
             total += self.fallback_cost * (features.total("count") if per_op else 1.0)
         return total
 
-    def family_of(self, timm_name: str = "", arch: ArchConfig | None = None) -> str | None:
+    def family_of(self, model: ModelLike) -> str | None:
         """The calibrated family a model belongs to: every ArchConfig is a SwiftFormer; a timm
         model by the names the family's rows used; None when the fit has no such family."""
-        if arch is not None:
+        ref = ModelRef.of(model)
+        if ref.arch is not None:
             return SEARCH_FAMILY if SEARCH_FAMILY in self.families else None
-        return next((f for f, c in self.families.items() if timm_name in c.timm_names), None)
+        return next((f for f, c in self.families.items() if ref.timm_name in c.timm_names),
+                    None)
 
     def family_correction(self, features: LatencyFeatures, group: str, cls: str,
                           family: str | None) -> float:
@@ -211,19 +213,20 @@ class LatencyPredictor:
         return Latency(latency_ms=latency, low_ms=latency * math.exp(-z * sigma),
                        high_ms=latency * math.exp(z * sigma), sigma_log=sigma, group=group)
 
-    def predict(self, *, device: str, timm_name: str = "", arch: ArchConfig | None = None,
-                resolution: int | None = None, source: str | None = None,
-                compute_unit: str | None = None, cache: FeatureCache | None = None) -> Latency:
-        """Latency of a timm model or an ArchConfig on ``device`` (see ``resolve_group``)."""
+    def predict(self, model: ModelLike, *, device: str, resolution: int | None = None,
+                source: str | None = None, compute_unit: str | None = None,
+                cache: FeatureCache | None = None) -> Latency:
+        """Latency of ``model`` (an ArchConfig or a timm name) on ``device`` (see
+        ``resolve_group``)."""
+        ref = ModelRef.of(model)
         group = self.resolve_group(device, source=source, compute_unit=compute_unit)
         cache = cache if cache is not None else default_feature_cache()
-        features = cache.get(timm_name=timm_name, arch=arch, resolution=resolution)
+        features = cache.get(ref, resolution)
         seen = True
-        if arch is not None and arch.mixers - {"additive"}:
-            self.check_prices(arch, features)
+        if ref.arch is not None and ref.arch.mixers - {"additive"}:
+            self.check_prices(ref.arch, features)
             seen = False  # no measured SwiftFormer has this mixer: an unseen family's interval
-        return self.predict_features(features, group, seen=seen,
-                                     family=self.family_of(timm_name=timm_name, arch=arch))
+        return self.predict_features(features, group, seen=seen, family=self.family_of(ref))
 
     def check_prices(self, arch: ArchConfig, features: LatencyFeatures) -> None:
         """Refuse an architecture whose token mixer uses operations none of this predictor's
@@ -249,13 +252,13 @@ class LatencyPredictor:
             raise PredictorError("the row names no timm_name or arch")
         group = m.group if m.group in self.groups else self.resolve_group(
             m.device, source=source, compute_unit=m.compute_unit or None)
-        features = cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+        features = cache.get(m.ref, m.input_resolution)
         return self.predict_features(features, group, fallback=m.fallback,
                                      family=self.measurement_family(m))
 
     def measurement_family(self, m: Measurement) -> str | None:
         """A row's calibrated family: its ``family`` column, else as ``family_of`` finds it."""
-        return m.family if m.family in self.families else self.family_of(m.timm_name, m.arch)
+        return m.family if m.family in self.families else self.family_of(m.ref)
 
     # ----------------------------------------------------------------- groups
     def devices(self) -> dict[str, list[str]]:

@@ -70,7 +70,7 @@ def calibrate(predictor: LatencyPredictor, measurements: Sequence[Measurement], 
                 f"group {g!r} runs on {cls}, and the predictor has no {cls} costs; refit with "
                 "`swiftnas latency fit` including these measurements"
             )
-        feats = [cache.get(timm_name=m.timm_name, arch=m.arch, resolution=m.input_resolution)
+        feats = [cache.get(m.ref, m.input_resolution)
                  for m in members]
         cost = np.array([out.cost(f, cls, fallback=m.fallback)
                          for f, m in zip(feats, members, strict=True)])

@@ -77,8 +77,7 @@ def fit_predictor(measurements: Sequence[Measurement], *, cache: FeatureCache,
     features = []
     for i, m in enumerate(rows):
         try:
-            features.append(cache.get(timm_name=m.timm_name, arch=m.arch,
-                                      resolution=m.input_resolution))
+            features.append(cache.get(m.ref, m.input_resolution))
         except (SwiftNASError, FeatureExtractionError) as exc:  # say which row names it
             where = f"{m.origin}: " if m.origin else ""
             raise PredictorError(f"{where}cannot build {m.model!r} ({m.family_name}) to "

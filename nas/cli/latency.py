@@ -276,8 +276,8 @@ def predict(
         raise SwiftNASError(f"--resolution must be a multiple of 32 for an ArchConfig, got "
                             f"{resolution}")
     cache = _feature_cache()
-    p = predictor.predict(device=device, timm_name=model or "", arch=cfg, resolution=resolution,
-                          source=source, cache=cache)
+    p = predictor.predict(cfg if cfg is not None else str(model), device=device,
+                          resolution=resolution, source=source, cache=cache)
     cache.save()  # the next prediction of this model needs neither torch nor timm
     if cfg is not None and resolution is not None:
         cfg = dataclasses.replace(cfg, resolution=resolution)  # the key names what was predicted
@@ -474,7 +474,7 @@ def export_coreml(
         predictor = load_predictor()
         predictor.resolve_group(device)  # an unknown device fails here, before the slow part
         with console.status("predicting its latency..."):
-            pred = predictor.predict(device=device, arch=cfg, resolution=resolution)
+            pred = predictor.predict(device=device, model=cfg, resolution=resolution)
         prediction = {"latency_ms": pred.latency_ms, "low_ms": pred.low_ms,
                       "high_ms": pred.high_ms, "device": device}
     if model is not None:
@@ -485,9 +485,9 @@ def export_coreml(
 
     check_output_path(out, folder=True)
     with console.status("converting to Core ML (about 5-30 s)..."):
-        result = run_export(out_dir=out, arch=cfg, timm_name=model or "", resolution=resolution,
-                            input_kind=input_kind, labels=label_list, prediction=prediction,
-                            verbose=verbose)
+        result = run_export(cfg if cfg is not None else str(model), out_dir=out,
+                            resolution=resolution, input_kind=input_kind, labels=label_list,
+                            prediction=prediction, verbose=verbose)
     if fmt is OutputFormat.json:
         print_json({"package": str(result.package), "manifest": str(result.manifest),
                     **result.info})

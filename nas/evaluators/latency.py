@@ -41,10 +41,8 @@ class LatencyEvaluator(Evaluator):
 
     def predict(self, arch: ArchConfig) -> tuple[Latency, int, int]:
         """The full prediction (with its group and log-space spread), params and MACs."""
-        predictor = self.predictor
-        features = self._features.get(arch=arch)  # params and MACs come with the features
-        latency = predictor.predict_features(features, predictor.resolve_group(self.device),
-                                             family=predictor.family_of(arch=arch))
+        latency = self.predictor.predict(arch, device=self.device, cache=self._features)
+        features = self._features.get(arch)  # params and MACs come with the features (cached)
         return latency, features.params, int(features.total("macs"))
 
     def evaluate(self, arch: ArchConfig, inputs: Mapping[str, Metric]) -> dict[str, Metric]:

@@ -158,7 +158,7 @@ class AccuracySurrogate:
         from latency_models import FeatureCache
         from nas.proxies import DEFAULT_SETTINGS, score_arch
 
-        feats = FeatureCache().get(arch=arch)
+        feats = FeatureCache().get(arch)
         scores = score_arch(arch, proxies=PROXY_FEATURES, settings=DEFAULT_SETTINGS,
                             score_weights=self.score_weights)
         return self.predict(arch, feats.params, int(feats.total("macs")), scores)

@@ -306,7 +306,7 @@ def export_candidate(candidate: Candidate, *, out_dir: str | Path, model_name: s
 
             prediction = {"latency_ms": candidate.latency_ms, "low_ms": candidate.latency_low_ms,
                           "high_ms": candidate.latency_high_ms, "device": device}
-            export_coreml(out_dir=tmp / "coreml", arch=arch, name=model_name,
+            export_coreml(arch, out_dir=tmp / "coreml", name=model_name,
                           input_kind=coreml_input, labels=labels, prediction=prediction,
                           verbose=verbose)
         (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -41,7 +41,7 @@ def training_rows(storage_url: str, *, dataset: str | None,
     rows, ys = [], []
     for key, accs in by_arch.items():
         arch = ArchConfig.from_json(arch_json[key])
-        feats = cache.get(arch=arch)
+        feats = cache.get(arch)
         scores = score_arch(arch, proxies=PROXY_FEATURES, settings=DEFAULT_SETTINGS)
         rows.append(arch_features(arch, feats.params, int(feats.total("macs")), scores))
         ys.append(float(np.mean(accs)))
