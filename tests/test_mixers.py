@@ -361,3 +361,24 @@ def test_a_search_that_trains_its_front_trains_mixer_candidates(tmp_path: Path) 
     assert report.trained == 4
     results = list_results(open_storage(url))
     assert any("xseparable" in r.arch_key or "xmhsa" in r.arch_key for r in results)
+
+
+def test_a_config_names_the_mixers_space_or_gives_mixers_per_stage(tmp_path: Path) -> None:
+    from nas.search.spec import read_config, search_space, space_to_dict
+
+    named = tmp_path / "named.toml"
+    named.write_text('study = "m"\nlatency_budget_ms = 1.0\nspace = "mixers"\n')
+    assert read_config(named)["space"] == search_space("mixers")
+    stages = "".join(
+        f'[[space.stages]]\ndepths = [2]\nwidths = [{w}]\nmixers = ["additive", "separable"]\n'
+        for w in (32, 48, 64, 96))
+    table = tmp_path / "table.toml"
+    table.write_text(f'study = "t"\nlatency_budget_ms = 1.0\n[space]\nresolutions = [224]\n'
+                     f"{stages}")
+    space = read_config(table)["space"]
+    assert {m for a in space.sample_random(40, seed=0) for m in a.mixers} == {
+        "additive", "separable"}
+    # a study's identity records the mixers only where a stage offers more than additive
+    assert "mixers" not in space_to_dict(search_space("default"))["stages"][0]
+    assert space_to_dict(space)["stages"][0]["mixers"] == ["additive", "separable"]
+    assert "heads" not in space_to_dict(space)["stages"][0]
