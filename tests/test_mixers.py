@@ -298,6 +298,8 @@ def test_a_mixer_candidate_exports_as_a_timm_model_that_loads_strictly(
     export_trial(loaded, pick.trial, out)  # type: ignore[arg-type]
     info = json.loads((out / "export.json").read_text())
     assert info["arch"] == pick.arch.to_dict()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "multi-head self-attention, " in card  # each stage's mixer in the model card
     spec = importlib.util.spec_from_file_location("exported_mixer_model", out / "model.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[spec.name] = module  # type: ignore[union-attr]  (as `import model` does)

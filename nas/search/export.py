@@ -182,6 +182,16 @@ def _top1_row(top1: dict[str, Any] | None) -> str:
             f"{top1['low']:.1f} to {top1['high']:.1f} % ({where}) |")
 
 
+def _mixer_cell(stage: dict[str, Any]) -> str:
+    """A stage's token mixer as the model card shows it (``-`` without attention)."""
+    if not stage["attn"]:
+        return "-"
+    mixer = stage.get("mixer", "additive")
+    return {"additive": "efficient additive attention",
+            "separable": "separable self-attention (MobileViTv2)"}.get(
+        mixer, f"multi-head self-attention, {stage.get('heads')} heads")
+
+
 def _model_card(name: str, info: dict[str, Any], recipe: list[str],
                 kwargs: dict[str, Any] | None) -> str:
     lat = info["latency"]
@@ -197,8 +207,8 @@ def _model_card(name: str, info: dict[str, Any], recipe: list[str],
             f"swiftformer_xs --model-kwargs {kw} " + " ".join(recipe) + "\n```\n"
         )
     stages = "\n".join(
-        f"| {i} | {s['depth']} | {s['width']} | {s['mlp_ratio']} | {s['attn'] or '-'} |"
-        for i, s in enumerate(info["arch"]["stages"])
+        f"| {i} | {s['depth']} | {s['width']} | {s['mlp_ratio']} | {s['attn'] or '-'} | "
+        f"{_mixer_cell(s)} |" for i, s in enumerate(info["arch"]["stages"])
     )
     return f"""# {name}
 
@@ -214,10 +224,10 @@ A SwiftFormer architecture from swiftnas: {esc(info['origin'])}. Random weights 
 | attention blocks | {info['num_attn_blocks']} |{_top1_row(info.get('top1'))}
 | architecture key | `{info['arch_key']}` |
 
-Stages (attn: blocks with efficient additive attention, the others are conv blocks):
+Stages (attn: the attention blocks, with the stage's token mixer; the others are conv blocks):
 
-| stage | depth | width | MLP ratio | attn |
-|---|---|---|---|---|
+| stage | depth | width | MLP ratio | attn | token mixer |
+|---|---|---|---|---|---|
 {stages}
 
 Training-free proxy scores (higher is better; `score` is what the search maximised):
