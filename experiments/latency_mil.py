@@ -162,20 +162,20 @@ def convert_to_mil(model: Any, resolution: int) -> Any:
 def _keys() -> list[tuple[str, str, Any, int]]:
     """(cache key, name, ArchConfig or None, resolution) of every calibration model + preset."""
     from latency_models import calibration_csv, read_measurements
-    from latency_models.architectures import ModelRef, default_resolution
+    from latency_models.architectures import default_resolution
     from latency_models.predictor import usable
-    from search_spaces import get_preset
+    from search_spaces import ModelRef, get_preset
 
     rows, _ = usable(read_measurements(calibration_csv()))
     out: dict[str, tuple[str, str, Any, int]] = {}
     for m in rows:
         res = m.input_resolution or (m.arch.resolution if m.arch else
                                      default_resolution(m.timm_name))
-        key = f"{m.ref.key}@{res}"
+        key = f"{'arch:' if m.arch else ''}{m.ref.key}@{res}"
         out[key] = (key, m.timm_name or m.arch.key(), m.arch, res)
     for preset in ("xs", "s", "l1", "l3"):
         arch = get_preset(preset)
-        key = f"{ModelRef(arch=arch).key}@{arch.resolution}"
+        key = f"arch:{ModelRef(arch=arch).key}@{arch.resolution}"
         out[key] = (key, preset, arch, arch.resolution)
     return sorted(out.values(), key=lambda k: k[0])
 

@@ -13,12 +13,12 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import ArchConfig, SwiftNASError
 from search_spaces.files import atomic_write_text
+from search_spaces.ref import ModelLike, ModelRef
 
 from .featureset import FEATURE_SET_VERSION, LatencyFeatures
 
@@ -99,55 +99,11 @@ def build_arch_for_latency(arch: ArchConfig) -> nn.Module:
         return build_model(arch, init_weights=False).eval()
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """The model a latency is of: a timm model by name, or a swiftnas ArchConfig (which wins
-    when a measurement row names both). Every latency API takes one, or anything
-    :meth:`of` turns into one (an ArchConfig, a timm name)."""
-
-    timm_name: str = ""
-    arch: ArchConfig | None = None
-
-    def __post_init__(self) -> None:
-        if self.arch is None and not self.timm_name:
-            raise SwiftNASError("a measurement names neither a timm model nor an ArchConfig")
-
-    @classmethod
-    def of(cls, model: ModelLike) -> ModelRef:
-        """``model`` as a ModelRef: a ModelRef, an ArchConfig, or a timm model name."""
-        if isinstance(model, ModelRef):
-            return model
-        if isinstance(model, ArchConfig):
-            return cls(arch=model)
-        if isinstance(model, str):
-            return cls(timm_name=model)
-        raise TypeError(f"a model is an ArchConfig or a timm name, not {type(model).__name__}")
-
-    @property
-    def key(self) -> str:
-        """What identifies it in a feature cache: ``arch:KEY`` or ``timm:NAME``."""
-        return f"arch:{self.arch.key()}" if self.arch is not None else f"timm:{self.timm_name}"
-
-    @property
-    def name(self) -> str:
-        """How it is shown: the architecture key or the timm name."""
-        return self.arch.key() if self.arch is not None else self.timm_name
-
-    def resolution(self, resolution: int | None = None) -> int:
-        """``resolution``, or by default the ArchConfig's or timm's default input side."""
-        if resolution is not None:
-            return resolution
-        return self.arch.resolution if self.arch is not None else default_resolution(
-            self.timm_name)
-
-    def build(self) -> nn.Module:
-        """The model in its deployed form, for feature extraction and Core ML."""
-        if self.arch is not None:
-            return build_arch_for_latency(self.arch)
-        return build_timm_for_latency(self.timm_name)
-
-
-ModelLike = ModelRef | ArchConfig | str
+def build_for_latency(ref: ModelRef) -> nn.Module:
+    """``ref`` in its deployed form on the meta device, for feature extraction."""
+    if ref.arch is not None:
+        return build_arch_for_latency(ref.arch)
+    return build_timm_for_latency(ref.timm_name)
 
 
 class FeatureCache:
@@ -181,10 +137,13 @@ class FeatureCache:
     def get(self, model: ModelLike, resolution: int | None = None) -> LatencyFeatures:
         """The features of ``model`` at ``resolution`` (default: its own)."""
         ref = ModelRef.of(model)
-        resolution = ref.resolution(resolution)
+        if resolution is None:
+            resolution = (ref.arch.resolution if ref.arch is not None
+                          else default_resolution(ref.timm_name))
         if ref.arch is not None and resolution != ref.arch.resolution:
             ref = ModelRef(arch=dataclasses.replace(ref.arch, resolution=resolution))
-        key = f"{ref.key}@{resolution}"
+        # the cache file's key (its format predates ModelRef): arch:KEY or timm:NAME
+        key = f"{'arch:' if ref.arch is not None else ''}{ref.key}@{resolution}"
         with self._lock:
             hit = self._items.get(key)
         if hit is not None:
@@ -192,7 +151,7 @@ class FeatureCache:
         from .features import extract_features, extract_swiftformer_features
 
         extract = extract_swiftformer_features if ref.arch is not None else extract_features
-        features = extract(ref.build(), resolution, name=ref.name)
+        features = extract(build_for_latency(ref), resolution, name=ref.name)
         with self._lock:
             self._items[key] = features
             self._dirty = True

@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from search_spaces import SwiftNASError, build_model
+from search_spaces.ref import ModelLike, ModelRef
 
-from .architectures import ModelLike, ModelRef
+from .architectures import default_resolution
 
 
 class CoreMLExportError(SwiftNASError, RuntimeError):
@@ -231,7 +232,8 @@ def export_coreml(model: ModelLike, *, out_dir: str | Path,
     ref = ModelRef.of(model)
     arch, timm_name, key = ref.arch, ref.timm_name, ref.name
     num_classes = len(labels) if labels else 1000
-    resolution = ref.resolution(resolution)
+    resolution = resolution or (arch.resolution if arch is not None
+                                else default_resolution(timm_name))
     torch.manual_seed(seed)
     net: nn.Module = (build_model(arch, num_classes=num_classes) if arch is not None else
                       _deployed(timm.create_model(timm_name, pretrained=False,

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from search_spaces import ArchConfig, SwiftNASError
-
-from .architectures import ModelRef
+from search_spaces.ref import ModelRef
 
 # column -> meaning; the first three are required, and one of timm_name / arch must be filled.
 MEASUREMENT_COLUMNS: dict[str, str] = {

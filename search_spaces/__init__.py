@@ -14,6 +14,7 @@ from ._torchvision_compat import ensure_torchvision_importable
 from .arch import ArchConfig, StageConfig
 from .errors import InvalidArchError, SearchSpaceError, SwiftNASError, UnknownPresetError
 from .presets import PRESETS, TIMM_NAMES, get_preset
+from .ref import ModelLike, ModelRef
 from .space import RandomSuggester, StageChoices, SwiftFormerSpace, attention_indices
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ __all__ = [
     "ArchConfig",
     "ArchStats",
     "InvalidArchError",
+    "ModelLike",
+    "ModelRef",
     "RandomSuggester",
     "SearchSpaceError",
     "StageChoices",

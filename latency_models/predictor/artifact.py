@@ -14,8 +14,9 @@ import numpy as np
 
 from search_spaces import ArchConfig, SwiftNASError
 from search_spaces.files import atomic_write_text
+from search_spaces.ref import ModelLike, ModelRef
 
-from ..architectures import FeatureCache, ModelLike, ModelRef
+from ..architectures import FeatureCache
 from ..family import FamilyCalibration
 from ..featureset import (
     FEATURE_SET_VERSION,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.table import Table
 from search_spaces.text import command_hint, masked_url
 
 from ._common import OutputFormat, console, err_console, print_json
+
+if TYPE_CHECKING:
+    from search_spaces import ArchConfig, ModelRef
 
 DEFAULT_STORAGE = "sqlite:///swiftnas.db"
 STORAGE_HELP = ("SQLAlchemy URL where trained results are stored: sqlite:///swiftnas.db "
@@ -23,7 +26,7 @@ accuracy_app = typer.Typer(
 
 
 def _target(storage: str, study: str | None, trial: int | None, arch: str | None,
-            model: str | None):  # -> TrainTarget
+            model: str | None) -> ModelRef:
     from nas.training import TrainingError, TrainTarget
 
     given = [n for n, v in (("--study/--trial", study or trial is not None), ("--arch", arch),
@@ -313,7 +316,7 @@ def train_batch(
 
 # ------------------------------------------------------------ a study's candidates to train
 # (here, where both the search and the training layers may be imported)
-def study_trial_arch(storage_url: str, study: str, trial: int) -> object:
+def study_trial_arch(storage_url: str, study: str, trial: int) -> ArchConfig:
     """The ArchConfig of a study's complete trial."""
     from nas.search import load_study
     from nas.search.results import get_trial

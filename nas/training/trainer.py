@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from search_spaces import ModelRef
+
 from .checkpoint import (
     CHECKPOINT,
     load_checkpoint,
@@ -36,29 +38,9 @@ from .data import TrainingData
 from .errors import TrainingError
 from .recipe import TrainRecipe
 
-
-@dataclass(frozen=True)
-class TrainTarget:
-    """What to train: a swiftnas architecture, or any timm model by name."""
-
-    arch: Any = None  # search_spaces.ArchConfig
-    timm_name: str | None = None
-
-    @property
-    def key(self) -> str:
-        return self.arch.key() if self.arch is not None else f"timm:{self.timm_name}"
-
-    @property
-    def arch_json(self) -> str:
-        return self.arch.to_json(indent=None) if self.arch is not None else ""
-
-    def build(self, num_classes: int) -> torch.nn.Module:
-        from search_spaces import build_model, create_timm_model
-
-        if self.arch is not None:
-            return build_model(self.arch, num_classes=num_classes)
-        assert self.timm_name is not None
-        return create_timm_model(self.timm_name, num_classes=num_classes)
+# What to train: a swiftnas architecture, or any timm model by name (its ``key`` names the
+# stored result; ``build(num_classes)`` makes it with random weights).
+TrainTarget = ModelRef
 
 
 @dataclass
