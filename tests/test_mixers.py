@@ -181,6 +181,16 @@ def test_latency_predict_says_a_mixer_is_priced_from_its_operations(
     code, out, err = _cli(capsys, "latency", "predict", "--arch", str(arch), "--device",
                           "iPhone 14", "--format", "json")
     assert json.loads(out)["note"].startswith("no measured model uses separable")
+    # a timm model of a family without calibration rows is said to be priced the same way;
+    # one of a measured family, and an additive SwiftFormer, have no note
+    code, out, err = _cli(capsys, "latency", "predict", "--model", "mobilevitv2_050",
+                          "--device", "iPhone 14", "--format", "json")
+    assert code == 0, err
+    assert "operations alone" in json.loads(out)["note"]
+    for flag, model in (("--model", "deit_tiny_patch16_224"), ("--arch", "xs")):
+        code, out, err = _cli(capsys, "latency", "predict", flag, model, "--device",
+                              "iPhone 14", "--format", "json")
+        assert code == 0 and "note" not in json.loads(out), err
 
 
 # -- the space ----------------------------------------------------------------------------------

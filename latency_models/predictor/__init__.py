@@ -40,7 +40,6 @@ from .artifact import (
     default_feature_cache,
     feature_row,
     model_feature_names,
-    pricing_note,
 )
 from .calibrate import (
     OFFSET_PRIOR_WEIGHT,
@@ -81,7 +80,6 @@ __all__ = [
     "fit_predictor",
     "model_feature_names",
     "offset_prior",
-    "pricing_note",
     "single_threaded_blas",
     "usable",
 ]

@@ -107,21 +107,6 @@ class GroupCalibration:
 SEARCH_FAMILY = "SwiftFormer"
 
 
-def pricing_note(arch: ArchConfig | None) -> str | None:
-    """What a user should know about how ``arch``'s token mixers are priced (None: measured
-    SwiftFormers have them). Said by `latency predict`."""
-    if arch is None:
-        return None
-    if "separable" in arch.mixers:
-        return ("no measured model uses separable attention: it is priced from its operations "
-                "alone, with the 90% interval of a family the predictor has never seen")
-    if "mhsa" in arch.mixers:
-        return ("no measured SwiftFormer uses mhsa: self-attention is priced from its operations "
-                "(their costs are learned from DeiT, PiT, ViT, EfficientFormer and MobileViT), "
-                "with the 90% interval of a family the predictor has never seen")
-    return None
-
-
 @dataclass
 class LatencyPredictor:
     """Fitted predictor; saved as a versioned JSON artifact (``save``/``load``)."""
@@ -176,6 +161,27 @@ class LatencyPredictor:
             return SEARCH_FAMILY if SEARCH_FAMILY in self.families else None
         return next((f for f, c in self.families.items() if ref.timm_name in c.timm_names),
                     None)
+
+    def pricing_note(self, model: ModelLike) -> str | None:
+        """What a user should know about how ``model`` is priced, or None when a measured family
+        speaks for it (`latency predict` prints it)."""
+        ref = ModelRef.of(model)
+        if ref.arch is None:
+            if self.family_of(ref) is not None:
+                return None
+            return ("no calibration row measures this model's family: it is priced from its "
+                    "operations alone, with the 90% interval of a family the predictor has "
+                    "never seen")
+        if "separable" in ref.arch.mixers:
+            return ("no measured model uses separable attention: it is priced from its "
+                    "operations alone, with the 90% interval of a family the predictor has "
+                    "never seen")
+        if "mhsa" in ref.arch.mixers:
+            return ("no measured SwiftFormer uses mhsa: self-attention is priced from its "
+                    "operations (their costs are learned from DeiT, PiT, ViT, EfficientFormer "
+                    "and MobileViT), with the 90% interval of a family the predictor has never "
+                    "seen")
+        return None
 
     def family_correction(self, features: LatencyFeatures, group: str, cls: str,
                           family: str | None) -> float:

@@ -282,9 +282,7 @@ def predict(
     if cfg is not None and resolution is not None:
         cfg = dataclasses.replace(cfg, resolution=resolution)  # the key names what was predicted
     what = model or (cfg.key() if cfg else "")
-    from latency_models.predictor import pricing_note
-
-    note = pricing_note(cfg)
+    note = predictor.pricing_note(cfg if cfg is not None else str(model))
     if fmt is OutputFormat.json:
         print_json({"model": what, "device": device, **p.to_dict(),
                     "predictor": f"{predictor.name} v{predictor.version}",
