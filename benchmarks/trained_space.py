@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     """The stored results of the benchmark's jobs, with predicted latency and the proxies."""
     from latency_models.defaults import load_predictor
-    from nas.proxies import DEFAULT_SCORE, ProxySettings, score_arch
+    from nas.proxies import DEFAULT_SCORE
     from nas.storage import open_storage
     from nas.training.data import load_data
     from nas.training.results import find_result
@@ -269,8 +269,7 @@ def export(args: argparse.Namespace) -> None:
             # the default score is a function of stored proxies: follow its current weights
             proxies["score"] = DEFAULT_SCORE.combine(proxies)
         else:
-            proxies = score_arch(arch, proxies=PROXIES,  # type: ignore[arg-type]
-                                 settings=ProxySettings(num_classes=10))
+            proxies = _proxies(arch)
         mixer = next((m for m in MIXER_SETS if label.startswith(m)), "additive")
         rows.append({"label": label, "seed": seed, "mixer": mixer, "arch_key": arch.key(),  # type: ignore[attr-defined]
                      "latency_ms": round(predictor.predict(arch, device=DEVICE).latency_ms, 4),  # type: ignore[arg-type]
@@ -284,6 +283,25 @@ def export(args: argparse.Namespace) -> None:
         writer.writeheader()
         writer.writerows(rows)
     print(f"{len(rows)} results -> {CSV_PATH.relative_to(ROOT)}", file=sys.stderr)
+
+
+def _proxies(arch: object) -> dict[str, float]:
+    """Every proxy of ``arch``; one that fails on it (synflow overflows to -inf on the deepest,
+    widest candidates) is NaN, not the end of the export."""
+    from nas.proxies import ProxySettings, score_arch
+    from nas.proxies.settings import ProxyError
+
+    settings = ProxySettings(num_classes=10)
+    try:
+        return score_arch(arch, proxies=PROXIES, settings=settings)  # type: ignore[arg-type]
+    except ProxyError:
+        out = {}
+        for p in PROXIES:
+            try:
+                out[p] = score_arch(arch, proxies=[p], settings=settings)[p]  # type: ignore[arg-type]
+            except ProxyError:
+                out[p] = float("nan")
+        return out
 
 
 def report(args: argparse.Namespace) -> None:
