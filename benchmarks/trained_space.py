@@ -11,7 +11,9 @@ predicted iPhone 14 latency (8 bins from 0.5 to 2.5 ms, 5 each), plus XS/S/L1/L3
 sampled candidate (10) is trained again with a second seed for the seed-noise ceiling. Then, for
 the token-mixer question (``benchmarks/mixers.py``), one candidate per bin from each of three
 spaces: mhsa-only, separable-only and mixed (at least two mixers), with ``--only mixers``
-training just those (``trained_space_mixers.json``).
+training just those (``trained_space_mixers.json``); and, paired, the default space's first
+candidate of each bin with every attention block swapped to mhsa and to separable
+(``--only swaps``).
 Training goes through the product path (``nas.training.run_training``), so results live in SQL
 (``benchmarks/results/trained_space.db``, or ``--storage``) and a run killed at any point
 resumes: finished candidates are cache hits, an unfinished one continues from its checkpoint.
@@ -153,6 +155,36 @@ def _draw_mixer_candidates() -> dict[str, object]:
             "candidates": out}
 
 
+def first_of_each_bin() -> list[tuple[str, object]]:
+    """The default space's first sampled candidate of each latency bin (8)."""
+    drawn = json.loads((RESULTS / "trained_space_candidates.json").read_text())
+    labels, start = [], 0
+    for n in drawn["per_bin"]:
+        if n:
+            labels.append(drawn["candidates"][start]["label"])
+        start += n
+    by_label = dict(candidates())
+    return [(label, by_label[label]) for label in labels]
+
+
+def swap_jobs() -> list[tuple[str, object, int]]:
+    """The paired comparison: each of :func:`first_of_each_bin` with every attention block's
+    mixer swapped to mhsa (4 heads) and to separable, seed 0. The same architecture, so the
+    difference in top-1 is the mixer's (and one training's noise)."""
+    from search_spaces import ArchConfig
+
+    out = []
+    for label, arch in first_of_each_bin():
+        if not arch.num_attn_blocks:  # type: ignore[attr-defined]
+            continue  # nothing to swap
+        for mixer, extra in (("mhsa", {"heads": 4}), ("separable", {})):
+            data = arch.to_dict()  # type: ignore[attr-defined]
+            for st in data["stages"]:
+                st.update({"mixer": mixer, **extra})
+            out.append((f"{label}_{mixer}", ArchConfig.from_dict(data), 0))
+    return out
+
+
 def _recipe(seed: int):  # type: ignore[no-untyped-def]
     from nas.training import TrainRecipe
 
@@ -174,7 +206,7 @@ def jobs() -> list[tuple[str, object, int]]:
     repeats = sorted(((label, arch, 1) for label, arch in sampled[:40:4][:SEED_REPEATS]),
                      key=lambda job: position[job[0]])
     last_pass = len(seed0) - bins
-    return seed0[:last_pass] + repeats + seed0[last_pass:] + mixer_jobs()
+    return seed0[:last_pass] + repeats + seed0[last_pass:] + mixer_jobs() + swap_jobs()
 
 
 def mixer_jobs() -> list[tuple[str, object, int]]:
@@ -229,7 +261,7 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     store = open_storage(args.storage)
-    todo = mixer_jobs() if args.only == "mixers" else jobs()
+    todo = {"mixers": mixer_jobs, "swaps": swap_jobs}.get(args.only or "", jobs)()
     for i, (label, arch, seed) in enumerate(todo, start=1):
         started = time.perf_counter()
         outcome = run_training(TrainTarget(arch=arch), "fashion-mnist", _recipe(seed),
@@ -271,6 +303,8 @@ def export(args: argparse.Namespace) -> None:
         else:
             proxies = _proxies(arch)
         mixer = next((m for m in MIXER_SETS if label.startswith(m)), "additive")
+        if "_" in label:  # a paired swap: c05_mhsa
+            mixer = "swap_" + label.split("_", 1)[1]
         rows.append({"label": label, "seed": seed, "mixer": mixer, "arch_key": arch.key(),  # type: ignore[attr-defined]
                      "latency_ms": round(predictor.predict(arch, device=DEVICE).latency_ms, 4),  # type: ignore[arg-type]
                      "top1": hit.top1, "top5": hit.top5, "train_seconds": hit.train_seconds,
@@ -400,8 +434,9 @@ def main() -> None:
     parser.add_argument("part", choices=["pilot", "run", "export", "report"])
     parser.add_argument("--storage", default=DEFAULT_DB)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", choices=["mixers"], default=None,
-                        help="run: train only the token-mixer candidates")
+    parser.add_argument("--only", choices=["mixers", "swaps"], default=None,
+                        help="run: train only the token-mixer candidates, or only the paired "
+                        "mixer swaps of the default space's candidates")
     args = parser.parse_args()
     {"pilot": pilot, "run": run, "export": export, "report": report}[args.part](args)
 
