@@ -14,6 +14,11 @@ ViT, EfficientFormer(V2), MobileViT and FastViT whose models have attention prod
 family uses separable attention, so it has no such number: it is priced from its operations
 alone, with an unseen family's interval.
 
+Paired: the same eight architectures (those with attention blocks among the default space's first
+candidate of each bin) trained again with every attention block swapped to mhsa and to
+separable (``trained_space.py run --only swaps``): the top-1 change is the mixer's, plus one
+training's noise.
+
 Accuracy: the trained benchmark (``python -m benchmarks.trained_space run --only mixers``)
 trains one candidate per latency bin (8 bins, 0.5-2.5 ms) from each of four spaces: additive
 only (the default space's first pass over the bins), mhsa only, separable only and mixed (two
@@ -116,8 +121,8 @@ def accuracy_part() -> dict[str, object]:
     pools: dict[str, list[dict[str, str]]] = {s: [] for s in SETS}
     for r in rows:
         mixer = r.get("mixer") or "additive"
-        if mixer == "additive" and r["label"] not in first_pass:
-            continue
+        if mixer not in pools or (mixer == "additive" and r["label"] not in first_pass):
+            continue  # the paired swaps are read by _paired
         pools[mixer].append(r)
     out: dict[str, object] = {"budgets_ms": list(BUDGETS_MS), "trained": {}, "best": {}}
     for s, pool in pools.items():
@@ -128,6 +133,32 @@ def accuracy_part() -> dict[str, object]:
             best[str(b)] = round(max(within), 2) if within else None
         out["best"][s] = best  # type: ignore[index]
     out["score_spearman"] = _score_check(pools)
+    out["paired"] = _paired(rows)
+    return out
+
+
+def _paired(rows: list[dict[str, str]]) -> dict[str, object]:
+    """The same architecture trained with each mixer: top-1 and predicted latency of each
+    swap minus those of its additive original (``trained_space.py run --only swaps``)."""
+    by_label = {r["label"]: r for r in rows}
+    out: dict[str, object] = {}
+    for mixer in ("mhsa", "separable"):
+        pairs = [(by_label[r["label"].split("_")[0]], r) for r in rows
+                 if r.get("mixer") == f"swap_{mixer}" and r["label"].split("_")[0] in by_label]
+        if not pairs:
+            continue
+        d_top1 = np.array([float(b["top1"]) - float(a["top1"]) for a, b in pairs])
+        ratio = np.array([float(b["latency_ms"]) / float(a["latency_ms"]) for a, b in pairs])
+        out[mixer] = {
+            "pairs": len(pairs),
+            "mean_delta_top1": round(float(d_top1.mean()), 2),
+            "se_delta_top1": round(float(d_top1.std(ddof=1) / np.sqrt(len(pairs))), 2)
+            if len(pairs) > 1 else None,
+            "wins": int((d_top1 > 0).sum()),
+            "median_latency_ratio": round(float(np.median(ratio)), 2),
+            "rows": [{"label": a["label"], "additive_top1": float(a["top1"]),
+                      "top1": float(b["top1"]), "additive_ms": float(a["latency_ms"]),
+                      "ms": float(b["latency_ms"])} for a, b in pairs]}
     return out
 
 
@@ -179,6 +210,16 @@ def report(results: dict[str, object]) -> None:
         for s in SETS:
             cells = " | ".join("-" if v is None else f"{v:.2f}" for v in acc["best"][s].values())
             print(f"| {s} | {acc['trained'][s]} | {cells} |")
+        paired = acc.get("paired") or {}
+        if paired:
+            print("\nThe same architectures with every attention block's mixer swapped "
+                  "(top-1 points and predicted latency against the additive original):\n")
+            print("| mixer | pairs | mean top-1 change | better in | median latency ratio |\n"
+                  "|---|---|---|---|---|")
+            for m, v in paired.items():
+                se = "" if v["se_delta_top1"] is None else f" ± {v['se_delta_top1']:.2f}"
+                print(f"| {m} | {v['pairs']} | {v['mean_delta_top1']:+.2f}{se} | "
+                      f"{v['wins']} of {v['pairs']} | {v['median_latency_ratio']:.2f}x |")
         print("\nDefault score vs trained top-1 (Spearman) within each space:\n")
         print("| space | n | score | params |\n|---|---|---|---|")
         for s, v in acc["score_spearman"].items():
