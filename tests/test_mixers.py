@@ -394,3 +394,14 @@ def test_a_config_names_the_mixers_space_or_gives_mixers_per_stage(tmp_path: Pat
     assert "mixers" not in space_to_dict(search_space("default"))["stages"][0]
     assert space_to_dict(space)["stages"][0]["mixers"] == ["additive", "separable"]
     assert "heads" not in space_to_dict(space)["stages"][0]
+
+
+def test_resuming_a_mixers_study_without_its_space_says_which_space(
+        mixer_study: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from nas.cli import main
+
+    url, name = mixer_study
+    code = main(["search", "--study", name, "--storage", url, "--latency-budget-ms", "1.5",
+                 "--trials", "1", "--seed", "1", "--population-size", "4"])
+    err = capsys.readouterr().err
+    assert code == 2 and "(the mixers space, not the default space; --space)" in err

@@ -256,7 +256,7 @@ def check_identity(name: str, stored: dict[str, Any] | None, wanted: dict[str, A
                      else "a different one")
             if key == "space":
                 names = [_space_label(v) for v in (old, new)]
-                shown = f"{names[0]}, not {names[1]} (--space)"
+                shown = f"a different one ({names[0]}, not {names[1]}; --space)"
             raise SearchError(
                 f"study {name!r} in {storage_url} exists with {label} {shown}; rerun with the "
                 f"study's own options to resume it, or choose a new --study name"
