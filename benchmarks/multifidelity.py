@@ -47,7 +47,9 @@ def load_pool() -> list[dict[str, object]]:
     from search_spaces import PRESETS, ArchConfig
 
     with (RESULTS / "trained_space.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r["seed"] == "0"]
+        # the default space's candidates (the token-mixer ones are benchmarks/mixers.py's)
+        rows = [r for r in csv.DictReader(f)
+                if r["seed"] == "0" and r.get("mixer", "additive") == "additive"]
     cands = json.loads((RESULTS / "trained_space_candidates.json").read_text())["candidates"]
     archs = [ArchConfig.from_dict(c["arch"]) for c in cands] + list(PRESETS.values())
     arch_of = {a.key(): a for a in archs}
