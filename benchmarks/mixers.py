@@ -107,17 +107,13 @@ def _lofo_per_mixer(predictor, cache) -> dict[str, object]:  # type: ignore[no-u
 
 
 def accuracy_part() -> dict[str, object]:
-    from benchmarks.trained_space import CSV_PATH
-    from benchmarks.trained_space import RESULTS as TRAINED
+    from benchmarks.trained_space import CSV_PATH, first_of_each_bin
 
     with CSV_PATH.open() as f:
         rows = [r for r in csv.DictReader(f) if r["seed"] == "0"]
     # additive: the default space's first candidate of each bin, so that every space has the
     # same sampling and training budget
-    drawn = json.loads((TRAINED / "trained_space_candidates.json").read_text())
-    starts = np.cumsum([0, *drawn["per_bin"][:-1]])
-    first_pass = {drawn["candidates"][int(i)]["label"] for i, n in zip(
-        starts, drawn["per_bin"], strict=True) if n}
+    first_pass = {label for label, _ in first_of_each_bin()}
     pools: dict[str, list[dict[str, str]]] = {s: [] for s in SETS}
     for r in rows:
         mixer = r.get("mixer") or "additive"

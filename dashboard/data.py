@@ -28,6 +28,7 @@ from nas.search.results import get_trial
 from nas.search.spec import ATTR
 from nas.search.trials import TrialKey, complete_values, read_trials, trial_records
 from search_spaces import ArchConfig
+from search_spaces.arch import BLOCK_LETTERS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -247,13 +248,12 @@ def stages_table(arch: ArchConfig) -> pd.DataFrame:
         "attention": f"{len(s.attn)} (block{'s' if len(s.attn) > 1 else ''} "
                      f"{', '.join(map(str, s.attn))})" if s.attn else "0",
         "mixer": s.mixer_label(),
-        "blocks": "".join(BLOCK_LETTERS[s.mixer if k == "attn" else k] for k in s.block_kinds()),
+        "blocks": "".join(s.block_letters()),
     } for i, s in enumerate(arch.stages)])
 
 
-# a stage's blocks as letters: c conv encoder; attention by its token mixer
-BLOCK_LETTERS = {"conv": "c", "additive": "A", "mhsa": "M", "separable": "S"}
-MIXER_LETTERS = {"A": "additive", "M": "mhsa", "S": "separable"}
+# the mixer a block letter stands for (the Pareto explorer's mixer filter)
+MIXER_LETTERS = {letter: m for m, letter in BLOCK_LETTERS.items() if m != "conv"}
 
 
 # ------------------------------------------------------------------------------ latency model

@@ -33,6 +33,8 @@ ARCH_FORMAT_VERSION = 1  # bump when to_dict()'s layout changes; from_dict() rea
 # The token mixers of attention blocks. "additive" is SwiftFormer's own and the default: a file
 # without a "mixer" key is additive, and an additive stage's key() is what it always was.
 MIXERS = ("additive", "mhsa", "separable")
+# a block as one letter (`space show`, the dashboard): a conv encoder, or attention by its mixer
+BLOCK_LETTERS = {"conv": "c", "additive": "A", "mhsa": "M", "separable": "S"}
 
 
 def _is_int(value: object) -> bool:
@@ -153,6 +155,10 @@ class StageConfig:
     def block_kinds(self) -> tuple[str, ...]:
         """``"conv"`` or ``"attn"`` for each block, in order."""
         return tuple("attn" if j in self.attn else "conv" for j in range(self.depth))
+
+    def block_letters(self) -> tuple[str, ...]:
+        """Each block as a letter (:data:`BLOCK_LETTERS`): ``c`` conv, else its mixer's."""
+        return tuple(BLOCK_LETTERS[self.mixer if k == "attn" else k] for k in self.block_kinds())
 
     def mixer_label(self) -> str:
         """The mixer as people say it: ``additive``, ``mhsa4`` (4 heads), ``separable``; ``-``

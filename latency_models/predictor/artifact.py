@@ -105,6 +105,7 @@ class GroupCalibration:
 
 # The family of the searched space: every ArchConfig is a SwiftFormer.
 SEARCH_FAMILY = "SwiftFormer"
+UNSEEN_INTERVAL = "with the 90% interval of a family the predictor has never seen"
 
 
 @dataclass
@@ -170,17 +171,14 @@ class LatencyPredictor:
             if self.family_of(ref) is not None:
                 return None
             return ("no calibration row measures this model's family: it is priced from its "
-                    "operations alone, with the 90% interval of a family the predictor has "
-                    "never seen")
+                    f"operations alone, {UNSEEN_INTERVAL}")
         if "separable" in ref.arch.mixers:
             return ("no measured model uses separable attention: it is priced from its "
-                    "operations alone, with the 90% interval of a family the predictor has "
-                    "never seen")
+                    f"operations alone, {UNSEEN_INTERVAL}")
         if "mhsa" in ref.arch.mixers:
             return ("no measured SwiftFormer uses mhsa: self-attention is priced from its "
                     "operations (their costs are learned from DeiT, PiT, ViT, EfficientFormer "
-                    "and MobileViT), with the 90% interval of a family the predictor has never "
-                    "seen")
+                    f"and MobileViT), {UNSEEN_INTERVAL}")
         return None
 
     def family_correction(self, features: LatencyFeatures, group: str, cls: str,

@@ -37,8 +37,6 @@ def _row(name: str, arch: ArchConfig) -> dict[str, Any]:
 
 SPACE_HELP = ("Search space: default, or mixers (the token mixer per stage as well: additive, "
               "mhsa, separable).")
-# block letters of `space show ARCH`: a conv encoder, or an attention block by its mixer
-BLOCK_LETTERS = {"conv": "c", "additive": "A", "mhsa": "M", "separable": "S"}
 
 
 def _space(name: str) -> Any:
@@ -164,7 +162,7 @@ def show(
     for col in ("stage", "depth", "width", "mlp ratio", "mixer", "blocks"):
         table.add_column(col)
     for i, st in enumerate(config.stages):
-        kinds = " ".join(BLOCK_LETTERS[st.mixer if k == "attn" else k] for k in st.block_kinds())
+        kinds = " ".join(st.block_letters())
         table.add_row(str(i), str(st.depth), str(st.width), f"{st.mlp_ratio:g}",
                       st.mixer_label(), kinds)
     console.print(table)
